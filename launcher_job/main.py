@@ -1,0 +1,87 @@
+"""The launcher Job's entry point, kept importable for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+
+from wfclock.launcher import (
+    ClockFire,
+    UnknownSchedule,
+    launch,
+    parse_instant,
+    scheduled_for_from_job_name,
+)
+
+EX_OK, EX_USAGE, EX_TEMPFAIL = 0, 2, 75
+
+
+class InputError(ValueError):
+    pass
+
+
+def fire_from_env(env: dict[str, str]) -> ClockFire:
+    raw_id = env.get("WFCLOCK_SCHEDULE_ID", "")
+    try:
+        schedule_id = uuid.UUID(raw_id)
+    except ValueError:
+        raise InputError(f"WFCLOCK_SCHEDULE_ID={raw_id!r} is not a UUID") from None
+    job_name = env.get("WFCLOCK_JOB_NAME", "")
+    scheduled = env.get("WFCLOCK_SCHEDULED_FOR", "")
+    if scheduled:
+        try:
+            return ClockFire(schedule_id, parse_instant(scheduled), job_name or "one-time")
+        except ValueError:
+            raise InputError(
+                f"WFCLOCK_SCHEDULED_FOR={scheduled!r} is not an RFC 3339 timestamp with an "
+                "offset, e.g. 2026-03-08T14:00:00Z"
+            ) from None
+    if job_name:
+        try:
+            instant = scheduled_for_from_job_name(job_name, env.get("WFCLOCK_CRONJOB_NAME"))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        return ClockFire(schedule_id, instant, job_name)
+    raise InputError("set WFCLOCK_JOB_NAME (CronJob fires) or WFCLOCK_SCHEDULED_FOR (one-time)")
+
+
+def conninfo(url: str) -> str:
+    if url.startswith("postgresql+psycopg://"):
+        url = "postgresql://" + url.removeprefix("postgresql+psycopg://")
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise InputError("WFCLOCK_DATABASE_URL must be a postgresql:// URL")
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise InputError(f"WFCLOCK_DATABASE_URL is not a usable Postgres URL: {exc}") from None
+    return url
+
+
+def _fail(code: int, reason: str, key: str | None = None) -> int:
+    print(json.dumps({"outcome": "error", "fireKey": key, "runId": None, "reason": reason}))
+    print(f"launcher: {reason}", file=sys.stderr)
+    return code
+
+
+def main(env: dict[str, str] | None = None) -> int:
+    env = dict(os.environ) if env is None else env
+    try:
+        fire = fire_from_env(env)
+        url = conninfo(env.get("WFCLOCK_DATABASE_URL", ""))
+    except InputError as exc:
+        return _fail(EX_USAGE, str(exc))
+    try:
+        with psycopg.connect(url, connect_timeout=10, application_name="wfclock-launcher") as conn:
+            result = launch(conn, fire, now=datetime.now(UTC))
+    except UnknownSchedule as exc:
+        return _fail(EX_USAGE, str(exc))
+    except psycopg.OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return _fail(EX_TEMPFAIL, f"database unavailable, retry later: {first_line}")
+    print(result.as_json())
+    return EX_OK

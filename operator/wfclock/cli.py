@@ -1,0 +1,327 @@
+"""`wfclock`: the command line for people (and `wfclock db upgrade` for deployments).
+
+Exit codes: 0 success, 1 a validation that found problems, 2 unusable input, 75 database
+unreachable (worth a retry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+EX_OK, EX_INVALID, EX_USAGE, EX_TEMPFAIL = 0, 1, 2, 75
+
+
+class UsageError(Exception):
+    """Unusable input; the message says which and what is accepted."""
+
+
+def _uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a UUID") from None
+
+
+def _instant(text: str) -> datetime:
+    from wfclock.launcher import parse_instant
+
+    try:
+        return parse_instant(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 timestamp with an offset, e.g. 2026-03-08T14:00:00Z"
+        ) from None
+
+
+def _database_url(args) -> str:
+    url = args.database_url or os.environ.get("WFCLOCK_DATABASE_URL", "")
+    if not url:
+        raise UsageError("no database: pass --database-url or set WFCLOCK_DATABASE_URL")
+    from wfclock.db.migrate import sqlalchemy_url
+
+    try:
+        sqlalchemy_url(url)
+        from sqlalchemy.engine import make_url
+
+        make_url(sqlalchemy_url(url))
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the same user error
+        raise UsageError(f"database URL is not usable: {exc}") from None
+    return url
+
+
+def _engine(args):
+    from wfclock.db.store import engine_for
+
+    return engine_for(_database_url(args))
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return str(value)
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _json_default(value):
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_db(args) -> int:
+    from wfclock.db import migrate
+
+    url = _database_url(args)
+    if args.action == "upgrade":
+        migrate.upgrade(url, args.revision or "head")
+    else:
+        migrate.downgrade(url, args.revision or "base")
+    print(f"database {args.action}d to {args.revision or ('head' if args.action == 'upgrade' else 'base')}")
+    return EX_OK
+
+
+def cmd_runs_list(args) -> int:
+    from wfclock.db.store import list_runs
+    from wfclock.model import trigger_label
+
+    runs = list_runs(
+        _engine(args),
+        tenant=args.tenant,
+        workflow_id=args.workflow,
+        trigger_type=args.trigger_type,
+        limit=args.limit,
+    )
+    if args.json:
+        print(json.dumps(runs, default=_json_default, indent=2))
+        return EX_OK
+    rows = [
+        [
+            str(r["run_id"]),
+            r["tenant"],
+            str(r["workflow_id"]),
+            str(r["workflow_version"]),
+            trigger_label(r["trigger_type"], r["trigger_metadata"]),
+            r["status"],
+            _fmt(r["payload"].get("scheduledFor") if isinstance(r["payload"], dict) else None),
+            _fmt(r["created_at"]),
+        ]
+        for r in runs
+    ]
+    headers = ["RUN", "TENANT", "WORKFLOW", "VERSION", "TRIGGER", "STATUS", "SCHEDULED FOR", "CREATED"]
+    print(_table(rows, headers))
+    return EX_OK
+
+
+def cmd_schedules(args) -> int:
+    from wfclock.db.store import list_schedules
+
+    schedules = list_schedules(_engine(args), tenant=args.tenant)
+    if args.json:
+        print(json.dumps(schedules, default=_json_default, indent=2))
+        return EX_OK
+    rows = [
+        [
+            f"{s['namespace']}/{s['name']}",
+            s["tenant"],
+            "One-time" if s["trigger_type"] == "schedule" else "Recurring",
+            _fmt(s["run_at"]) if s["trigger_type"] == "schedule" else s["cron"],
+            s["timezone"],
+            s["status"] + (" (deleted)" if s["deleted_at"] else ""),
+            f"{s['registered_kind'] or '-'}/{s['registered_name'] or '-'}",
+            _fmt(s["next_fire_at"]),
+            _fmt(s["last_fire_at"]),
+            _fmt(s["last_run_status"]),
+        ]
+        for s in schedules
+    ]
+    headers = ["SCHEDULE", "TENANT", "TYPE", "WHEN", "TIMEZONE", "STATE", "REGISTERED", "NEXT FIRE", "LAST FIRE", "LAST RESULT"]
+    print(_table(rows, headers))
+    return EX_OK
+
+
+def cmd_validate(args) -> int:
+    import yaml
+
+    from wfclock.model import Rules, SpecError, validate_spec
+    from wfclock.settings import Settings
+
+    settings = Settings()
+    try:
+        documents = [d for d in yaml.safe_load_all(Path(args.file).read_text()) if d]
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"cannot read {args.file}: {exc}") from None
+    rules = Rules(
+        now=args.now or datetime.now(UTC),
+        edition=settings.edition,
+        minimum_interval=timedelta(minutes=settings.minimum_interval_minutes),
+    )
+    failed = 0
+    for doc in documents:
+        name = f"{doc.get('kind', '?')}/{(doc.get('metadata') or {}).get('name', '?')}"
+        if doc.get("kind") != "WorkflowSchedule":
+            print(f"{name}: skipped (not a WorkflowSchedule)")
+            continue
+        try:
+            validate_spec(doc.get("spec") or {}, rules)
+            print(f"{name}: valid")
+        except SpecError as exc:
+            failed += 1
+            for problem in exc.problems:
+                print(f"{name}: {problem}")
+    return EX_INVALID if failed else EX_OK
+
+
+def cmd_preview(args) -> int:
+    from wfclock.firetime import CronError, parse_cron, zone
+    from wfclock.schedule_view import next_fires_view
+
+    try:
+        spec = parse_cron(args.cron)
+        zone(args.timezone)
+    except CronError as exc:
+        raise UsageError(str(exc)) from None
+    start = args.start or datetime.now(UTC)
+    for fire in next_fires_view(spec, args.timezone, start, args.count):
+        print(f"{fire['local']}  {fire['at']}" + (f"  ({fire['note']})" if fire.get("note") else ""))
+    return EX_OK
+
+
+def cmd_backfill(args) -> int:
+    from wfclock.backfill import backfill
+
+    if args.end <= args.begin:
+        raise UsageError("--to must be after --from")
+    results = backfill(_database_url(args), args.schedule, args.begin, args.end, dry_run=args.dry_run)
+    for fire, result in results:
+        print(f"{fire.astimezone(UTC).isoformat().replace('+00:00', 'Z')}  {result}")
+    print(f"{len(results)} fire(s) in the window" + (" (dry run: nothing launched)" if args.dry_run else ""))
+    return EX_OK
+
+
+def cmd_start(args) -> int:
+    import psycopg
+
+    from wfclock.launcher import EventStart, ManualStart, launch
+
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--payload is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise UsageError("--payload must be a JSON object")
+    if args.kind == "event":
+        if not args.event_id or not args.event_name:
+            raise UsageError("an event start needs --event-name and --event-id")
+        request = EventStart(args.tenant, args.workflow, args.version, args.event_name, args.event_id, payload)
+    else:
+        request = ManualStart(args.tenant, args.workflow, args.version, payload, os.environ.get("USER", ""))
+    from wfclock.db.migrate import sqlalchemy_url
+
+    url = sqlalchemy_url(_database_url(args)).replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        result = launch(conn, request, now=datetime.now(UTC))
+    print(result.as_json())
+    return EX_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wfclock", description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", help="default: $WFCLOCK_DATABASE_URL")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade", "downgrade"])
+    db.add_argument("revision", nargs="?")
+    db.set_defaults(func=cmd_db)
+
+    runs = sub.add_parser("runs", help="workflow runs")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True)
+    runs_list = runs_sub.add_parser("list", help="list runs, newest first")
+    runs_list.add_argument("--tenant")
+    runs_list.add_argument("--workflow", type=_uuid, help="workflow id")
+    runs_list.add_argument(
+        "--trigger-type", choices=["event", "schedule", "recurring", "manual"],
+        help="the run's real trigger type (schedule = one-time)",
+    )  # fmt: skip
+    runs_list.add_argument("--limit", type=int, default=100)
+    runs_list.add_argument("--json", action="store_true")
+    runs_list.set_defaults(func=cmd_runs_list)
+
+    schedules = sub.add_parser("schedules", help="schedule state rows")
+    schedules.add_argument("--tenant")
+    schedules.add_argument("--json", action="store_true")
+    schedules.set_defaults(func=cmd_schedules)
+
+    validate = sub.add_parser("validate", help="check WorkflowSchedule manifests offline")
+    validate.add_argument("file")
+    validate.add_argument("--now", type=_instant, help="evaluate 'in the future' against this instant")
+    validate.set_defaults(func=cmd_validate)
+
+    preview = sub.add_parser("preview", help="next fire times of a cron in a zone")
+    preview.add_argument("--cron", required=True)
+    preview.add_argument("--timezone", required=True)
+    preview.add_argument("--count", type=int, default=5)
+    preview.add_argument("--from", dest="start", type=_instant)
+    preview.set_defaults(func=cmd_preview)
+
+    backfill = sub.add_parser("backfill", help="launch every fire a schedule had in a window, once")
+    backfill.add_argument("schedule", type=_uuid, help="schedule id (the resource's UID)")
+    backfill.add_argument("--from", dest="begin", type=_instant, required=True)
+    backfill.add_argument("--to", dest="end", type=_instant, required=True)
+    backfill.add_argument("--dry-run", action="store_true")
+    backfill.set_defaults(func=cmd_backfill)
+
+    start = sub.add_parser("start", help="start a run by hand or for an event (same launcher)")
+    start.add_argument("kind", choices=["manual", "event"])
+    start.add_argument("--tenant", required=True)
+    start.add_argument("--workflow", type=_uuid, required=True)
+    start.add_argument("--version", type=int, required=True)
+    start.add_argument("--payload", default="{}")
+    start.add_argument("--event-name")
+    start.add_argument("--event-id")
+    start.set_defaults(func=cmd_start)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"wfclock: {exc}", file=sys.stderr)
+        return EX_USAGE
+    except Exception as exc:
+        from sqlalchemy.exc import OperationalError as SAOperationalError
+
+        import psycopg
+
+        if isinstance(exc, SAOperationalError | psycopg.OperationalError):
+            print(f"wfclock: database unavailable: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return EX_TEMPFAIL
+        from wfclock.launcher import UnknownSchedule
+
+        if isinstance(exc, UnknownSchedule | LookupError):
+            print(f"wfclock: {exc}", file=sys.stderr)
+            return EX_USAGE
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The tables wfclock owns. Names are a contract: operators of the system query them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+now = text("now()")
+
+workflow_schedules = Table(
+    "workflow_schedules",
+    metadata,
+    Column("schedule_id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant", Text, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("workflow_id", UUID(as_uuid=True), nullable=False),
+    Column("workflow_version", Integer, nullable=False),
+    Column("trigger_type", Text, nullable=False),
+    Column("run_at", DateTime(timezone=True)),
+    Column("cron", Text),
+    Column("timezone", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("status", Text, nullable=False),
+    # When the current trigger configuration took effect: fires scheduled before it belong to an
+    # older configuration and are refused by the launcher.
+    Column("trigger_effective_from", DateTime(timezone=True), nullable=False, server_default=now),
+    Column("missed_fires", Text, nullable=False, server_default="latest"),
+    Column("catch_up_window_seconds", Integer, nullable=False, server_default="3600"),
+    Column("generation", Integer, nullable=False, server_default="1"),
+    Column("registered_kind", Text),
+    Column("registered_name", Text),
+    Column("last_fire_at", DateTime(timezone=True)),
+    Column("next_fire_at", DateTime(timezone=True)),
+    Column("last_fire_key", Text),
+    Column("last_run_id", UUID(as_uuid=True)),
+    Column("last_run_status", Text),
+    Column("last_error", Text),
+    Column("deleted_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=now),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
+    CheckConstraint("trigger_type IN ('schedule', 'recurring')", name="trigger_type"),
+    CheckConstraint(
+        "status IN ('scheduled', 'paused', 'disabled', 'completed', 'failed')", name="status"
+    ),
+    CheckConstraint(
+        "(trigger_type = 'schedule' AND run_at IS NOT NULL AND cron IS NULL) OR "
+        "(trigger_type = 'recurring' AND cron IS NOT NULL AND run_at IS NULL)",
+        name="trigger_shape",
+    ),
+    Index(None, "tenant", "workflow_id"),
+)
+
+workflow_runs = Table(
+    "workflow_runs",
+    metadata,
+    Column("run_id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant", Text, nullable=False),
+    Column("workflow_id", UUID(as_uuid=True), nullable=False),
+    Column("workflow_version", Integer, nullable=False),
+    Column("status", Text, nullable=False, server_default="queued"),
+    Column("payload", JSONB, nullable=False),
+    Column("payload_schema_ref", Text),
+    Column("trigger_type", Text, nullable=False),
+    Column("trigger_metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("trigger_fire_key", Text),
+    Column("schedule_id", UUID(as_uuid=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=now),
+    CheckConstraint(
+        "trigger_type IN ('event', 'schedule', 'recurring', 'manual')", name="trigger_type"
+    ),
+    Index(
+        None,
+        "trigger_fire_key",
+        unique=True,
+        postgresql_where=text("trigger_fire_key IS NOT NULL"),
+    ),
+    Index(None, "tenant", "workflow_id", "created_at"),
+)
+
+workflow_schedule_fires = Table(
+    "workflow_schedule_fires",
+    metadata,
+    Column("fire_key", Text, primary_key=True),
+    Column("schedule_id", UUID(as_uuid=True), nullable=False),
+    Column("scheduled_for", DateTime(timezone=True), nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("reason", Text),
+    Column("run_id", UUID(as_uuid=True)),
+    Column("source", Text),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("first_delivered_at", DateTime(timezone=True), nullable=False, server_default=now),
+    Column("last_delivered_at", DateTime(timezone=True), nullable=False, server_default=now),
+    CheckConstraint("outcome IN ('launched', 'skipped')", name="outcome"),
+    Index(None, "schedule_id", "scheduled_for"),
+)

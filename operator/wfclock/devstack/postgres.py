@@ -1,0 +1,106 @@
+"""A throw-away PostgreSQL server on 127.0.0.1, for the tests and the local stack.
+
+Uses the machine's server binaries (`make postgres` installs Debian's package when there are
+none). When running as root, the server runs as the `postgres` user, as initdb requires.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from wfclock.devstack.ports import free_port
+
+
+def server_bin_dir() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    found = shutil.which("pg_ctl")
+    if found:
+        candidates.append(str(Path(os.path.realpath(found)).parent))
+    for candidate in candidates:
+        if (Path(candidate) / "initdb").exists():
+            return Path(candidate)
+    raise RuntimeError(
+        "no PostgreSQL server binaries found (looked in /usr/lib/postgresql/*/bin and PATH); "
+        "run `make postgres` to install Debian's postgresql package"
+    )
+
+
+def _run_as() -> dict:
+    if os.geteuid() != 0:
+        return {}
+    user = pwd.getpwnam("postgres")
+    return {"user": user.pw_uid, "group": user.pw_gid}
+
+
+@dataclass
+class PostgresServer:
+    root: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "postgres.log"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(server_bin_dir() / tool), *args],
+            check=check,
+            capture_output=True,
+            text=True,
+            **_run_as(),
+        )
+
+    def init(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if _run_as():
+            os.chown(self.root, _run_as()["user"], _run_as()["group"])
+        if not (self.data / "PG_VERSION").exists():
+            self._pg("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8")
+
+    def start(self) -> None:
+        self.init()
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"postgres did not start; see {self.log}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._pg("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+
+    def create_database(self, name: str) -> str:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+def temporary_server() -> PostgresServer:
+    return PostgresServer(Path(tempfile.mkdtemp(prefix="wfclock-pg-")))

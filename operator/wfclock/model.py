@@ -1,0 +1,303 @@
+"""The trigger contract and the WorkflowSchedule resource, shared by the operator, CLI and tests.
+
+Validation runs in two layers: the shape (pydantic, also enforced by the CRD's schema) and the
+rules that need context (a clock for "in the future", the edition, the minimum interval).
+`validate_spec` runs both and raises `SpecError`, whose messages name the field, what is wrong
+and what is accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from wfclock.firetime import CronError, CronSpec, minimum_gap, parse_cron, zone
+
+API_GROUP = "wfclock.dev"
+API_VERSION = "v1alpha1"
+KIND = "WorkflowSchedule"
+PLURAL = "workflowschedules"
+TENANT_LABEL = "wfclock.dev/tenant"
+PAYLOAD_SCHEMA_REF = "payload.WorkflowClockTrigger.v1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class EventTrigger(_Model):
+    type: Literal["event"]
+    eventName: str = Field(min_length=1, max_length=256)
+
+
+class ScheduleTrigger(_Model):
+    """One-time: fires once at `runAt`."""
+
+    type: Literal["schedule"]
+    runAt: datetime
+    timezone: str = "UTC"
+
+    @field_validator("runAt", mode="before")
+    @classmethod
+    def _rfc3339_with_offset(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.replace("z", "Z"))
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an RFC 3339 timestamp; use e.g. 2026-12-01T09:00:00+01:00"
+                ) from None
+            value = parsed
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError(
+                "has no UTC offset; write it with 'Z' or an offset such as +01:00"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _real_zone(cls, value: str) -> str:
+        _check_zone(value)
+        return value
+
+
+class RecurringTrigger(_Model):
+    """Recurring: a 5-field cron evaluated in an IANA time zone."""
+
+    type: Literal["recurring"]
+    cron: str
+    timezone: str
+
+    @field_validator("cron", mode="before")
+    @classmethod
+    def _five_fields(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return parse_cron(value).expression
+            except CronError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _real_zone(cls, value: str) -> str:
+        _check_zone(value)
+        return value
+
+    @property
+    def spec(self) -> CronSpec:
+        return parse_cron(self.cron)
+
+
+def _check_zone(name: str) -> None:
+    try:
+        zone(name)
+    except CronError as exc:
+        raise ValueError(str(exc)) from None
+
+
+ClockTrigger = Annotated[ScheduleTrigger | RecurringTrigger, Field(discriminator="type")]
+# The full Workflow V2 trigger union; "no trigger" is the absence of one (None).
+Trigger = Annotated[EventTrigger | ScheduleTrigger | RecurringTrigger, Field(discriminator="type")]
+
+MissedFirePolicy = Literal["latest", "skip", "catchUp"]
+
+
+class WorkflowScheduleSpec(_Model):
+    tenant: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    workflowId: UUID
+    workflowVersion: int = Field(ge=1)
+    trigger: ClockTrigger
+    paused: bool = False
+    payloadSchemaMode: str = "pinned"
+    startingDeadlineSeconds: int = Field(300, ge=10, le=86400)
+    missedFires: MissedFirePolicy = "latest"
+    catchUpWindowSeconds: int = Field(3600, ge=60, le=7 * 86400)
+    successfulJobsHistoryLimit: int = Field(3, ge=0, le=100)
+    failedJobsHistoryLimit: int = Field(3, ge=0, le=100)
+    backoffLimit: int = Field(6, ge=0, le=20)
+
+    @field_validator("payloadSchemaMode")
+    @classmethod
+    def _pinned_only(cls, value: str) -> str:
+        if value != "pinned":
+            raise ValueError(
+                f"{value!r} is not accepted; time triggers use a fixed payload, "
+                "so only 'pinned' is accepted"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class SpecError(ValueError):
+    """A spec wfclock refuses; `problems` lists each field and what is accepted there."""
+
+    def __init__(self, problems: list[Problem], reason: str = "InvalidSpec"):
+        self.problems = problems
+        self.reason = reason
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The context-dependent rules: an injected clock, the edition and the minimum interval."""
+
+    now: datetime
+    edition: str = "enterprise"
+    minimum_interval: timedelta = timedelta(minutes=5)
+
+
+def validate_spec(data: dict, rules: Rules, *, check_run_at: bool = True) -> WorkflowScheduleSpec:
+    """Parses and checks a WorkflowSchedule spec; raises SpecError naming every problem.
+
+    `check_run_at=False` skips the "in the future" rule, for a one-time schedule that was
+    accepted before and whose time has come (it is due, not invalid).
+    """
+    if rules.edition != "enterprise" and isinstance(data, dict) and "trigger" in data:
+        raise SpecError(
+            [
+                Problem(
+                    "spec.trigger",
+                    "time triggers are an enterprise-edition feature; this operator runs "
+                    "the community edition (WFCLOCK_EDITION=community)",
+                )
+            ],
+            reason="EditionNotSupported",
+        )
+    try:
+        spec = WorkflowScheduleSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError([_problem(err) for err in exc.errors()]) from None
+    trigger = spec.trigger
+    if isinstance(trigger, ScheduleTrigger):
+        if check_run_at and trigger.runAt <= rules.now:
+            raise SpecError(
+                [
+                    Problem(
+                        "spec.trigger.runAt",
+                        f"{trigger.runAt.isoformat()} is in the past (now "
+                        f"{rules.now.astimezone(UTC).isoformat()}); a one-time schedule "
+                        "needs a future timestamp",
+                    )
+                ],
+                reason="RunAtInPast",
+            )
+    else:
+        gap = minimum_gap(trigger.spec, trigger.timezone, rules.now)
+        if gap < rules.minimum_interval:
+            raise SpecError(
+                [
+                    Problem(
+                        "spec.trigger.cron",
+                        f"{trigger.cron!r} fires every {_minutes(gap)} at its closest; the "
+                        f"minimum interval between fires is {_minutes(rules.minimum_interval)}",
+                    )
+                ],
+                reason="TooFrequent",
+            )
+    return spec
+
+
+def _minutes(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def _problem(err: dict) -> Problem:
+    loc = [str(part) for part in err["loc"] if part not in ("schedule", "recurring")]
+    # A discriminated union puts the chosen variant in the path; the field path is what users see.
+    path = "spec." + ".".join(loc) if loc else "spec"
+    message = err["msg"].removeprefix("Value error, ")
+    kind = err["type"]
+    if kind == "missing":
+        message = "is required"
+    elif kind == "extra_forbidden":
+        message = "is not a known field"
+    elif kind == "union_tag_invalid":
+        message = (
+            f"type {err.get('input', {}).get('type')!r} is not a clock trigger; "
+            "accepted: 'schedule' (one-time) or 'recurring'"
+        )
+    elif kind == "union_tag_not_found":
+        message = "needs 'type': 'schedule' (one-time) or 'recurring'"
+    elif kind == "uuid_parsing":
+        message = f"{err.get('input')!r} is not a UUID"
+    return Problem(path, message)
+
+
+class Condition(_Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    observedGeneration: int | None = None
+    lastTransitionTime: str | None = None
+
+
+class RegisteredObject(_Model):
+    kind: Literal["CronJob", "Job"]
+    name: str
+
+
+class NextFire(_Model):
+    at: str
+    local: str
+    note: str | None = None
+
+
+Phase = Literal["Scheduled", "Paused", "Completed", "Missed", "Invalid", "Failed"]
+
+
+class WorkflowScheduleStatus(_Model):
+    phase: Phase | None = None
+    conditions: list[Condition] = []
+    observedGeneration: int | None = None
+    registered: RegisteredObject | None = None
+    nextFireAt: str | None = None
+    nextFires: list[NextFire] = []
+    lastFireAt: str | None = None
+    lastRunId: str | None = None
+    lastResult: str | None = None
+    lastError: str | None = None
+
+
+def trigger_label(trigger_type: str, metadata: dict | None = None) -> str:
+    """How runs are labelled for people: distinct for every real trigger type."""
+    if trigger_type == "schedule":
+        return "One-time schedule"
+    if trigger_type == "recurring":
+        return "Recurring schedule"
+    if trigger_type == "event":
+        return f"Event: {(metadata or {}).get('eventName', '?')}"
+    return "Manual"
+
+
+class WorkflowClockTriggerV1(_Model):
+    """The clock payload, matching `schemas/payload.WorkflowClockTrigger.v1.json`."""
+
+    triggerType: Literal["schedule", "recurring"]
+    scheduleId: UUID
+    scheduledFor: datetime
+    firedAt: datetime
+    timezone: str
+    workflowId: UUID
+    workflowVersion: int = Field(ge=1)
+    cron: str | None = None

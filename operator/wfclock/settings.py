@@ -1,0 +1,25 @@
+"""One settings object for the operator and the CLI, fed from WFCLOCK_* environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WFCLOCK_", extra="ignore")
+
+    database_url: str = Field("", description="Postgres URL, e.g. postgresql://user:pw@host/db")
+    edition: Literal["enterprise", "community"] = "enterprise"
+    minimum_interval_minutes: int = Field(5, ge=1, le=1440)
+    launcher_image: str = "ghcr.io/wfclock/wfclock:0.1.0"
+    # Command the launcher container runs; the local stack points it at this checkout's venv.
+    launcher_command: list[str] = ["python", "-m", "launcher_job"]
+    database_secret_name: str = "wfclock-database"
+    database_secret_key: str = "url"
+    namespaces: list[str] = Field(default_factory=list, description="empty: all namespaces")
+    one_time_deadline_seconds: int = Field(300, ge=0)
+    metrics_port: int = 8080
+    health_port: int = 8081

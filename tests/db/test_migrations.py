@@ -1,0 +1,68 @@
+import psycopg
+import pytest
+from sqlalchemy import inspect
+
+from wfclock.db.migrate import downgrade, heads, upgrade
+from wfclock.db.store import engine_for
+from wfclock.db.tables import metadata
+
+CONTRACT_COLUMNS = {
+    "workflow_schedules": {
+        "schedule_id", "tenant", "workflow_id", "workflow_version", "trigger_type", "run_at",
+        "cron", "timezone", "enabled", "status", "registered_kind", "registered_name",
+        "last_fire_at", "next_fire_at", "last_fire_key", "last_run_status", "last_error",
+        "created_at", "updated_at",
+    },
+    "workflow_runs": {
+        "run_id", "tenant", "workflow_id", "workflow_version", "status", "payload",
+        "payload_schema_ref", "trigger_type", "trigger_metadata", "trigger_fire_key", "created_at",
+    },
+    "workflow_schedule_fires": {
+        "fire_key", "schedule_id", "scheduled_for", "outcome", "reason", "run_id", "attempts",
+        "first_delivered_at", "last_delivered_at",
+    },
+}  # fmt: skip
+
+
+def test_migrations_have_a_single_head():
+    assert heads() == ["0001"]
+
+
+@pytest.fixture
+def empty_url(postgres):
+    url = postgres.create_database("migrations_empty")
+    yield url
+    engine_for(url).dispose()
+
+
+def _tables(url):
+    engine = engine_for(url)
+    inspector = inspect(engine)
+    return {t: {c["name"] for c in inspector.get_columns(t)} for t in inspector.get_table_names()}
+
+
+def test_upgrade_from_empty_creates_the_contract_tables_matching_the_model(empty_url):
+    upgrade(empty_url)
+    tables = _tables(empty_url)
+    for table, columns in CONTRACT_COLUMNS.items():
+        assert columns <= tables[table], f"{table} misses {columns - tables[table]}"
+    for table in metadata.sorted_tables:
+        assert {c.name for c in table.columns} == tables[table.name]
+
+
+def test_downgrade_to_base_then_upgrade_again(empty_url):
+    upgrade(empty_url)
+    downgrade(empty_url, "base")
+    engine_for(empty_url).dispose()
+    assert set(_tables(empty_url)) == {"alembic_version"}
+    engine_for(empty_url).dispose()
+    upgrade(empty_url)
+    assert set(CONTRACT_COLUMNS) <= set(_tables(empty_url))
+
+
+def test_fire_key_is_unique_in_runs_and_ledger(database_url):
+    with psycopg.connect(database_url) as conn:
+        unique = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_workflow_runs_trigger_fire_key'"
+        ).fetchone()[0]
+    assert "UNIQUE" in unique and "trigger_fire_key IS NOT NULL" in unique
