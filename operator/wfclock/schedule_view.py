@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 
 from wfclock.firetime import CronSpec, is_fire_instant, next_fire_times, utc_iso, zone
 
@@ -13,19 +13,61 @@ def dst_note(spec: CronSpec, timezone: str, fire: datetime) -> str | None:
     if not (spec.hour >> local.hour & 1 and spec.minute >> local.minute & 1):
         return "moved by a DST change: the planned wall time does not exist that day"
     twin = local.replace(fold=1 - local.fold)
-    if twin.utcoffset() != local.utcoffset() and is_fire_instant(spec, timezone, twin):
+    if twin.utcoffset() != local.utcoffset() and is_fire_instant(
+        spec, timezone, twin.astimezone(UTC)
+    ):
         which = "first" if local.fold == 0 else "second"
         return f"doubled by a DST change: this wall time occurs twice; {which} of two fires"
     return None
 
 
+def skipped_before(spec: CronSpec, timezone: str, previous: datetime, fire: datetime) -> list[str]:
+    """Planned wall times between two fires that the CronJob controller skips: they fall in the
+    hour a DST change removes (as robfig/cron does, no fire is made up for them)."""
+    tz = zone(timezone)
+    skipped = []
+    day = previous.astimezone(tz).date()
+    while day <= fire.astimezone(tz).date():
+        start = datetime.combine(day, time(0), tz)
+        if start.utcoffset() != (start + timedelta(days=1)).utcoffset() and _day_matches(
+            spec, day
+        ):
+            for hour in range(24):
+                for minute in range(60):
+                    if spec.hour >> hour & 1 and spec.minute >> minute & 1:
+                        wall = datetime.combine(day, time(hour, minute), tz)
+                        if wall.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != wall.replace(
+                            tzinfo=None
+                        ):
+                            skipped.append(f"{day.isoformat()} {hour:02d}:{minute:02d}")
+        day += timedelta(days=1)
+    return skipped
+
+
+def _day_matches(spec: CronSpec, day) -> bool:
+    if not spec.month >> day.month & 1:
+        return False
+    dom = bool(spec.dom >> day.day & 1)
+    dow = bool(spec.dow >> ((day.weekday() + 1) % 7) & 1)
+    return dom or dow if spec.dom_restricted and spec.dow_restricted else dom and dow
+
+
 def next_fires_view(spec: CronSpec, timezone: str, after: datetime, count: int) -> list[dict]:
+    """The next fires with UTC instant, local time and offset, and a note on DST effects."""
     views = []
+    previous = after
     for fire in next_fire_times(spec, timezone, after, count):
         local = fire.astimezone(zone(timezone))
         view = {"at": utc_iso(fire), "local": local.isoformat()}
-        note = dst_note(spec, timezone, fire)
-        if note:
-            view["note"] = note
+        notes = [n for n in [dst_note(spec, timezone, fire)] if n]
+        skipped = skipped_before(spec, timezone, previous, fire)
+        if skipped:
+            notes.append(
+                f"after a skipped fire: {', '.join(skipped)} does not exist in {timezone} "
+                "(clocks jump forward), so no run is made for it"
+            )
+        if notes:
+            view["note"] = "; ".join(notes)
         views.append(view)
+        previous = fire
     return views

@@ -1,0 +1,115 @@
+"""`python -m launcher_job` as a real process: the Job container's contract."""
+
+import json
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from wfclock.db.store import list_fires, list_runs
+
+from ..conftest import make_state, one_time_state
+
+
+def run_launcher(env, **extra):
+    result = subprocess.run(
+        [sys.executable, "-m", "launcher_job"],
+        env={**env, **extra},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, f"expected one JSON line, got {result.stdout!r} / {result.stderr!r}"
+    return result.returncode, json.loads(lines[0]), result.stderr
+
+
+def minute_fire(now: datetime) -> datetime:
+    return now.replace(second=0, microsecond=0) - timedelta(minutes=5)
+
+
+def test_cronjob_fire_derives_scheduled_for_from_the_job_name(python_env, engine, add_schedule):
+    state = add_schedule(make_state(cron="*/5 * * * *", timezone="UTC", registered_name="wfs-x"))
+    at = minute_fire(datetime.now(UTC)).replace(minute=0)
+    job = f"wfs-x-{int(at.timestamp()) // 60}"
+    env = {"WFCLOCK_SCHEDULE_ID": str(state.schedule_id), "WFCLOCK_JOB_NAME": job}
+    code, line, _ = run_launcher(python_env, **env, WFCLOCK_CRONJOB_NAME="wfs-x")
+    assert code == 0 and line["outcome"] == "launched"
+    assert line["fireKey"] == f"workflow-schedule-fire:{state.schedule_id}:{at:%Y-%m-%dT%H:%M:%SZ}"
+    code, again, _ = run_launcher(python_env, **env)
+    assert code == 0 and again["outcome"] == "duplicate" and again["runId"] == line["runId"]
+    (run,) = list_runs(engine)
+    assert run["payload"]["scheduledFor"] == f"{at:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def test_one_time_fire_uses_wfclock_scheduled_for(python_env, engine, add_schedule):
+    run_at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    state = add_schedule(one_time_state(run_at))
+    code, line, _ = run_launcher(
+        python_env,
+        WFCLOCK_SCHEDULE_ID=str(state.schedule_id),
+        WFCLOCK_SCHEDULED_FOR=run_at.isoformat(),
+    )
+    assert (code, line["outcome"]) == (0, "launched")
+    assert list_runs(engine)[0]["payload"]["scheduledFor"] == run_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"WFCLOCK_JOB_NAME": "nightly-manual-run"}, "carries no scheduled time"),
+        ({"WFCLOCK_JOB_NAME": "wfs-x-12"}, "not a plausible scheduled time"),
+        ({"WFCLOCK_JOB_NAME": "other-29393040"}, "expected wfs-x-<unix minutes>"),
+        ({"WFCLOCK_SCHEDULED_FOR": "tomorrow at nine"}, "not an RFC 3339 timestamp"),
+        ({"WFCLOCK_SCHEDULED_FOR": "2026-03-08T14:00:00"}, "not an RFC 3339 timestamp"),
+        ({"WFCLOCK_SCHEDULE_ID": "not-a-uuid", "WFCLOCK_JOB_NAME": "wfs-x-29393040"}, "is not a UUID"),
+        ({"WFCLOCK_SCHEDULE_ID": str(uuid.uuid4()), "WFCLOCK_JOB_NAME": "wfs-x-29393040"}, "no schedule with id"),
+        ({"WFCLOCK_DATABASE_URL": "mysql://nope", "WFCLOCK_JOB_NAME": "wfs-x-29393040"}, "postgresql:// URL"),
+        ({"WFCLOCK_DATABASE_URL": "postgresql://h/db?sslmode=bogus=1", "WFCLOCK_JOB_NAME": "wfs-x-29393040"}, "not a usable Postgres URL"),
+        ({}, "set WFCLOCK_JOB_NAME"),
+    ],
+)  # fmt: skip
+def test_unusable_input_exits_2_with_a_clear_message_and_writes_nothing(
+    python_env, engine, add_schedule, env, message
+):
+    state = add_schedule(make_state(registered_name="wfs-x"))
+    env = {"WFCLOCK_SCHEDULE_ID": str(state.schedule_id), "WFCLOCK_CRONJOB_NAME": "wfs-x", **env}
+    code, line, stderr = run_launcher(python_env, **env)
+    assert code == 2 and line["outcome"] == "error"
+    assert message in line["reason"] and message in stderr
+    assert list_fires(engine) == [] and list_runs(engine) == []
+
+
+def test_database_down_exits_75_then_the_retry_launches_exactly_once(
+    postgres, python_env, engine, add_schedule
+):
+    state = add_schedule(make_state(cron="0 * * * *", timezone="UTC"))
+    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    env = {"WFCLOCK_SCHEDULE_ID": str(state.schedule_id), "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}"}
+    engine.dispose()
+    postgres.stop()
+    try:
+        code, line, _ = run_launcher(python_env, **env)
+        assert code == 75 and "database unavailable" in line["reason"]
+    finally:
+        postgres.start()
+    assert list_fires(engine) == [] and list_runs(engine) == []
+    outcomes = [run_launcher(python_env, **env)[1]["outcome"] for _ in range(2)]
+    assert outcomes == ["launched", "duplicate"]
+    assert len(list_runs(engine)) == 1
+
+
+def test_launcher_imports_neither_kopf_nor_the_kubernetes_client(python_env):
+    probe = (
+        "import sys, runpy; sys.argv=['launcher_job']\n"
+        "try:\n    runpy.run_module('launcher_job', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('kopf','kubernetes','sqlalchemy','pydantic'))\n"
+        "print('IMPORTED', bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=python_env, capture_output=True, text=True, timeout=60
+    ).stdout
+    assert "IMPORTED []" in out

@@ -1,0 +1,97 @@
+"""Every validation rule: accepted and refused examples, each refusal naming the field."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from wfclock.model import Rules, SpecError, validate_spec
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+RULES = Rules(now=NOW)
+BASE = {"tenant": "acme", "workflowId": "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11", "workflowVersion": 1}
+
+
+def recurring(cron, timezone="UTC"):
+    return {**BASE, "trigger": {"type": "recurring", "cron": cron, "timezone": timezone}}
+
+
+def one_time(run_at, **extra):
+    trigger = {"type": "schedule", **({"runAt": run_at} if run_at is not None else {}), **extra}
+    return {**BASE, "trigger": trigger}
+
+
+ACCEPTED = [
+    ("weekday mornings in New York", recurring("15 9 * * 1-5", "America/New_York")),
+    ("every 5 minutes", recurring("*/5 * * * *")),
+    ("trimmed", recurring("  0 12 * * *  ", "Europe/Berlin")),
+    ("ranges and lists", recurring("0,30 8-18/2 1-15 1,6,12 *", "Asia/Kolkata")),
+    ("half-hour zone", recurring("0 3 * * 0", "Australia/Lord_Howe")),
+    ("one-time with offset", one_time("2026-12-01T09:00:00+01:00")),
+    ("one-time in UTC", one_time("2026-11-25T12:00:01Z", timezone="Europe/Berlin")),
+]
+
+REFUSED = [
+    ("seconds field", recurring("0 0 12 * * *"), "spec.trigger.cron", "expected exactly 5"),
+    ("four fields", recurring("0 12 * *"), "spec.trigger.cron", "expected exactly 5"),
+    ("too long", recurring("0 " + ",".join(["1"] * 70) + " * * *"), "spec.trigger.cron", "at most 128"),
+    ("names", recurring("0 9 * * MON"), "spec.trigger.cron", "only digits"),
+    ("macro", recurring("@daily"), "spec.trigger.cron", "expected exactly 5"),
+    ("question mark", recurring("0 9 ? * 1"), "spec.trigger.cron", "only digits"),
+    ("minute out of range", recurring("60 * * * *"), "spec.trigger.cron", "out of range 0-59"),
+    ("hour out of range", recurring("0 24 * * *"), "spec.trigger.cron", "out of range 0-23"),
+    ("day-of-month zero", recurring("0 0 0 * *"), "spec.trigger.cron", "out of range 1-31"),
+    ("month 13", recurring("0 0 * 13 *"), "spec.trigger.cron", "out of range 1-12"),
+    ("day-of-week 7", recurring("0 0 * * 7"), "spec.trigger.cron", "out of range 0-6"),
+    ("reversed range", recurring("0 5-1 * * *"), "spec.trigger.cron", "starts after it ends"),
+    ("step zero", recurring("*/0 * * * *"), "spec.trigger.cron", "step 0"),
+    ("both day fields", recurring("0 0 1 * 1"), "spec.trigger.cron", "both day-of-month and day-of-week"),
+    ("too frequent range", recurring("0-4 * * * *"), "spec.trigger.cron", "minimum interval"),
+    ("too frequent step", recurring("*/2 * * * *"), "spec.trigger.cron", "minimum interval"),
+    ("too frequent across midnight", recurring("58 23 * * *".replace("58 23", "0,58 0,23")), "spec.trigger.cron", "2 minutes"),
+    ("unknown zone", recurring("0 9 * * *", "Mars/Olympus_Mons"), "spec.trigger.timezone", "not a known IANA"),
+    ("missing zone", {**BASE, "trigger": {"type": "recurring", "cron": "0 9 * * *"}}, "spec.trigger.timezone", "is required"),
+    ("past runAt", one_time("2020-01-01T00:00:00Z"), "spec.trigger.runAt", "in the past"),
+    ("runAt equal to now", one_time(NOW.isoformat()), "spec.trigger.runAt", "in the past"),
+    ("missing runAt", one_time(None), "spec.trigger.runAt", "is required"),
+    ("runAt without offset", one_time("2027-01-01T09:00:00"), "spec.trigger.runAt", "no UTC offset"),
+    ("runAt garbage", one_time("next tuesday"), "spec.trigger.runAt", "not an RFC 3339"),
+    ("cron on one-time", one_time("2027-01-01T09:00:00Z", cron="0 9 * * *"), "spec.trigger.cron", "not a known field"),
+    ("event trigger", {**BASE, "trigger": {"type": "event", "eventName": "x"}}, "spec.trigger", "not a clock trigger"),
+    ("no trigger type", {**BASE, "trigger": {"cron": "0 9 * * *"}}, "spec.trigger", "'type'"),
+    ("inferred payload", {**recurring("0 9 * * *"), "payloadSchemaMode": "inferred"}, "spec.payloadSchemaMode", "only 'pinned'"),
+    ("workflow id", {**recurring("0 9 * * *"), "workflowId": "42"}, "spec.workflowId", "UUID"),
+    ("workflow version", {**recurring("0 9 * * *"), "workflowVersion": 0}, "spec.workflowVersion", "greater than or equal to 1"),
+    ("missing tenant", {k: v for k, v in recurring("0 9 * * *").items() if k != "tenant"}, "spec.tenant", "is required"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, spec", ACCEPTED, ids=[a[0] for a in ACCEPTED])
+def test_accepted(name, spec):
+    validate_spec(spec, RULES)
+
+
+@pytest.mark.parametrize("name, spec, field, message", REFUSED, ids=[r[0] for r in REFUSED])
+def test_refused_naming_the_field(name, spec, field, message):
+    with pytest.raises(SpecError) as refused:
+        validate_spec(spec, RULES)
+    fields = [p.field for p in refused.value.problems]
+    assert field in fields, refused.value
+    assert message in str(refused.value)
+
+
+def test_community_edition_refuses_time_triggers():
+    with pytest.raises(SpecError) as refused:
+        validate_spec(recurring("0 9 * * *"), Rules(now=NOW, edition="community"))
+    assert refused.value.reason == "EditionNotSupported"
+    assert "enterprise-edition feature" in str(refused.value)
+
+
+def test_minimum_interval_is_configurable():
+    spec = recurring("*/2 * * * *")
+    validate_spec(spec, Rules(now=NOW, minimum_interval=timedelta(minutes=1)))
+    with pytest.raises(SpecError):
+        validate_spec(recurring("*/10 * * * *"), Rules(now=NOW, minimum_interval=timedelta(minutes=15)))
+
+
+def test_due_one_time_schedule_is_not_invalid_when_run_at_check_is_off():
+    validate_spec(one_time("2020-01-01T00:00:00Z"), RULES, check_run_at=False)
