@@ -1,0 +1,91 @@
+"""Certificates for the local control plane: a CA, a serving cert, an admin client cert."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+
+def _name(cn: str, org: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(attrs)
+
+
+def _pem_key(key) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def _cert(subject, issuer, public_key, signing_key, *, ca=False, server=False, client=False):
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    usages = []
+    if server:
+        usages.append(x509.ExtendedKeyUsageOID.SERVER_AUTH)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    if client:
+        usages.append(x509.ExtendedKeyUsageOID.CLIENT_AUTH)
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def generate(directory: Path) -> dict[str, Path]:
+    """Writes ca, apiserver (serving), admin (system:masters client) and service-account keys."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert(_name("wfclock-local-ca"), _name("wfclock-local-ca"), ca_key.public_key(), ca_key, ca=True)
+    files: dict[str, Path] = {}
+
+    def write(name: str, data: bytes) -> None:
+        path = directory / name
+        path.write_bytes(data)
+        files[name] = path
+
+    write("ca.crt", ca.public_bytes(serialization.Encoding.PEM))
+    for name, subject, kind in (
+        ("apiserver", _name("kube-apiserver"), {"server": True}),
+        ("admin", _name("wfclock-admin", "system:masters"), {"client": True}),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _cert(subject, ca.subject, key.public_key(), ca_key, **kind)
+        write(f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM))
+        write(f"{name}.key", _pem_key(key))
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    write("sa.key", _pem_key(sa_key))
+    write(
+        "sa.pub",
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+    return files

@@ -1,0 +1,173 @@
+"""A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager.
+
+The way controller-runtime's envtest runs one, plus the controllers wfclock relies on (CronJob,
+Job, garbage collector, namespace, TTL). No kubelet: Pods stay unscheduled and the pod runner
+(`podrunner.py`) plays the node for wfclock's Jobs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wfclock.devstack import certs
+from wfclock.devstack.ports import free_port
+from wfclock.devstack.processes import spawn, terminate, wait_until
+
+REPO = Path(__file__).resolve().parents[3]
+CONTROLLERS = (
+    "cronjob-controller,job-controller,garbage-collector-controller,"
+    "namespace-controller,ttl-after-finished-controller"
+)
+
+
+def binaries() -> Path:
+    """The folder of pinned binaries; builds them first when one is missing (cached)."""
+    script = REPO / "scripts" / "build-control-plane.sh"
+    out = subprocess.run([str(script)], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class ControlPlane:
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wfclock-kube-")))
+    bin: Path = field(default_factory=binaries)
+    etcd_port: int = field(default_factory=free_port)
+    api_port: int = field(default_factory=free_port)
+    processes: dict = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    def logs(self, name: str) -> Path:
+        return self.root / "logs" / f"{name}.log"
+
+    def start(self, *, controller_manager: bool = True) -> ControlPlane:
+        started = time.monotonic()
+        self.files = certs.generate(self.root / "pki")
+        self._write_kubeconfig()
+        self._start_etcd()
+        self._start_apiserver()
+        if controller_manager:
+            self.start_controller_manager()
+        self.ready_seconds = time.monotonic() - started
+        return self
+
+    def _start_etcd(self) -> None:
+        self.processes["etcd"] = spawn(
+            [
+                str(self.bin / "etcd"),
+                "--data-dir", str(self.root / "etcd"),
+                "--listen-client-urls", f"http://127.0.0.1:{self.etcd_port}",
+                "--advertise-client-urls", f"http://127.0.0.1:{self.etcd_port}",
+                "--listen-peer-urls", "http://127.0.0.1:0",
+                "--unsafe-no-fsync", "--log-level", "warn",
+            ],
+            self.logs("etcd"),
+        )  # fmt: skip
+        wait_until(
+            lambda: json.load(urllib.request.urlopen(f"http://127.0.0.1:{self.etcd_port}/health", timeout=2))["health"] == "true",
+            30, "etcd /health",
+        )  # fmt: skip
+
+    def _start_apiserver(self) -> None:
+        f = self.files
+        self.processes["kube-apiserver"] = spawn(
+            [
+                str(self.bin / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--cert-dir={self.root / 'pki'}",
+                f"--tls-cert-file={f['apiserver.crt']}",
+                f"--tls-private-key-file={f['apiserver.key']}",
+                f"--client-ca-file={f['ca.crt']}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={f['sa.pub']}",
+                f"--service-account-signing-key-file={f['sa.key']}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                "--disable-admission-plugins=ServiceAccount",
+                "--enable-priority-and-fairness=false",
+            ],
+            self.logs("kube-apiserver"),
+        )  # fmt: skip
+        context = ssl.create_default_context(cafile=str(f["ca.crt"]))
+        context.load_cert_chain(f["admin.crt"], f["admin.key"])
+
+        def ready() -> bool:
+            self._check_alive()
+            return urllib.request.urlopen(f"{self.url}/readyz", context=context, timeout=3).status == 200
+
+        wait_until(ready, 60, "kube-apiserver /readyz", interval=0.25)
+
+    def start_controller_manager(self) -> None:
+        """Start (or restart) it; restart after installing CRDs so the GC discovers them at once."""
+        terminate(self.processes.get("kube-controller-manager"))
+        self.processes["kube-controller-manager"] = spawn(
+            [
+                str(self.bin / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                f"--controllers={CONTROLLERS}",
+                "--concurrent-cron-job-syncs=5",
+                "--concurrent-job-syncs=5",
+            ],
+            self.logs("kube-controller-manager"),
+        )  # fmt: skip
+        time.sleep(0.5)
+        self._check_alive()
+
+    def _check_alive(self) -> None:
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                tail = self.logs(name).read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited with {proc.returncode}; log tail:\n{tail}")
+
+    def _write_kubeconfig(self) -> None:
+        f = self.files
+
+        def b64(name: str) -> str:
+            return base64.b64encode(f[name].read_bytes()).decode()
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "wfclock-local", "cluster": {"server": self.url, "certificate-authority-data": b64("ca.crt")}}],
+            "users": [{"name": "admin", "user": {"client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
+            "contexts": [{"name": "wfclock-local", "context": {"cluster": "wfclock-local", "user": "admin"}}],
+            "current-context": "wfclock-local",
+        }  # fmt: skip
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        result = subprocess.run(
+            [str(self.bin / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout if check else result.stdout + result.stderr
+
+    def stop(self) -> None:
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+            terminate(self.processes.pop(name, None))
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
