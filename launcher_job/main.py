@@ -12,6 +12,7 @@ import psycopg
 
 from wfclock.launcher import (
     ClockFire,
+    FireNotDue,
     UnknownSchedule,
     launch,
     parse_instant,
@@ -78,7 +79,7 @@ def main(env: dict[str, str] | None = None) -> int:
     try:
         with psycopg.connect(url, connect_timeout=10, application_name="wfclock-launcher") as conn:
             result = launch(conn, fire, now=datetime.now(UTC))
-    except UnknownSchedule as exc:
+    except (UnknownSchedule, FireNotDue) as exc:
         return _fail(EX_USAGE, str(exc))
     except psycopg.OperationalError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

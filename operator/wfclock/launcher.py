@@ -34,6 +34,15 @@ class UnknownSchedule(LookupError):
     """No state row for the schedule id: unusable input, nothing is written."""
 
 
+class FireNotDue(ValueError):
+    """A fire for an instant still in the future: unusable input, nothing is written (the real
+    fire must still be able to claim its key when its time comes)."""
+
+
+# Clock skew tolerated between the CronJob controller's node and the launcher's.
+EARLY_TOLERANCE = timedelta(seconds=60)
+
+
 @dataclass(frozen=True)
 class ClockFire:
     schedule_id: uuid.UUID
@@ -142,6 +151,10 @@ SELECT (SELECT count(*) FROM claim) AS claimed, (SELECT count(*) FROM notify) AS
 
 def _launch_clock_fire(conn, fire: ClockFire, now: datetime) -> LaunchResult:
     key = fire_key_for(fire.schedule_id, fire.scheduled_for)
+    if fire.scheduled_for > now + EARLY_TOLERANCE:
+        raise FireNotDue(
+            f"fire for {utc_iso(fire.scheduled_for)} is not due yet (now {utc_iso(now)})"
+        )
     schedule = conn.cursor(row_factory=dict_row).execute(_SCHEDULE_FOR_FIRE, (fire.schedule_id,)).fetchone()
     if schedule is None:
         raise UnknownSchedule(f"no schedule with id {fire.schedule_id} in workflow_schedules")
@@ -281,7 +294,7 @@ def parse_instant(text: str) -> datetime:
     value = datetime.fromisoformat(text.strip().replace("z", "Z"))
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no UTC offset")
-    return value.astimezone(UTC)
+    return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def scheduled_for_from_job_name(job_name: str, cronjob_name: str | None = None) -> datetime:

@@ -58,10 +58,11 @@ class ScheduleTrigger(_Model):
                     f"{value!r} is not an RFC 3339 timestamp; use e.g. 2026-12-01T09:00:00+01:00"
                 ) from None
             value = parsed
-        if isinstance(value, datetime) and value.tzinfo is None:
-            raise ValueError(
-                "has no UTC offset; write it with 'Z' or an offset such as +01:00"
-            )
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError("has no UTC offset; write it with 'Z' or an offset such as +01:00")
+            # Fire keys and payloads carry milliseconds at most.
+            value = value.replace(microsecond=value.microsecond // 1000 * 1000)
         return value
 
     @field_validator("timezone")

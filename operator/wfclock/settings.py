@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     launcher_command: list[str] = ["python", "-m", "launcher_job"]
     database_secret_name: str = "wfclock-database"
     database_secret_key: str = "url"
+    # "namespace/name" of a Secret the operator copies into each schedule's namespace.
+    database_secret_source: str = ""
     namespaces: list[str] = Field(default_factory=list, description="empty: all namespaces")
     one_time_deadline_seconds: int = Field(300, ge=0)
     metrics_port: int = 8080

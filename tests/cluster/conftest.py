@@ -48,3 +48,175 @@ def pod_runner(api):
     runner = PodRunner(api, time_limit=120).start()
     yield runner
     runner.stop()
+
+
+# --- the operator and what it needs -----------------------------------------------------------
+
+import base64  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import kopf.testing  # noqa: E402
+import yaml  # noqa: E402
+from kubernetes.client.rest import ApiException  # noqa: E402
+
+from wfclock.devstack.processes import wait_until  # noqa: E402
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "wfclock.dev_workflowschedules.yaml"
+WORKFLOW = "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"
+
+
+@pytest.fixture(scope="session")
+def crds(control_plane, api):
+    control_plane.kubectl("apply", "-f", str(CRD))
+    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                          "crd/workflowschedules.wfclock.dev")  # fmt: skip
+    control_plane.start_controller_manager()  # the garbage collector discovers the new kind
+    return CRD
+
+
+class Operator:
+    """kopf in a thread, watching one namespace, restartable."""
+
+    def __init__(self, control_plane, namespace, env):
+        self.control_plane, self.namespace, self.env = control_plane, namespace, env
+        self.runner = None
+
+    def start(self):
+        os.environ.update(self.env)
+        os.environ["KUBECONFIG"] = str(self.control_plane.kubeconfig)
+        self.runner = kopf.testing.KopfRunner(
+            ["run", "--standalone", "--namespace", self.namespace, "-m", "wfclock.controller.handlers"],
+            timeout=60,
+        )
+        self.runner.__enter__()
+        return self
+
+    def stop(self):
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            runner.__exit__(None, None, None)
+            assert runner.exception is None, runner.exception
+
+
+@pytest.fixture
+def operator_env(database_url):
+    return {
+        "WFCLOCK_DATABASE_URL": database_url,
+        "WFCLOCK_MINIMUM_INTERVAL_MINUTES": "5",
+        "WFCLOCK_EDITION": "enterprise",
+        "WFCLOCK_METRICS_PORT": "0",
+        "WFCLOCK_LAUNCHER_IMAGE": "wfclock:test",
+        "WFCLOCK_DATABASE_SECRET_SOURCE": "",
+    }
+
+
+@pytest.fixture
+def database_secret(api, namespace, database_url):
+    client.CoreV1Api(api).create_namespaced_secret(namespace, {
+        "metadata": {"name": "wfclock-database"},
+        "data": {"url": base64.b64encode(database_url.encode()).decode()},
+    })  # fmt: skip
+
+
+@pytest.fixture
+def start_operator(control_plane, crds, namespace, operator_env, database_secret):
+    started = []
+
+    def start(**env):
+        operator = Operator(control_plane, namespace, {**operator_env, **env}).start()
+        started.append(operator)
+        return operator
+
+    yield start
+    for operator in started:
+        operator.stop()
+
+
+class Cluster:
+    """What the end-to-end tests do with kubectl-like ease."""
+
+    def __init__(self, api, namespace):
+        self.namespace = namespace
+        self.objects = client.CustomObjectsApi(api)
+        self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+
+    def apply(self, name, trigger, **spec):
+        body = {
+            "apiVersion": "wfclock.dev/v1alpha1", "kind": "WorkflowSchedule",
+            "metadata": {"name": name},
+            "spec": {"tenant": "acme", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": trigger, **spec},
+        }  # fmt: skip
+        try:
+            return self.objects.create_namespaced_custom_object(
+                "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        return self.patch(name, {"spec": body["spec"]})
+
+    def patch(self, name, body):
+        return self.objects.patch_namespaced_custom_object(
+            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name, body)
+
+    def get(self, name):
+        return self.objects.get_namespaced_custom_object(
+            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name)
+
+    def delete(self, name):
+        self.objects.delete_namespaced_custom_object(
+            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name)
+
+    def status(self, name):
+        return self.get(name).get("status") or {}
+
+    def wait_status(self, name, predicate, timeout=30, what="status"):
+        return wait_until(lambda: predicate(self.status(name)) and self.status(name), timeout, f"{name} {what}", interval=0.2)
+
+    def cronjobs(self):
+        return self.batch.list_namespaced_cron_job(self.namespace).items
+
+    def jobs(self, registration=None):
+        jobs = self.batch.list_namespaced_job(self.namespace).items
+        return [j for j in jobs if registration is None or (j.metadata.labels or {}).get("wfclock.dev/registration") == registration]
+
+    def job_from_cronjob(self, cronjob, scheduled_for: datetime):
+        """The Job the CronJob controller creates for `scheduled_for` (same name, same template)."""
+        name = f"{cronjob.metadata.name}-{int(scheduled_for.timestamp()) // 60}"
+        template = self.batch.api_client.sanitize_for_serialization(cronjob.spec.job_template)
+        body = {"metadata": {"name": name, "labels": template["metadata"]["labels"],
+                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
+                                                  "name": cronjob.metadata.name, "uid": cronjob.metadata.uid,
+                                                  "controller": True}]},
+                "spec": template["spec"]}  # fmt: skip
+        return self.batch.create_namespaced_job(self.namespace, body)
+
+    def wait_job_finished(self, name, timeout=60):
+        def done():
+            status = self.batch.read_namespaced_job(name, self.namespace).status
+            return status.succeeded or status.failed
+        return wait_until(done, timeout, f"Job {name} to finish", interval=0.3)
+
+
+@pytest.fixture
+def cluster(api, namespace):
+    return Cluster(api, namespace)
+
+
+def backdate(database_url: str, uid: str, hours: int = 2) -> None:
+    """Makes a schedule look published `hours` ago, so fires of the recent past are its own."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "UPDATE workflow_schedules SET trigger_effective_from = trigger_effective_from - "
+            "make_interval(hours => %s) WHERE schedule_id = %s",
+            (hours, uid),
+        )

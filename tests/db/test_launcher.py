@@ -15,6 +15,7 @@ from wfclock.db.store import get_schedule, list_fires, list_runs, mark_deleted, 
 from wfclock.launcher import (
     ClockFire,
     EventStart,
+    FireNotDue,
     ManualStart,
     UnknownSchedule,
     fire_key_for,
@@ -163,6 +164,14 @@ def test_fire_planned_before_the_trigger_changed_is_skipped(conn, engine, add_sc
     state = add_schedule(effective_from=HOUR + timedelta(minutes=30))
     result = fire(conn, state.schedule_id, HOUR)
     assert result.outcome == "skipped" and "last change" in result.reason
+
+
+def test_fire_before_its_time_writes_nothing_so_the_real_fire_still_launches(conn, engine, add_schedule):
+    state = add_schedule()
+    with pytest.raises(FireNotDue):
+        fire(conn, state.schedule_id, HOUR + timedelta(hours=2), now=HOUR)
+    assert list_fires(engine) == []
+    assert fire(conn, state.schedule_id, HOUR + timedelta(hours=2), now=HOUR + timedelta(hours=2)).outcome == "launched"
 
 
 def test_unknown_schedule_writes_nothing(conn, engine):

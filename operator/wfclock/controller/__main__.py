@@ -1,0 +1,22 @@
+"""`python -m wfclock.controller`: run the operator with the watched namespaces from settings."""
+
+import sys
+
+from kopf.cli import main as kopf_main
+
+from wfclock.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    scope = [f"--namespace={ns}" for ns in settings.namespaces] or ["--all-namespaces"]
+    sys.argv = [
+        "kopf", "run", "--standalone", "--log-format=json",
+        f"--liveness=http://0.0.0.0:{settings.health_port}/healthz",
+        *scope, "-m", "wfclock.controller.handlers", *sys.argv[1:],
+    ]  # fmt: skip
+    kopf_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Pure builders: a WorkflowSchedule (parsed spec + metadata) in, Kubernetes objects out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from wfclock.controller.names import cronjob_name, one_time_job_name
+from wfclock.firetime import utc_iso
+from wfclock.model import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    RecurringTrigger,
+    ScheduleTrigger,
+    WorkflowScheduleSpec,
+)
+from wfclock.settings import Settings
+
+SCHEDULE_LABEL = "wfclock.dev/schedule"
+SCHEDULE_UID_LABEL = "wfclock.dev/schedule-uid"
+KIND_LABEL = "wfclock.dev/registration"
+# The CronJob controller's deadline for the 'skip' policy: a fire later than this is dropped.
+SKIP_DEADLINE_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What the builders need to know about one WorkflowSchedule."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: WorkflowScheduleSpec
+
+    @property
+    def recurring(self) -> bool:
+        return isinstance(self.spec.trigger, RecurringTrigger)
+
+
+def owner_reference(schedule: Schedule) -> dict:
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "name": schedule.name,
+        "uid": schedule.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _labels(schedule: Schedule, registration: str) -> dict:
+    return {
+        "app.kubernetes.io/managed-by": "wfclock",
+        "app.kubernetes.io/component": "launcher",
+        SCHEDULE_LABEL: schedule.name,
+        SCHEDULE_UID_LABEL: schedule.uid,
+        KIND_LABEL: registration,
+    }
+
+
+def child_name(schedule: Schedule) -> str:
+    trigger = schedule.spec.trigger
+    if isinstance(trigger, RecurringTrigger):
+        return cronjob_name(schedule.name, schedule.uid)
+    return one_time_job_name(schedule.name, schedule.uid, trigger.runAt)
+
+
+def _pod_template(schedule: Schedule, settings: Settings, fire_env: list[dict]) -> dict:
+    env = [
+        {
+            "name": "WFCLOCK_DATABASE_URL",
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": settings.database_secret_name,
+                    "key": settings.database_secret_key,
+                }
+            },
+        },
+        {"name": "WFCLOCK_SCHEDULE_ID", "value": schedule.uid},
+        *fire_env,
+    ]
+    return {
+        "metadata": {"labels": _labels(schedule, "launcher-pod")},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "launcher",
+                    "image": settings.launcher_image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": list(settings.launcher_command),
+                    "env": env,
+                    "resources": {
+                        "requests": {"cpu": "50m", "memory": "64Mi"},
+                        "limits": {"memory": "128Mi"},
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _job_spec(schedule: Schedule, settings: Settings, fire_env: list[dict]) -> dict:
+    return {
+        "backoffLimit": schedule.spec.backoffLimit,
+        "template": _pod_template(schedule, settings, fire_env),
+    }
+
+
+def build_cronjob(schedule: Schedule, settings: Settings) -> dict:
+    trigger = schedule.spec.trigger
+    assert isinstance(trigger, RecurringTrigger)
+    name = cronjob_name(schedule.name, schedule.uid)
+    fire_env = [
+        {
+            "name": "WFCLOCK_JOB_NAME",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}},
+        },
+        {"name": "WFCLOCK_CRONJOB_NAME", "value": name},
+    ]
+    deadline = (
+        SKIP_DEADLINE_SECONDS
+        if schedule.spec.missedFires == "skip"
+        else schedule.spec.startingDeadlineSeconds
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {
+            "name": name,
+            "namespace": schedule.namespace,
+            "labels": _labels(schedule, "recurring"),
+            "ownerReferences": [owner_reference(schedule)],
+        },
+        "spec": {
+            "schedule": trigger.cron,
+            "timeZone": trigger.timezone,
+            "suspend": schedule.spec.paused,
+            # The launcher's fire key makes a second Job for the same fire harmless; Forbid keeps
+            # a slow fire from piling up pods.
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": deadline,
+            "successfulJobsHistoryLimit": schedule.spec.successfulJobsHistoryLimit,
+            "failedJobsHistoryLimit": schedule.spec.failedJobsHistoryLimit,
+            "jobTemplate": {
+                "metadata": {"labels": _labels(schedule, "recurring-fire")},
+                "spec": _job_spec(schedule, settings, fire_env),
+            },
+        },
+    }
+
+
+def build_one_time_job(schedule: Schedule, settings: Settings) -> dict:
+    trigger = schedule.spec.trigger
+    assert isinstance(trigger, ScheduleTrigger)
+    run_at = trigger.runAt.astimezone(UTC)
+    fire_env = [{"name": "WFCLOCK_SCHEDULED_FOR", "value": utc_iso(run_at)}]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": one_time_job_name(schedule.name, schedule.uid, run_at),
+            "namespace": schedule.namespace,
+            "labels": _labels(schedule, "one-time"),
+            "annotations": {"wfclock.dev/run-at": utc_iso(run_at)},
+            "ownerReferences": [owner_reference(schedule)],
+        },
+        # Created suspended at publish time; the operator releases it at runAt.
+        "spec": {"suspend": True, **_job_spec(schedule, settings, fire_env)},
+    }
+
+
+def condition(
+    type_: str, ok: bool, reason: str, message: str, generation: int, previous: list[dict], now: datetime
+) -> dict:
+    """A standard condition; lastTransitionTime moves only when the status changes."""
+    status = "True" if ok else "False"
+    old = next((c for c in previous if c.get("type") == type_), None)
+    changed = old is None or old.get("status") != status
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": utc_iso(now) if changed else old.get("lastTransitionTime"),
+    }

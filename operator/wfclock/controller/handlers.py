@@ -1,0 +1,155 @@
+"""The kopf operator: thin handlers over `reconciler`, which does the work.
+
+Run with `python -m wfclock.controller` (or `kopf run -m wfclock.controller.handlers`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+
+import kopf
+from kubernetes import client, config
+from prometheus_client import start_http_server
+from sqlalchemy import select
+
+from wfclock.controller import metrics, reconciler
+from wfclock.controller.builders import SCHEDULE_LABEL, SCHEDULE_UID_LABEL
+from wfclock.controller.kube import Kube
+from wfclock.controller.releases import ReleaseQueue
+from wfclock.db.store import engine_for
+from wfclock.db.tables import workflow_schedule_fires
+from wfclock.model import API_GROUP, API_VERSION, PLURAL
+from wfclock.settings import Settings
+
+RESOURCE = (API_GROUP, API_VERSION, PLURAL)
+log = logging.getLogger("wfclock.operator")
+_metrics_started = threading.Event()
+
+
+def _api_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+    return client.ApiClient()
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **kwargs) -> kopf.ConnectionInfo | None:
+    """In a cluster: the service account. Outside: the kubeconfig that $KUBECONFIG names now."""
+    path = os.environ.get("KUBECONFIG")
+    if os.environ.get("KUBERNETES_SERVICE_HOST") or not path:
+        return kopf.login_via_client(settings=settings, **kwargs)
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=path, client_configuration=cfg)
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+    scheme, _, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    wf = Settings()
+    settings.persistence.finalizer = "wfclock.dev/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="wfclock.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="wfclock.dev", key="last-handled-configuration"
+    )
+    settings.watching.server_timeout = 10
+    settings.watching.client_timeout = 15
+    settings.networking.request_timeout = 30
+    settings.posting.level = logging.WARNING  # events are posted by wfclock itself
+    settings.execution.max_workers = 8
+    ctx = reconciler.Context(settings=wf, engine=engine_for(wf.database_url), kube=Kube(_api_client()))
+    ctx.releases = ReleaseQueue(lambda entry, now: reconciler.release(ctx, entry, now))
+    ctx.releases.start()
+    memo.ctx = ctx
+    memo.finished_jobs = set()
+    metrics.register_ledger(ctx.engine)
+    if wf.metrics_port and not _metrics_started.is_set():
+        start_http_server(wf.metrics_port)
+        _metrics_started.set()
+    safe = wf.model_dump(exclude={"database_url"})
+    log.info("wfclock operator starting with settings %s", safe)
+
+
+@kopf.on.cleanup()
+def cleanup(memo: kopf.Memo, **_) -> None:
+    if getattr(memo, "ctx", None) and memo.ctx.releases:
+        memo.ctx.releases.stop()
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE)
+def reconcile(meta, spec, status, patch, memo: kopf.Memo, logger, **_) -> None:
+    try:
+        new_status = reconciler.reconcile(memo.ctx, dict(meta), dict(spec), dict(status))
+    except Exception as exc:
+        metrics.RECONCILES.labels(result="error").inc()
+        logger.warning("reconcile failed, retrying: %s", exc)
+        patch.status["conditions"] = [
+            reconciler.condition(
+                "Ready", False, "ReconcileError",
+                f"{type(exc).__name__}: {str(exc)[:300]} (retrying)",
+                meta.get("generation", 1), list(status.get("conditions") or []),
+                datetime.now(UTC),
+            )
+        ]  # fmt: skip
+        raise kopf.TemporaryError(str(exc), delay=10) from exc
+    metrics.RECONCILES.labels(result="ok").inc()
+    patch.status.update(new_status)
+
+
+@kopf.on.delete(*RESOURCE)
+def delete(meta, memo: kopf.Memo, logger, **_) -> None:
+    reconciler.delete(memo.ctx, dict(meta))
+    logger.info("schedule deleted: state row marked deleted, children removed")
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={SCHEDULE_UID_LABEL: kopf.PRESENT})
+def fire_finished(body, memo: kopf.Memo, **_) -> None:
+    """When a fire's Job finishes, report the fire and refresh the schedule's status."""
+    job_status = body.get("status") or {}
+    finished = job_status.get("completionTime") or any(
+        c.get("type") == "Failed" and c.get("status") == "True"
+        for c in job_status.get("conditions") or []
+    )
+    uid = body["metadata"]["uid"]
+    if not finished or uid in memo.finished_jobs:
+        return
+    memo.finished_jobs.add(uid)
+    ctx = memo.ctx
+    namespace = body["metadata"]["namespace"]
+    schedule = body["metadata"]["labels"][SCHEDULE_LABEL]
+    name = body["metadata"]["name"]
+    fires = workflow_schedule_fires
+    with ctx.engine.connect() as conn:
+        fire = conn.execute(
+            select(fires.c.outcome, fires.c.reason, fires.c.run_id)
+            .where(fires.c.source == name)
+            .order_by(fires.c.last_delivered_at.desc())
+            .limit(1)
+        ).first()
+    created = datetime.fromisoformat(body["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    owner = {"name": schedule, "namespace": namespace,
+             "uid": body["metadata"]["labels"][SCHEDULE_UID_LABEL]}  # fmt: skip
+    if datetime.now(UTC) - created < timedelta(minutes=10):
+        if fire is None:
+            ctx.kube.event(owner, "Warning", "FireFailed", f"Job {name} finished without recording a fire")
+        elif fire.outcome == "launched":
+            ctx.kube.event(owner, "Normal", "Fired", f"Job {name} launched run {fire.run_id}")
+        else:
+            ctx.kube.event(owner, "Normal", "FireSkipped", f"Job {name} started no run: {fire.reason}")
+    reconciler.refresh_status(ctx, namespace, schedule)

@@ -1,0 +1,100 @@
+"""Publishing, firing, editing, pausing and deleting WorkflowSchedules on a real control plane."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from wfclock.db.store import engine_for, get_schedule, list_fires, list_runs
+from wfclock.devstack.processes import wait_until
+
+from .conftest import backdate
+
+HOURLY = {"type": "recurring", "cron": "0 * * * *", "timezone": "Europe/Berlin"}
+
+
+def last_full_hour() -> datetime:
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def soon(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def test_publish_recurring_registers_one_cronjob_and_the_state_row(start_operator, cluster, database_url):
+    start_operator()
+    created = cluster.apply("nightly", HOURLY)
+    status = cluster.wait_status("nightly", lambda s: s.get("phase") == "Scheduled")
+    (cronjob,) = cluster.cronjobs()
+    assert cronjob.spec.schedule == "0 * * * *" and cronjob.spec.time_zone == "Europe/Berlin"
+    assert cronjob.spec.suspend is False
+    (owner,) = cronjob.metadata.owner_references
+    assert owner.kind == "WorkflowSchedule" and owner.uid == created["metadata"]["uid"] and owner.controller
+    assert len(cronjob.metadata.name) <= 52
+    pod = cronjob.spec.job_template.spec.template.spec
+    assert pod.automount_service_account_token is False
+    assert pod.security_context.run_as_non_root and pod.security_context.seccomp_profile.type == "RuntimeDefault"
+    assert pod.containers[0].security_context.read_only_root_filesystem
+    row = get_schedule(engine_for(database_url), uuid.UUID(created["metadata"]["uid"]))
+    assert row["status"] == "scheduled" and row["registered_name"] == cronjob.metadata.name
+    assert status["registered"] == {"kind": "CronJob", "name": cronjob.metadata.name}
+    assert status["nextFireAt"] == (last_full_hour() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert len(status["nextFires"]) == 5
+    assert status["observedGeneration"] == created["metadata"]["generation"]
+    ready = status["conditions"][0]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "Registered")
+
+
+def test_a_cronjob_fire_starts_exactly_one_run_even_when_its_pod_runs_twice(
+    start_operator, cluster, database_url, pod_runner
+):
+    start_operator()
+    created = cluster.apply("hourly", HOURLY)
+    cluster.wait_status("hourly", lambda s: s.get("phase") == "Scheduled")
+    backdate(database_url, created["metadata"]["uid"])
+    (cronjob,) = cluster.cronjobs()
+    fire = last_full_hour()
+    job = cluster.job_from_cronjob(cronjob, fire)
+    cluster.wait_job_finished(job.metadata.name)
+    engine = engine_for(database_url)
+    (run,) = list_runs(engine)
+    assert run["payload"]["scheduledFor"] == fire.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert run["trigger_type"] == "recurring"
+    # The same pod again (a kubelet restart, a retry): the fire key holds.
+    (pod_run,) = pod_runner.runs_for_job(job.metadata.name)
+    pod = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=f"job-name={job.metadata.name}").items[0]
+    argv, env = pod_runner.resolve(pod)
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert '"outcome": "duplicate"' in again.stdout
+    assert len(list_runs(engine)) == 1 and list_fires(engine)[0]["attempts"] == 2
+    status = cluster.wait_status("hourly", lambda s: s.get("lastFireAt"))
+    assert status["lastFireAt"] == fire.strftime("%Y-%m-%dT%H:%M:%SZ") and status["lastRunId"] == str(run["run_id"])
+
+
+def test_one_time_schedule_is_released_at_run_at_fires_once_and_completes(
+    start_operator, cluster, database_url, pod_runner
+):
+    operator = start_operator()
+    run_at = soon(6)
+    created = cluster.apply("once", {"type": "schedule", "runAt": run_at})
+    status = cluster.wait_status("once", lambda s: s.get("phase") == "Scheduled")
+    (job,) = cluster.jobs("one-time")
+    assert job.spec.suspend is True and status["registered"]["name"] == job.metadata.name
+    cluster.wait_job_finished(job.metadata.name, timeout=40)
+    engine = engine_for(database_url)
+    (run,) = list_runs(engine)
+    assert run["trigger_type"] == "schedule"
+    scheduled_for = datetime.fromisoformat(run["payload"]["scheduledFor"].replace("Z", "+00:00"))
+    assert abs(scheduled_for - datetime.fromisoformat(run_at)) < timedelta(milliseconds=1)
+    cluster.wait_status("once", lambda s: s.get("phase") == "Completed")
+    assert get_schedule(engine, uuid.UUID(created["metadata"]["uid"]))["status"] == "completed"
+    # Restart the operator, delete the Job: nothing fires again.
+    operator.stop()
+    cluster.batch.delete_namespaced_job(job.metadata.name, cluster.namespace, propagation_policy="Background")
+    start_operator()
+    wait_until(lambda: not cluster.jobs("one-time"), 30, "the deleted Job to be gone")
+    cluster.patch("once", {"metadata": {"annotations": {"poke": "1"}}})
+    cluster.wait_status("once", lambda s: s.get("phase") == "Completed")
+    assert cluster.jobs("one-time") == [] and len(list_runs(engine)) == 1
