@@ -160,7 +160,10 @@ class Cluster:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        return self.patch(name, {"spec": body["spec"]})
+        current = self.get(name)
+        current["spec"] = body["spec"]  # the whole spec, as `kubectl apply` of the new manifest
+        return self.objects.replace_namespaced_custom_object(
+            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name, current)
 
     def patch(self, name, body):
         return self.objects.patch_namespaced_custom_object(
