@@ -98,3 +98,37 @@ def test_one_time_schedule_is_released_at_run_at_fires_once_and_completes(
     cluster.patch("once", {"metadata": {"annotations": {"poke": "1"}}})
     cluster.wait_status("once", lambda s: s.get("phase") == "Completed")
     assert cluster.jobs("one-time") == [] and len(list_runs(engine)) == 1
+
+
+def test_the_real_cronjob_controller_fires_exactly_one_run_per_minute(
+    start_operator, cluster, database_url, pod_runner
+):
+    start_operator(WFCLOCK_MINIMUM_INTERVAL_MINUTES="1")
+    cluster.apply("minutely", {"type": "recurring", "cron": "* * * * *", "timezone": "Europe/Berlin"})
+    cluster.wait_status("minutely", lambda s: s.get("phase") == "Scheduled")
+    engine = engine_for(database_url)
+    (run,) = wait_until(lambda: list_runs(engine), 90, "the controller's first fire", interval=1)
+    job = cluster.jobs("recurring-fire")[0]
+    minutes = int(job.metadata.name.rpartition("-")[2])
+    expected = datetime.fromtimestamp(minutes * 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert run["payload"]["scheduledFor"] == expected
+    fires = [f for f in list_fires(engine) if f["source"] == job.metadata.name]
+    assert len(fires) == 1 and fires[0]["outcome"] == "launched"
+    cluster.patch("minutely", {"spec": {"paused": True}})  # no more fires while the test ends
+
+
+def test_metrics_report_schedules_and_ledger_fires(start_operator, cluster, database_url):
+    import urllib.request
+
+    from wfclock.devstack.ports import free_port
+
+    port = free_port()
+    start_operator(WFCLOCK_METRICS_PORT=str(port))
+    cluster.apply("measured", HOURLY)
+    cluster.wait_status("measured", lambda s: s.get("phase") == "Scheduled")
+    text = wait_until(
+        lambda: (body := urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
+        and 'wfclock_schedules{state="scheduled",type="recurring"} 1.0' in body and body,
+        20, "metrics",
+    )  # fmt: skip
+    assert "wfclock_reconciles_total" in text and "wfclock_one_time_release_lag_seconds" in text
