@@ -13,6 +13,7 @@ import psycopg
 from wfclock.launcher import (
     ClockFire,
     FireNotDue,
+    Registration,
     UnknownSchedule,
     launch,
     parse_instant,
@@ -27,6 +28,10 @@ class InputError(ValueError):
 
 
 def fire_from_env(env: dict[str, str]) -> ClockFire:
+    # What the Job was registered for: a one-time Job has no cron; a CronJob's Job carries its
+    # cron and zone (when it does not, the launcher reads them from the schedule).
+    cron, zone_name = env.get("WFCLOCK_CRON"), env.get("WFCLOCK_TIMEZONE")
+    recurring = Registration(cron, zone_name) if cron and zone_name else None
     raw_id = env.get("WFCLOCK_SCHEDULE_ID", "")
     try:
         schedule_id = uuid.UUID(raw_id)
@@ -36,7 +41,9 @@ def fire_from_env(env: dict[str, str]) -> ClockFire:
     scheduled = env.get("WFCLOCK_SCHEDULED_FOR", "")
     if scheduled:
         try:
-            return ClockFire(schedule_id, parse_instant(scheduled), job_name or "one-time")
+            return ClockFire(
+                schedule_id, parse_instant(scheduled), job_name or "one-time", Registration()
+            )
         except ValueError:
             raise InputError(
                 f"WFCLOCK_SCHEDULED_FOR={scheduled!r} is not an RFC 3339 timestamp with an "
@@ -47,7 +54,7 @@ def fire_from_env(env: dict[str, str]) -> ClockFire:
             instant = scheduled_for_from_job_name(job_name, env.get("WFCLOCK_CRONJOB_NAME"))
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        return ClockFire(schedule_id, instant, job_name)
+        return ClockFire(schedule_id, instant, job_name, recurring)
     raise InputError("set WFCLOCK_JOB_NAME (CronJob fires) or WFCLOCK_SCHEDULED_FOR (one-time)")
 
 
@@ -77,7 +84,9 @@ def main(env: dict[str, str] | None = None) -> int:
     except InputError as exc:
         return _fail(EX_USAGE, str(exc))
     try:
-        with psycopg.connect(url, connect_timeout=10, application_name="wfclock-launcher") as conn:
+        with psycopg.connect(
+            url, connect_timeout=10, application_name="wfclock-launcher", autocommit=True
+        ) as conn:
             result = launch(conn, fire, now=datetime.now(UTC))
     except (UnknownSchedule, FireNotDue) as exc:
         return _fail(EX_USAGE, str(exc))

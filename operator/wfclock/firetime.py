@@ -54,6 +54,7 @@ class CronSpec:
         return not self.dow & _STAR_BIT
 
 
+@lru_cache(maxsize=1024)
 def parse_cron(expression: str) -> CronSpec:
     """Parses a 5-field cron expression (digits and `* / , -` only), checking every range."""
     text = expression.strip()

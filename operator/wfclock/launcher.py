@@ -17,8 +17,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from psycopg.rows import dict_row
-
 from wfclock.firetime import CronError, is_fire_instant, parse_cron, utc_iso
 
 PAYLOAD_SCHEMA_REF = "payload.WorkflowClockTrigger.v1"
@@ -44,10 +42,22 @@ EARLY_TOLERANCE = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
+class Registration:
+    """The trigger a fire's Job was created for (from its environment): a recurring Job knows its
+    cron and zone, a one-time Job has neither. The launcher refuses a fire whose registration no
+    longer matches the schedule, without reading the schedule first."""
+
+    cron: str | None = None
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
 class ClockFire:
     schedule_id: uuid.UUID
     scheduled_for: datetime
     source: str  # the Job name, "backfill", "catch-up" ...
+    # None: unknown (backfill, catch-up); the launcher reads it from the schedule under a lock.
+    registration: Registration | None = None
 
 
 @dataclass(frozen=True)
@@ -90,17 +100,100 @@ class LaunchResult:
 
 
 def launch(conn, request: ClockFire | EventStart | ManualStart, *, now: datetime) -> LaunchResult:
-    """Starts at most one run for `request`, in one transaction on `conn` (psycopg, not autocommit)."""
+    """Starts at most one run for `request`, atomically, on a psycopg connection.
+
+    A clock fire whose registration is known is one statement (one round trip), which keeps the
+    service close to a bare insert's speed; otherwise the schedule is read under a row lock first.
+    """
+    if isinstance(request, ClockFire) and request.registration and conn.autocommit:
+        return _launch_clock_fire(conn, request, request.registration, now)
     with conn.transaction():
-        if isinstance(request, ClockFire):
-            return _launch_clock_fire(conn, request, now)
-        return _launch_start(conn, request)
+        if not isinstance(request, ClockFire):
+            return _launch_start(conn, request)
+        registration = request.registration
+        if registration is None:
+            row = conn.execute(_REGISTRATION, (request.schedule_id,)).fetchone()
+            if row is None:
+                raise UnknownSchedule(
+                    f"no schedule with id {request.schedule_id} in workflow_schedules"
+                )
+            registration = Registration(*row)
+        return _launch_clock_fire(conn, request, registration, now)
 
 
-_SCHEDULE_FOR_FIRE = """
-SELECT tenant, workflow_id, workflow_version, trigger_type, run_at, cron, timezone, enabled,
-       status, deleted_at, trigger_effective_from
-FROM workflow_schedules WHERE schedule_id = %s FOR UPDATE
+_REGISTRATION = "SELECT cron, timezone FROM workflow_schedules WHERE schedule_id = %s FOR UPDATE"
+
+# One statement: lock the schedule row and decide from its state (Postgres is authoritative at
+# fire time), claim the fire key, and only when this delivery claimed it: insert the run with its
+# fixed payload, update the schedule state and notify workers.
+_CLAIM_AND_LAUNCH = """
+WITH schedule AS (
+    SELECT s.*, CASE
+        WHEN deleted_at IS NOT NULL THEN 'deleted'
+        WHEN status = 'paused' THEN 'paused'
+        WHEN status = 'completed' THEN 'completed'
+        WHEN NOT enabled OR status IN ('disabled', 'failed') THEN 'disabled'
+        WHEN trigger_type = 'schedule' AND run_at IS DISTINCT FROM %(at)s
+            THEN 'superseded: the schedule now runs at '
+                 || to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+        WHEN trigger_type = 'recurring' AND %(at)s < trigger_effective_from
+            THEN 'superseded: scheduled before the trigger''s last change'
+        WHEN trigger_type = 'recurring'
+             AND (cron IS DISTINCT FROM %(cron)s OR timezone IS DISTINCT FROM %(timezone)s)
+            THEN 'superseded: the Job was created for another cron or time zone'
+        WHEN trigger_type = 'recurring' AND NOT %(is_fire)s
+            THEN 'superseded: ' || quote_literal(cron) || ' in ' || timezone
+                 || ' does not fire at ' || %(at_iso)s
+        END AS reason
+    FROM workflow_schedules s WHERE schedule_id = %(schedule_id)s FOR UPDATE
+), claim AS (
+    INSERT INTO workflow_schedule_fires
+        (fire_key, schedule_id, scheduled_for, outcome, reason, run_id, source)
+    SELECT %(key)s, schedule_id, %(at)s,
+           CASE WHEN reason IS NULL THEN 'launched' ELSE 'skipped' END, reason,
+           CASE WHEN reason IS NULL THEN %(run_id)s::uuid END, %(source)s
+    FROM schedule
+    ON CONFLICT (fire_key) DO NOTHING
+    RETURNING fire_key, run_id, reason
+), run AS (
+    INSERT INTO workflow_runs
+        (run_id, tenant, workflow_id, workflow_version, status, payload, payload_schema_ref,
+         trigger_type, trigger_metadata, trigger_fire_key, schedule_id)
+    SELECT claim.run_id, s.tenant, s.workflow_id, s.workflow_version, 'queued',
+           -- payload.WorkflowClockTrigger.v1: schedule metadata only, nothing from outside
+           jsonb_build_object(
+               'triggerType', s.trigger_type, 'scheduleId', s.schedule_id::text,
+               'scheduledFor', %(at_iso)s::text, 'firedAt', %(now_iso)s::text,
+               'timezone', s.timezone, 'workflowId', s.workflow_id::text,
+               'workflowVersion', s.workflow_version)
+           || CASE WHEN s.trigger_type = 'recurring' THEN jsonb_build_object('cron', s.cron)
+                   ELSE '{}'::jsonb END,
+           %(schema_ref)s, s.trigger_type,
+           jsonb_build_object('fireKey', claim.fire_key, 'source', %(source)s::text),
+           claim.fire_key, s.schedule_id
+    FROM claim, schedule s WHERE claim.run_id IS NOT NULL
+    RETURNING run_id, tenant
+), state AS (
+    UPDATE workflow_schedules s SET
+        last_fire_at = CASE WHEN claim.run_id IS NOT NULL THEN %(at)s ELSE s.last_fire_at END,
+        last_fire_key = CASE WHEN claim.run_id IS NOT NULL THEN claim.fire_key
+                             ELSE s.last_fire_key END,
+        last_run_id = coalesce(claim.run_id, s.last_run_id),
+        last_run_status = CASE WHEN claim.run_id IS NOT NULL THEN 'queued' ELSE 'skipped' END,
+        last_error = CASE WHEN claim.run_id IS NOT NULL THEN NULL ELSE s.last_error END,
+        status = CASE WHEN claim.run_id IS NOT NULL AND s.trigger_type = 'schedule'
+                      THEN 'completed' ELSE s.status END,
+        next_fire_at = CASE WHEN claim.run_id IS NOT NULL AND s.trigger_type = 'schedule'
+                            THEN NULL ELSE s.next_fire_at END,
+        updated_at = now()
+    FROM claim WHERE s.schedule_id = %(schedule_id)s
+    RETURNING 1
+), notify AS (
+    SELECT pg_notify(%(channel)s, json_build_object('runId', run_id, 'tenant', tenant)::text)
+    FROM run
+)
+SELECT (SELECT count(*) FROM schedule), (SELECT count(*) FROM claim),
+       (SELECT reason FROM claim), (SELECT count(*) FROM notify)
 """
 
 _DUPLICATE = """
@@ -109,79 +202,38 @@ SET attempts = attempts + 1, last_delivered_at = now()
 WHERE fire_key = %s RETURNING outcome, run_id, reason
 """
 
-# Claim, run and state in one statement: the run and the schedule update happen only when this
-# delivery claimed the key, so a concurrent duplicate can never add a second run.
-_CLAIM_AND_LAUNCH = """
-WITH claim AS (
-    INSERT INTO workflow_schedule_fires
-        (fire_key, schedule_id, scheduled_for, outcome, reason, run_id, source)
-    VALUES (%(key)s, %(schedule_id)s, %(scheduled_for)s, %(outcome)s, %(reason)s, %(run_id)s,
-            %(source)s)
-    ON CONFLICT (fire_key) DO NOTHING
-    RETURNING fire_key, run_id
-), run AS (
-    INSERT INTO workflow_runs
-        (run_id, tenant, workflow_id, workflow_version, status, payload, payload_schema_ref,
-         trigger_type, trigger_metadata, trigger_fire_key, schedule_id)
-    SELECT claim.run_id, %(tenant)s, %(workflow_id)s, %(workflow_version)s, 'queued',
-           %(payload)s, %(schema_ref)s, %(trigger_type)s, %(metadata)s, claim.fire_key,
-           %(schedule_id)s
-    FROM claim WHERE claim.run_id IS NOT NULL
-    RETURNING run_id
-), state AS (
-    UPDATE workflow_schedules SET
-        last_fire_at = CASE WHEN %(launched)s THEN %(scheduled_for)s ELSE last_fire_at END,
-        last_fire_key = CASE WHEN %(launched)s THEN %(key)s ELSE last_fire_key END,
-        last_run_id = CASE WHEN %(launched)s THEN %(run_id)s ELSE last_run_id END,
-        last_run_status = CASE WHEN %(launched)s THEN 'queued' ELSE 'skipped' END,
-        last_error = CASE WHEN %(launched)s THEN NULL ELSE last_error END,
-        status = CASE WHEN %(launched)s AND trigger_type = 'schedule' THEN 'completed'
-                      ELSE status END,
-        next_fire_at = CASE WHEN %(launched)s AND trigger_type = 'schedule' THEN NULL
-                            ELSE next_fire_at END,
-        updated_at = now()
-    WHERE schedule_id = %(schedule_id)s AND EXISTS (SELECT 1 FROM claim)
-    RETURNING 1
-), notify AS (
-    SELECT pg_notify(%(channel)s, %(notice)s) FROM run
-)
-SELECT (SELECT count(*) FROM claim) AS claimed, (SELECT count(*) FROM notify) AS notified
-"""
 
-
-def _launch_clock_fire(conn, fire: ClockFire, now: datetime) -> LaunchResult:
+def _launch_clock_fire(
+    conn, fire: ClockFire, registration: Registration, now: datetime
+) -> LaunchResult:
     key = fire_key_for(fire.schedule_id, fire.scheduled_for)
     if fire.scheduled_for > now + EARLY_TOLERANCE:
         raise FireNotDue(
             f"fire for {utc_iso(fire.scheduled_for)} is not due yet (now {utc_iso(now)})"
         )
-    schedule = conn.cursor(row_factory=dict_row).execute(_SCHEDULE_FOR_FIRE, (fire.schedule_id,)).fetchone()
-    if schedule is None:
+    run_id = uuid.uuid4()
+    found, claimed, reason, _ = conn.execute(
+        _CLAIM_AND_LAUNCH,
+        {
+            "key": key,
+            "schedule_id": fire.schedule_id,
+            "at": fire.scheduled_for,
+            "at_iso": utc_iso(fire.scheduled_for),
+            "now_iso": utc_iso(now),
+            "cron": registration.cron,
+            "timezone": registration.timezone,
+            "is_fire": _is_fire(registration, fire.scheduled_for),
+            "run_id": run_id,
+            "source": fire.source,
+            "schema_ref": PAYLOAD_SCHEMA_REF,
+            "channel": NOTIFY_CHANNEL,
+        },
+    ).fetchone()
+    if not found:
         raise UnknownSchedule(f"no schedule with id {fire.schedule_id} in workflow_schedules")
-    reason = skip_reason(schedule, fire.scheduled_for)
-    run_id = None if reason else uuid.uuid4()
-    payload = clock_payload(fire, schedule, fired_at=now)
-    params = {
-        "key": key,
-        "schedule_id": fire.schedule_id,
-        "scheduled_for": fire.scheduled_for,
-        "outcome": "skipped" if reason else "launched",
-        "reason": reason,
-        "run_id": run_id,
-        "source": fire.source,
-        "launched": run_id is not None,
-        "tenant": schedule["tenant"],
-        "workflow_id": schedule["workflow_id"],
-        "workflow_version": schedule["workflow_version"],
-        "payload": json.dumps(payload),
-        "schema_ref": PAYLOAD_SCHEMA_REF,
-        "trigger_type": schedule["trigger_type"],
-        "metadata": json.dumps({"fireKey": key, "source": fire.source}),
-        "channel": NOTIFY_CHANNEL,
-        "notice": json.dumps({"runId": str(run_id), "tenant": schedule["tenant"]}),
-    }
-    claimed = conn.execute(_CLAIM_AND_LAUNCH, params).fetchone()[0]
     if not claimed:
+        # Deliveries of one schedule are serialised by its row lock, so the first claim is
+        # committed and visible to this new statement.
         outcome, first_run_id, first_reason = conn.execute(_DUPLICATE, (key,)).fetchone()
         return LaunchResult("duplicate", key, first_run_id, first_reason or f"first {outcome}")
     if reason:
@@ -189,48 +241,14 @@ def _launch_clock_fire(conn, fire: ClockFire, now: datetime) -> LaunchResult:
     return LaunchResult("launched", key, run_id)
 
 
-def skip_reason(schedule: dict, scheduled_for: datetime) -> str | None:
-    """Why a fire of this schedule must not start a run, or None when it may."""
-    if schedule["deleted_at"] is not None:
-        return "deleted"
-    if schedule["status"] == "paused":
-        return "paused"
-    if schedule["status"] == "completed":
-        return "completed"
-    if not schedule["enabled"] or schedule["status"] in ("disabled", "failed"):
-        return "disabled"
-    if schedule["trigger_type"] == "schedule":
-        if scheduled_for != schedule["run_at"]:
-            return f"superseded: the schedule now runs at {utc_iso(schedule['run_at'])}"
-        return None
-    if scheduled_for < schedule["trigger_effective_from"]:
-        return "superseded: scheduled before the trigger's last change"
+def _is_fire(registration: Registration, instant: datetime) -> bool:
+    """Whether the registration's cron fires at `instant` (robfig/cron semantics)."""
+    if not registration.cron or not registration.timezone:
+        return False
     try:
-        spec = parse_cron(schedule["cron"])
+        return is_fire_instant(parse_cron(registration.cron), registration.timezone, instant)
     except CronError:
-        return "disabled: stored cron is invalid"
-    if not is_fire_instant(spec, schedule["timezone"], scheduled_for):
-        return (
-            f"superseded: {schedule['cron']!r} in {schedule['timezone']} "
-            f"does not fire at {utc_iso(scheduled_for)}"
-        )
-    return None
-
-
-def clock_payload(fire: ClockFire, schedule: dict, *, fired_at: datetime) -> dict:
-    """The fixed `payload.WorkflowClockTrigger.v1`; nothing from outside is merged into it."""
-    payload = {
-        "triggerType": schedule["trigger_type"],
-        "scheduleId": str(fire.schedule_id),
-        "scheduledFor": utc_iso(fire.scheduled_for),
-        "firedAt": utc_iso(fired_at),
-        "timezone": schedule["timezone"],
-        "workflowId": str(schedule["workflow_id"]),
-        "workflowVersion": schedule["workflow_version"],
-    }
-    if schedule["trigger_type"] == "recurring":
-        payload["cron"] = schedule["cron"]
-    return payload
+        return False
 
 
 _CLAIM_START = """

@@ -113,3 +113,19 @@ def test_launcher_imports_neither_kopf_nor_the_kubernetes_client(python_env):
         [sys.executable, "-c", probe], env=python_env, capture_output=True, text=True, timeout=60
     ).stdout
     assert "IMPORTED []" in out
+
+
+def test_a_job_registered_for_an_older_cron_starts_no_run(python_env, engine, add_schedule):
+    state = add_schedule(make_state(cron="0 * * * *", timezone="UTC", registered_name="wfs-x"))
+    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    env = {
+        "WFCLOCK_SCHEDULE_ID": str(state.schedule_id),
+        "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}",
+        "WFCLOCK_CRON": "0 */2 * * *",  # what the Job was created for before an edit
+        "WFCLOCK_TIMEZONE": "UTC",
+    }
+    code, line, _ = run_launcher(python_env, **env)
+    assert (code, line["outcome"]) == (0, "skipped") and "another cron" in line["reason"]
+    code, line, _ = run_launcher(python_env, **{**env, "WFCLOCK_CRON": "0 * * * *"})
+    assert line["outcome"] == "duplicate"  # the fire key is spent either way
+    assert list_runs(engine) == []

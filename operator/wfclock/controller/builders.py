@@ -131,6 +131,9 @@ def build_cronjob(schedule: Schedule, settings: Settings) -> dict:
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}},
         },
         {"name": "WFCLOCK_CRONJOB_NAME", "value": name},
+        # What this CronJob was registered for: a fire of an older cron or zone is refused.
+        {"name": "WFCLOCK_CRON", "value": trigger.cron},
+        {"name": "WFCLOCK_TIMEZONE", "value": trigger.timezone},
     ]
     deadline = (
         SKIP_DEADLINE_SECONDS
