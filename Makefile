@@ -27,7 +27,7 @@ postgres:
 	@scripts/ensure-postgres.sh
 
 control-plane:
-	@scripts/build-control-plane.sh etcd kubernetes helm >/dev/null
+	@scripts/build-control-plane.sh etcd kubernetes helm cronref >/dev/null
 
 deps: venv postgres control-plane
 

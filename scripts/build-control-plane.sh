@@ -69,6 +69,17 @@ build_helm() {
   log "built helm in $((SECONDS - start)) s"
 }
 
-want=${*:-etcd kubernetes helm}
+# The robfig/cron reference program for the fire-time parity test (version pinned in its go.mod).
+build_cronref() {
+  local src="$here/../tests/reference/cronref"
+  local sum
+  sum=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha1sum | cut -c1-12)
+  [ -x "$cache/bin/cronref-$sum" ] && { ln -sf "cronref-$sum" "$cache/bin/cronref"; return 0; }
+  log "building the robfig/cron reference program"
+  (cd "$src" && go build -trimpath -o "$cache/bin/cronref-$sum" .)
+  ln -sf "cronref-$sum" "$cache/bin/cronref"
+}
+
+want=${*:-etcd kubernetes helm cronref}
 for what in $want; do "build_$what"; done
 echo "$bin"

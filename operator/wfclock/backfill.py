@@ -42,8 +42,9 @@ def backfill(
     now: datetime | None = None,
     source: str = "backfill",
 ) -> list[tuple[datetime, str]]:
+    """Fires in [begin, end), each through the launcher; `end` is capped at now."""
     now = now or datetime.now(UTC)
-    end = min(end, now)  # never launch a fire before its time
+    end = min(end, now + timedelta(microseconds=1))  # never launch a fire before its time
     conninfo = sqlalchemy_url(url).replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(conninfo) as conn:
         cur = conn.cursor(row_factory=psycopg.rows.dict_row)
@@ -53,7 +54,9 @@ def backfill(
         conn.commit()
         if schedule is None:
             raise UnknownSchedule(f"no schedule with id {schedule_id} in workflow_schedules")
-        fires = fires_between(schedule, begin - timedelta(microseconds=1), end)
+        fires = fires_between(
+            schedule, begin - timedelta(microseconds=1), end - timedelta(microseconds=1)
+        )
         if dry_run:
             return [(fire, "would launch") for fire in fires]
         results = []

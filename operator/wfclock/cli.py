@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser("backfill", help="launch every fire a schedule had in a window, once")
     backfill.add_argument("schedule", type=_uuid, help="schedule id (the resource's UID)")
     backfill.add_argument("--from", dest="begin", type=_instant, required=True)
-    backfill.add_argument("--to", dest="end", type=_instant, required=True)
+    backfill.add_argument("--to", dest="end", type=_instant, required=True, help="exclusive")
     backfill.add_argument("--dry-run", action="store_true")
     backfill.set_defaults(func=cmd_backfill)
 
