@@ -64,8 +64,17 @@ build_helm() {
   [ -x "$bin/helm" ] && return 0
   local start=$SECONDS
   log "building helm $HELM_VERSION"
-  GOBIN="$bin" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # As helm's own Makefile does: the default Kubernetes version for `helm template` and lint
+  # follows the client-go that helm is built with.
+  local minor
+  minor=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" >/dev/null &&
+    sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' \
+      "$GOPATH/pkg/mod/helm.sh/helm/v3@$HELM_VERSION/go.mod")
+  local flags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  GOBIN="$bin" go install -trimpath -ldflags "$flags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   log "built helm in $((SECONDS - start)) s"
 }
 

@@ -23,5 +23,9 @@ class Settings(BaseSettings):
     database_secret_source: str = ""
     namespaces: list[str] = Field(default_factory=list, description="empty: all namespaces")
     one_time_deadline_seconds: int = Field(300, ge=0)
+    # kopf peering for an active/standby pair (empty: standalone, a single operator).
+    peering: str = ""
+    priority: int = 100
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = 8080
     health_port: int = 8081

@@ -10,8 +10,14 @@ from wfclock.settings import Settings
 def main() -> None:
     settings = Settings()
     scope = [f"--namespace={ns}" for ns in settings.namespaces] or ["--all-namespaces"]
+    peering = (
+        [f"--peering={settings.peering}", f"--priority={settings.priority}"]
+        if settings.peering
+        else ["--standalone"]
+    )
+    verbosity = {"debug": ["--debug"], "info": ["--verbose"], "warning": [], "error": ["--quiet"]}
     sys.argv = [
-        "kopf", "run", "--standalone", "--log-format=json",
+        "kopf", "run", *peering, "--log-format=json", *verbosity[settings.log_level],
         f"--liveness=http://0.0.0.0:{settings.health_port}/healthz",
         *scope, "-m", "wfclock.controller.handlers", *sys.argv[1:],
     ]  # fmt: skip

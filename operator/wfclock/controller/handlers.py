@@ -71,6 +71,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.networking.request_timeout = 30
     settings.posting.level = logging.WARNING  # events are posted by wfclock itself
     settings.execution.max_workers = 8
+    # The resources are known; watching CRDs for new ones would need rights the operator lacks.
+    settings.scanning.disabled = True
     ctx = reconciler.Context(settings=wf, engine=engine_for(wf.database_url), kube=Kube(_api_client()))
     ctx.releases = ReleaseQueue(lambda entry, now: reconciler.release(ctx, entry, now))
     ctx.releases.start()

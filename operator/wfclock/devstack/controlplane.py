@@ -25,7 +25,7 @@ from wfclock.devstack.processes import spawn, terminate, wait_until
 REPO = Path(__file__).resolve().parents[3]
 CONTROLLERS = (
     "cronjob-controller,job-controller,garbage-collector-controller,"
-    "namespace-controller,ttl-after-finished-controller"
+    "namespace-controller,ttl-after-finished-controller,clusterrole-aggregation-controller"
 )
 
 

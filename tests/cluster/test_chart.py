@@ -1,0 +1,254 @@
+"""The Helm chart: lint and template, and installed into its own real control plane, the
+operator running with the chart's ServiceAccount token proves RBAC is enough and no more."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from wfclock.db.store import engine_for, list_runs
+from wfclock.devstack.controlplane import ControlPlane
+from wfclock.devstack.podrunner import PodRunner
+from wfclock.devstack.processes import wait_until
+
+from .conftest import CRD, WORKFLOW, Cluster, Operator
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "wfclock"
+RELEASE_NS = "wfclock-system"
+CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+
+
+def helm(plane_or_bin, *args, check=True):
+    binary = plane_or_bin.bin / "helm"
+    kubeconfig = getattr(plane_or_bin, "kubeconfig", None)
+    argv = [str(binary), *args] + ([f"--kubeconfig={kubeconfig}"] if kubeconfig else [])
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+class Binaries:
+    def __init__(self):
+        from wfclock.devstack.controlplane import binaries
+
+        self.bin = binaries()
+
+
+@pytest.fixture(scope="module")
+def tools():
+    return Binaries()
+
+
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=["defaults", *[v.stem for v in CI_VALUES]])
+def test_chart_lints_strictly_and_renders(tools, values):
+    extra = ["-f", str(values)] if values else []
+    helm(tools, "lint", "--strict", str(CHART), *extra)
+    rendered = helm(tools, "template", "wfclock", str(CHART), "-n", RELEASE_NS, *extra).stdout
+    kinds = [d["kind"] for d in yaml.safe_load_all(rendered) if d]
+    assert "Deployment" in kinds and "ServiceAccount" in kinds
+
+
+def test_chart_renders_the_crd_from_crds_without_a_copy(tools):
+    rendered = helm(tools, "template", "wfclock", str(CHART), "--show-only", "templates/crds.yaml").stdout
+    (chart_crd,) = [d for d in yaml.safe_load_all(rendered) if d]
+    source = yaml.safe_load(CRD.read_text())
+    assert chart_crd["spec"] == source["spec"] and chart_crd["metadata"]["name"] == source["metadata"]["name"]
+    assert chart_crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert (CHART / "crds-source" / CRD.name).resolve() == CRD.resolve()
+    off = helm(tools, "template", "wfclock", str(CHART), "--set", "crds.enabled=false").stdout
+    assert "CustomResourceDefinition" not in off
+
+
+def test_strict_values_schema_refuses_unknown_and_wrong_values(tools):
+    for bad in (["--set", "edition=free"], ["--set", "nope=1"], ["--set", "minimumIntervalMinutes=0"]):
+        done = helm(tools, "template", "wfclock", str(CHART), *bad, check=False)
+        assert done.returncode != 0 and "values don't meet the specifications of the schema" in done.stderr
+
+
+# --- installed ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plane():
+    started = ControlPlane().start()
+    yield started
+    started.remove()
+
+
+@pytest.fixture(scope="module")
+def admin(plane):
+    return config.new_client_from_config(config_file=str(plane.kubeconfig))
+
+
+@pytest.fixture(scope="module")
+def installed(plane, admin, postgres):
+    url = postgres.create_database("chart_e2e")
+    from wfclock.db.migrate import upgrade
+
+    upgrade(url)
+    core = client.CoreV1Api(admin)
+    core.create_namespace({"metadata": {"name": RELEASE_NS}})
+    core.create_namespaced_secret(RELEASE_NS, {"metadata": {"name": "wfclock-database"},
+                                               "data": {"url": base64.b64encode(url.encode()).decode()}})  # fmt: skip
+    for name, tenant in (("acme", "acme"), ("globex", "globex")):
+        core.create_namespace({"metadata": {"name": name, "labels": {"wfclock.dev/tenant": tenant}}})
+    core.create_namespaced_secret("globex", {"metadata": {"name": "payroll"}, "stringData": {"k": "v"}})
+    helm(plane, "install", "wfclock", str(CHART), "-n", RELEASE_NS, "--set", "minimumIntervalMinutes=1", "--wait=false")
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workflowschedules.wfclock.dev")
+    plane.start_controller_manager()  # GC and role aggregation see the new kinds and roles
+    return url
+
+
+def _token_client(plane, admin) -> client.ApiClient:
+    token = client.CoreV1Api(admin).create_namespaced_service_account_token(
+        "wfclock", RELEASE_NS, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    kubeconfig = plane.root / "operator-token.kubeconfig"
+    server = plane.url
+    ca = base64.b64encode(plane.files["ca.crt"].read_bytes()).decode()
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "c", "cluster": {"server": server, "certificate-authority-data": ca}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
+    }))  # fmt: skip
+    return kubeconfig
+
+
+def test_install_establishes_crds_and_rbac(plane, admin, installed):
+    out = plane.kubectl("get", "crd", "workflowschedules.wfclock.dev", "-o", "json")
+    conditions = {c["type"]: c["status"] for c in json.loads(out)["status"]["conditions"]}
+    assert conditions["Established"] == "True"
+    rbac = client.RbacAuthorizationV1Api(admin)
+    roles = {r.metadata.name for r in rbac.list_cluster_role().items}
+    assert {"wfclock", "wfclock-namespaces", "wfclock-edit", "wfclock-view"} <= roles
+    assert "wfclock" in {b.metadata.name for b in rbac.list_cluster_role_binding().items}
+    assert client.CoreV1Api(admin).read_namespaced_service_account("wfclock", RELEASE_NS)
+    deployment = client.AppsV1Api(admin).read_namespaced_deployment("wfclock", RELEASE_NS)
+    pod = deployment.spec.template.spec
+    assert deployment.spec.strategy.type == "Recreate"
+    assert pod.security_context.run_as_non_root and pod.containers[0].security_context.read_only_root_filesystem
+    policies = plane.kubectl("get", "validatingadmissionpolicies", "-o", "name")
+    assert "wfclock-tenant" in policies
+
+
+def test_operator_with_the_charts_token_runs_the_core_scenario(plane, admin, installed, monkeypatch):
+    kubeconfig = _token_client(plane, admin)
+    env = {
+        "WFCLOCK_DATABASE_URL": installed, "WFCLOCK_MINIMUM_INTERVAL_MINUTES": "1",
+        "WFCLOCK_METRICS_PORT": "0", "WFCLOCK_DATABASE_SECRET_SOURCE": f"{RELEASE_NS}/wfclock-database",
+    }  # fmt: skip
+    operator = Operator(plane, "acme", env)
+    operator.control_plane = type("P", (), {"kubeconfig": kubeconfig})()
+    runner = PodRunner(config.new_client_from_config(config_file=str(plane.kubeconfig))).start()
+    operator.start()
+    try:
+        cluster = Cluster(admin, "acme")
+        cluster.apply("recurring", {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"})
+        cluster.apply("once", {"type": "schedule", "runAt": (datetime.now(UTC) + timedelta(seconds=5)).isoformat()})
+        cluster.wait_status("recurring", lambda s: s.get("phase") == "Scheduled")
+        assert len(cluster.cronjobs()) == 1
+        assert client.CoreV1Api(admin).read_namespaced_secret("wfclock-database", "acme")
+        cluster.wait_status("once", lambda s: s.get("phase") == "Completed", timeout=60)
+        assert [r["trigger_type"] for r in list_runs(engine_for(installed))] == ["schedule"]
+        cluster.delete("recurring")
+        wait_until(lambda: cluster.cronjobs() == [], 30, "the CronJob to go")
+    finally:
+        operator.stop()
+        runner.stop()
+
+
+def test_the_charts_token_cannot_do_more_than_it_needs(plane, admin, installed):
+    api = config.new_client_from_config(config_file=str(_token_client(plane, admin)))
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    forbidden = [
+        lambda: core.read_namespaced_secret("payroll", "globex"),
+        lambda: core.list_namespaced_secret("globex"),
+        lambda: core.list_namespaced_secret(RELEASE_NS),
+        lambda: core.delete_namespaced_config_map("kube-root-ca.crt", "acme"),
+        lambda: apps.list_namespaced_deployment(RELEASE_NS),
+        lambda: core.create_namespaced_pod("acme", {"metadata": {"name": "x"}, "spec": {"containers": [{"name": "x", "image": "x"}]}}),
+    ]  # fmt: skip
+    for attempt in forbidden:
+        with pytest.raises(ApiException) as refused:
+            attempt()
+        assert refused.value.status == 403
+    assert core.read_namespaced_secret("wfclock-database", RELEASE_NS).data["url"]
+
+
+def _schedule(tenant):
+    return {"apiVersion": "wfclock.dev/v1alpha1", "kind": "WorkflowSchedule",
+            "metadata": {"generateName": "policy-"},
+            "spec": {"tenant": tenant, "workflowId": WORKFLOW, "workflowVersion": 1,
+                     "trigger": {"type": "recurring", "cron": "0 9 * * *", "timezone": "UTC"}}}  # fmt: skip
+
+
+def test_admission_policy_refuses_a_mismatched_tenant_with_a_clear_message(admin, installed):
+    objects = client.CustomObjectsApi(admin)
+
+    def create(tenant):
+        return objects.create_namespaced_custom_object("wfclock.dev", "v1alpha1", "acme", "workflowschedules", _schedule(tenant))
+
+    with pytest.raises(ApiException) as refused:
+        wait_until(lambda: _refused(objects, create, "globex"), 30, "the policy to be active")
+        create("globex")
+    body = json.loads(refused.value.body)
+    assert refused.value.status in (403, 422)
+    assert 'spec.tenant "globex" does not match the wfclock.dev/tenant label of namespace "acme" ("acme")' in body["message"]
+    assert create("acme")["spec"]["tenant"] == "acme"
+
+
+def _refused(objects, create, tenant) -> bool:
+    """True once the policy refuses; an object admitted before it was active is removed."""
+    try:
+        created = create(tenant)
+    except ApiException as exc:
+        return exc.status in (403, 422)
+    objects.delete_namespaced_custom_object(
+        "wfclock.dev", "v1alpha1", "acme", "workflowschedules", created["metadata"]["name"]
+    )
+    return False
+
+
+def test_view_can_list_but_not_create_and_edit_can_create(plane, admin, installed):
+    rbac = client.RbacAuthorizationV1Api(admin)
+    for user, role in (("viewer", "view"), ("editor", "edit")):
+        rbac.create_namespaced_role_binding("acme", {
+            "metadata": {"name": f"{user}-{role}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        })  # fmt: skip
+
+    def can(user, verb):
+        out = plane.kubectl("auth", "can-i", verb, "workflowschedules.wfclock.dev", "-n", "acme", f"--as={user}", check=False)
+        return out.strip().splitlines()[0] == "yes"
+
+    wait_until(lambda: can("editor", "create"), 60, "role aggregation into edit")
+    assert can("viewer", "list") and not can("viewer", "create") and not can("viewer", "delete")
+    created = plane.kubectl("create", "-n", "acme", "--as=editor", "-f", "-", input=yaml.safe_dump(_schedule("acme")))
+    assert "created" in created
+    refused = plane.kubectl("create", "-n", "acme", "--as=viewer", "-f", "-", input=yaml.safe_dump(_schedule("acme")), check=False)
+    assert "forbidden" in refused.lower()
+    assert "policy-" in plane.kubectl("get", "wfs", "-n", "acme", "--as=viewer")
+
+
+def test_kubectl_shows_printer_columns_and_explains_the_trigger(plane, installed):
+    plane.kubectl("apply", "-n", "acme", "-f", "-", input=yaml.safe_dump({**_schedule("acme"), "metadata": {"name": "columns"}}))
+    header = plane.kubectl("get", "wfs", "-n", "acme").splitlines()[0].split()
+    assert header[:3] == ["NAME", "TYPE", "SCHEDULE"]
+    for column in ("TIMEZONE", "PAUSED", "NEXT", "LAST", "PHASE", "AGE"):
+        assert column in header
+    explained = plane.kubectl("explain", "workflowschedule.spec.trigger")
+    for field in ("cron", "runAt", "timezone", "type"):
+        assert field in explained
+    assert "Exactly 5 fields" in explained and "IANA time zone" in explained
