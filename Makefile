@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help venv postgres control-plane deps test test-unit lint up down demo bench clean
+.PHONY: help venv postgres control-plane deps test test-unit lint up down demo bench clean kind-e2e image-check
 
 help:
 	@echo "make demo   - start the local stack (control plane, Postgres, operator) and watch schedules fire"
@@ -13,6 +13,7 @@ help:
 	@echo "make up / make down - start / stop the local stack in the background"
 	@echo "make lint   - ruff"
 	@echo "make bench  - benchmarks (print figures)"
+	@echo "make kind-e2e - build the image, install the chart on kind, smoke test (needs Docker)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,9 +38,10 @@ test: deps
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" tests/unit $(PYTEST_ARGS)
 
-lint: venv
+lint: venv control-plane
 	$(VENV)/bin/ruff check operator launcher_job tests bench
-	$(VENV)/bin/ruff format --check operator launcher_job tests bench
+	$(VENV)/bin/shellcheck -x scripts/*.sh .ci/run
+	$(shell scripts/build-control-plane.sh helm 2>/dev/null)/helm lint --strict charts/wfclock
 
 up: deps
 	$(PY) -m wfclock.localstack up
@@ -52,6 +54,15 @@ demo: up
 
 bench: deps
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Users with Docker: the same end-to-end smoke on kind (cannot run on a machine without a
+# container engine, such as this project's CI).
+kind-e2e:
+	scripts/kind-e2e.sh
+
+# The Dockerfile's install steps, proven without a container engine.
+image-check:
+	scripts/check-image-install.sh
 
 clean: down
 	rm -rf $(VENV) .wfclock

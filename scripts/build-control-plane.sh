@@ -5,7 +5,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=versions.env
+# shellcheck source=scripts/versions.env
 source "$here/versions.env"
 
 cache=${WFCLOCK_CACHE:-$HOME/.cache/wfclock}

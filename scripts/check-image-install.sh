@@ -6,8 +6,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-$(mktemp -d)}
 python3.11 -m venv --clear "$dir/venv"
-"$dir/venv/bin/pip" install --quiet --only-binary=:all: pip==25.2
-"$dir/venv/bin/pip" install --quiet --only-binary=:all: --no-compile "$root"
+"$dir/venv/bin/pip" install --only-binary=:all: pip==25.2 >/dev/null
+"$dir/venv/bin/pip" install --only-binary=:all: --no-compile "$root" >/dev/null
 export PATH="$dir/venv/bin:$PATH"
 cd "$dir"
 # The launcher: refuses unusable input with exit 2 and one JSON line.
