@@ -290,25 +290,36 @@ def is_fire_instant(spec: CronSpec, timezone: str, instant: datetime) -> bool:
 
 
 def minimum_gap(spec: CronSpec, timezone: str, around: datetime) -> timedelta:
+    """The smallest gap between two consecutive fires the expression can produce (see below)."""
+    return _minimum_gap(spec, timezone, around.astimezone(UTC).date().replace(day=1))
+
+
+@lru_cache(maxsize=4096)
+def _minimum_gap(spec: CronSpec, timezone: str, month) -> timedelta:
     """The smallest gap between two consecutive fires the expression can produce.
 
     Computed from the expression, not its text: the wall-clock minutes of a day that match, the
     step from the last fire of a day to the first of the next when consecutive days can both
-    match, and the real gaps around every daylight-saving change within a year of `around`.
+    match, and the real gaps between fires within three hours of every daylight-saving change
+    in the year from `around`.
     """
     minutes = sorted(
         h * 60 + m for h in range(24) if spec.hour >> h & 1 for m in range(60) if spec.minute >> m & 1
     )
     gaps = [b - a for a, b in zip(minutes, minutes[1:], strict=False)]
+    around = datetime(month.year, month.month, 1, tzinfo=UTC)
     if _consecutive_days_match(spec, around.year):
         gaps.append(minutes[0] + 1440 - minutes[-1])
     best = timedelta(minutes=min(gaps)) if gaps else timedelta(days=1)
     tz = zone(timezone)
     for change in _offset_changes(tz, around - timedelta(days=1), around + timedelta(days=366)):
-        fires = next_fire_times(spec, timezone, change - timedelta(hours=26), 60)
-        fires = [f for f in fires if f <= change + timedelta(hours=26)]
-        for a, b in zip(fires, fires[1:], strict=False):
-            best = min(best, b - a)
+        # A change moves wall times by at most an hour: only fires near it can come closer.
+        previous, limit = None, change + timedelta(hours=3)
+        fire = next_fire_after(spec, timezone, change - timedelta(hours=3))
+        while fire is not None and fire <= limit:
+            if previous is not None:
+                best = min(best, fire - previous)
+            previous, fire = fire, next_fire_after(spec, timezone, fire)
     return best
 
 
@@ -327,16 +338,23 @@ def _consecutive_days_match(spec: CronSpec, year: int) -> bool:
 
 
 def _offset_changes(tz, start: datetime, end: datetime) -> list[datetime]:
-    """Instants (to the hour) where the zone's UTC offset changes between `start` and `end`."""
+    """Instants (to the minute) where the zone's UTC offset changes between `start` and `end`."""
     changes = []
-    t = int(start.timestamp()) // 3600 * 3600
-    last = _offset(t, tz)
-    while t < end.timestamp():
-        t += 1800
-        current = _offset(t, tz)
-        if current != last:
-            changes.append(datetime.fromtimestamp(t, UTC))
-            last = current
+    day = int(start.timestamp()) // 3600 * 3600
+    last = _offset(day, tz)
+    while day < end.timestamp():
+        following = day + 86400
+        if _offset(following, tz) != last:
+            low, high = day, following  # the change lies in (low, high]: bisect to the minute
+            while high - low > 60:
+                middle = (low + high) // 2
+                if _offset(middle, tz) == last:
+                    low = middle
+                else:
+                    high = middle
+            changes.append(datetime.fromtimestamp(high, UTC))
+            last = _offset(following, tz)
+        day = following
     return changes
 
 

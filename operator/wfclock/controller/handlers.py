@@ -29,12 +29,19 @@ log = logging.getLogger("wfclock.operator")
 _metrics_started = threading.Event()
 
 
+WORKERS = 32  # handler threads, and HTTP connections to the API server to match
+
+
 def _api_client() -> client.ApiClient:
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
-    return client.ApiClient()
+        config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
+    configuration.connection_pool_maxsize = WORKERS
+    return client.ApiClient(configuration)
 
 
 @kopf.on.login()
@@ -70,7 +77,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.watching.client_timeout = 15
     settings.networking.request_timeout = 30
     settings.posting.level = logging.WARNING  # events are posted by wfclock itself
-    settings.execution.max_workers = 8
+    settings.execution.max_workers = WORKERS
     # The resources are known; watching CRDs for new ones would need rights the operator lacks.
     settings.scanning.disabled = True
     ctx = reconciler.Context(settings=wf, engine=engine_for(wf.database_url), kube=Kube(_api_client()))

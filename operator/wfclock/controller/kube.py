@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from kubernetes import client
@@ -17,10 +19,17 @@ log = logging.getLogger("wfclock.operator")
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient):
+    # Writes skip the client's model deserialisation of the response: the operator does not
+    # read it, and it is most of the client-side cost of a write.
+    RAW = {"_preload_content": False}
+
+    def __init__(self, api: client.ApiClient, tenant_cache_seconds: float = 10):
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.objects = client.CustomObjectsApi(api)
+        self._tenants: dict[str, tuple[float, str | None]] = {}
+        self._notices = ThreadPoolExecutor(1, thread_name_prefix="events")
+        self._tenant_ttl = tenant_cache_seconds
 
     # --- children ---
 
@@ -30,34 +39,40 @@ class Kube:
         jobs = self.batch.list_namespaced_job(namespace, label_selector=selector).items
         return cronjobs, jobs
 
-    def create_or_patch_cronjob(self, body: dict):
+    def create_or_patch_cronjob(self, body: dict) -> str:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
-            return self.batch.create_namespaced_cron_job(ns, body), "created"
+            self.batch.create_namespaced_cron_job(ns, body, **self.RAW)
+            return "created"
         except ApiException as exc:
             if exc.status != 409:
                 raise
         # In place: one write, same UID, so the controller keeps its fire history.
-        return self.batch.patch_namespaced_cron_job(name, ns, body), "updated"
+        self.batch.patch_namespaced_cron_job(name, ns, body, **self.RAW)
+        return "updated"
 
-    def create_job_if_absent(self, body: dict):
+    def create_job_if_absent(self, body: dict) -> bool:
         ns = body["metadata"]["namespace"]
         try:
-            return self.batch.create_namespaced_job(ns, body), True
+            self.batch.create_namespaced_job(ns, body, **self.RAW)
+            return True
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        return self.batch.read_namespaced_job(body["metadata"]["name"], ns), False
+        return False
 
     def suspend_cronjob(self, namespace: str, name: str) -> None:
         self._ignore_404(
-            self.batch.patch_namespaced_cron_job, name, namespace, {"spec": {"suspend": True}}
+            self.batch.patch_namespaced_cron_job, name, namespace, {"spec": {"suspend": True}},
+            **self.RAW,
         )
 
     def release_job(self, namespace: str, name: str) -> bool:
         """Un-suspends a one-time Job; False when it no longer exists."""
         try:
-            self.batch.patch_namespaced_job(name, namespace, {"spec": {"suspend": False}})
+            self.batch.patch_namespaced_job(
+                name, namespace, {"spec": {"suspend": False}}, **self.RAW
+            )
             return True
         except ApiException as exc:
             if exc.status == 404:
@@ -67,12 +82,13 @@ class Kube:
     def delete_cronjob(self, namespace: str, name: str) -> None:
         self._ignore_404(
             self.batch.delete_namespaced_cron_job, name, namespace,
-            propagation_policy="Background",
+            propagation_policy="Background", **self.RAW,
         )  # fmt: skip
 
     def delete_job(self, namespace: str, name: str) -> None:
         self._ignore_404(
-            self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+            self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background",
+            **self.RAW,
         )
 
     @staticmethod
@@ -87,8 +103,15 @@ class Kube:
     # --- namespace, secret ---
 
     def namespace_tenant(self, namespace: str) -> str | None:
+        """The namespace's wfclock.dev/tenant label (cached briefly; admission checks it too)."""
+        now = time.monotonic()
+        cached = self._tenants.get(namespace)
+        if cached and now - cached[0] < self._tenant_ttl:
+            return cached[1]
         labels = self.core.read_namespace(namespace).metadata.labels or {}
-        return labels.get("wfclock.dev/tenant")
+        tenant = labels.get("wfclock.dev/tenant")
+        self._tenants[namespace] = (now, tenant)
+        return tenant
 
     def copy_secret(self, source: str, namespace: str, name: str) -> None:
         """Keeps a copy of the database Secret (`source` = "namespace/name") in `namespace`."""
@@ -113,13 +136,17 @@ class Kube:
     def patch_status(self, namespace: str, name: str, status: dict) -> None:
         self._ignore_404(
             self.objects.patch_namespaced_custom_object_status,
-            API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status},
+            API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status}, **self.RAW,
         )  # fmt: skip
 
     def get_schedule(self, namespace: str, name: str) -> dict | None:
         return self._ignore_404(
             self.objects.get_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL, name
         )
+
+    def event_later(self, ref: dict, type_: str, reason: str, message: str) -> None:
+        """An Event posted in the background, off a time-critical path."""
+        self._notices.submit(self.event, ref, type_, reason, message)
 
     def event(self, ref: dict, type_: str, reason: str, message: str) -> None:
         """A Kubernetes Event on the WorkflowSchedule (usable from any thread)."""
@@ -139,6 +166,6 @@ class Kube:
             "reportingInstance": f"wfclock-{uuid.getnode():x}",
         }  # fmt: skip
         try:
-            self.core.create_namespaced_event(ref["namespace"], body)
+            self.core.create_namespaced_event(ref["namespace"], body, **self.RAW)
         except ApiException as exc:
             log.warning("could not post event %s: %s", reason, exc.reason)

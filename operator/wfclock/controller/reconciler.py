@@ -131,16 +131,26 @@ def _state(schedule: Schedule, generation: int, kind: str, name: str, next_fire,
     )
 
 
+def _children_to_replace(ctx: Context, schedule: Schedule, previous, kind: str, name: str):
+    """The registrations that may need replacing: none when the schedule is new or keeps its
+    registration (the common case, which then costs no list calls), else everything it owns."""
+    if previous is None or (
+        previous["registered_kind"] == kind and previous["registered_name"] == name
+    ):
+        return [], []
+    return ctx.kube.owned(schedule.namespace, schedule.uid)
+
+
 def _register_recurring(ctx: Context, schedule: Schedule, previous, generation: int) -> dict:
     trigger = schedule.spec.trigger
     now = ctx.now()
     body = build_cronjob(schedule, ctx.settings)
     name = body["metadata"]["name"]
-    cronjobs, jobs = ctx.kube.owned(schedule.namespace, schedule.uid)
+    cronjobs, jobs = _children_to_replace(ctx, schedule, previous, "CronJob", name)
     pending_one_time = [j for j in jobs if j.metadata.labels.get(KIND_LABEL) == "one-time"]
     # The new registration first, then the state row (which makes the launcher refuse anything
     # planned under the old trigger), then the old registrations go.
-    _, action = ctx.kube.create_or_patch_cronjob(body)
+    action = ctx.kube.create_or_patch_cronjob(body)
     next_fire = None if schedule.spec.paused else next_fire_after(trigger.spec, trigger.timezone, now)
     status = "paused" if schedule.spec.paused else "scheduled"
     row = store.upsert_schedule(
@@ -182,7 +192,7 @@ def _register_one_time(ctx: Context, schedule: Schedule, previous, generation: i
     run_at = trigger.runAt.astimezone(UTC)
     now = ctx.now()
     name = child_name(schedule)
-    cronjobs, jobs = ctx.kube.owned(schedule.namespace, schedule.uid)
+    cronjobs, jobs = _children_to_replace(ctx, schedule, previous, "Job", name)
     same_fire_done = (
         previous is not None
         and previous["run_at"] == run_at
@@ -191,7 +201,7 @@ def _register_one_time(ctx: Context, schedule: Schedule, previous, generation: i
     if not same_fire_done:
         for cronjob in cronjobs:  # a type switch: the CronJob must not fire any more
             ctx.kube.suspend_cronjob(schedule.namespace, cronjob.metadata.name)
-        _, created = ctx.kube.create_job_if_absent(build_one_time_job(schedule, ctx.settings))
+        created = ctx.kube.create_job_if_absent(build_one_time_job(schedule, ctx.settings))
     status = "paused" if schedule.spec.paused else "scheduled"
     row = store.upsert_schedule(
         ctx.engine, _state(schedule, generation, "Job", name, run_at, status), now=now
@@ -306,13 +316,17 @@ def status_for(ctx: Context, schedule: Schedule | None, row: dict, generation: i
 
 
 def release(ctx: Context, entry: Release, now: datetime) -> None:
-    """Releases a due one-time Job, or marks the schedule Missed when it is too late."""
-    row = store.get_schedule(ctx.engine, uuid.UUID(entry.uid))
-    if row is None or row["deleted_at"] or row["status"] != "scheduled" or row["run_at"] != entry.run_at:
-        return
+    """Releases a due one-time Job, or marks the schedule Missed when it is too late.
+
+    On time, the Job is released straight away: a pause, edit or delete already removed the
+    entry from the queue, and the launcher re-checks the state row at fire time anyway.
+    """
     ref = {"name": entry.name, "namespace": entry.namespace, "uid": entry.uid}
     lateness = (now - entry.run_at).total_seconds()
     if lateness > entry.deadline_seconds:
+        row = store.get_schedule(ctx.engine, uuid.UUID(entry.uid))
+        if row is None or row["deleted_at"] or row["status"] != "scheduled" or row["run_at"] != entry.run_at:
+            return
         message = (
             f"runAt {utc_iso(entry.run_at)} passed {int(lateness)}s ago, beyond the "
             f"{entry.deadline_seconds}s deadline; no run was started"
@@ -327,7 +341,7 @@ def release(ctx: Context, entry: Release, now: datetime) -> None:
         return
     if ctx.kube.release_job(entry.namespace, entry.job_name):
         metrics.RELEASE_LAG.observe(max(lateness, 0))
-        ctx.kube.event(ref, "Normal", "Released", f"released Job {entry.job_name} ({lateness:.1f}s after runAt)")
+        ctx.kube.event_later(ref, "Normal", "Released", f"released Job {entry.job_name} ({lateness:.1f}s after runAt)")
     else:
         log.warning("one-time Job %s/%s is gone; the next reconcile recreates it", entry.namespace, entry.job_name)
 

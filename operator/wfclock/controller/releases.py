@@ -12,6 +12,7 @@ import heapq
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -29,8 +30,15 @@ class Release:
 
 
 class ReleaseQueue:
-    def __init__(self, release: Callable[[Release, datetime], None], clock=lambda: datetime.now(UTC)):
+    def __init__(
+        self,
+        release: Callable[[Release, datetime], None],
+        clock=lambda: datetime.now(UTC),
+        workers: int = 16,
+    ):
         self._release = release
+        # Many schedules due in the same second are released side by side, not one by one.
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="release")
         self._clock = clock
         self._heap: list[Release] = []
         self._current: dict[str, Release] = {}  # uid -> the entry that counts
@@ -46,6 +54,7 @@ class ReleaseQueue:
             self._stopping = True
             self._wake.notify()
         self._thread.join(10)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def schedule(self, entry: Release) -> None:
         with self._wake:
@@ -80,8 +89,11 @@ class ReleaseQueue:
 
     def _loop(self) -> None:
         while (entry := self._next_due()) is not None:
-            try:
-                self._release(entry, self._clock())
-            except Exception:  # noqa: BLE001 - one bad release must not stop the others
-                log.exception("release of %s/%s failed; retrying in 5s", entry.namespace, entry.name)
-                threading.Timer(5, self.schedule, args=(entry,)).start()
+            self._pool.submit(self._release_one, entry)
+
+    def _release_one(self, entry: Release) -> None:
+        try:
+            self._release(entry, self._clock())
+        except Exception:  # noqa: BLE001 - one bad release must not stop the others
+            log.exception("release of %s/%s failed; retrying in 5s", entry.namespace, entry.name)
+            threading.Timer(5, self.schedule, args=(entry,)).start()

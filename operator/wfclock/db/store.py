@@ -16,7 +16,7 @@ from wfclock.db.tables import workflow_runs, workflow_schedule_fires, workflow_s
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
-    return create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=10, max_overflow=30)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,86 @@
+"""Shared set-up for the cluster benchmarks: control plane, Postgres, the operator as a process."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kubernetes import client, config
+
+from wfclock.db.migrate import upgrade
+from wfclock.devstack.controlplane import REPO, ControlPlane
+from wfclock.devstack.postgres import temporary_server
+from wfclock.devstack.processes import spawn, terminate
+
+NAMESPACE = "bench"
+WORKFLOW = "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"
+
+
+@contextlib.contextmanager
+def stack():
+    pg = temporary_server()
+    pg.start()
+    plane = ControlPlane().start()
+    try:
+        url = pg.create_database("bench")
+        upgrade(url)
+        plane.kubectl("apply", "-f", str(REPO / "crds"))
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workflowschedules.wfclock.dev")
+        plane.start_controller_manager()
+        api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+        core = client.CoreV1Api(api)
+        core.create_namespace({"metadata": {"name": NAMESPACE, "labels": {"wfclock.dev/tenant": "bench"}}})
+        core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "wfclock-database"},
+                                                  "data": {"url": base64.b64encode(url.encode()).decode()}})  # fmt: skip
+        yield plane, api, url
+    finally:
+        plane.remove()
+        pg.stop()
+
+
+@contextlib.contextmanager
+def operator(plane, url, log: Path):
+    env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "WFCLOCK_DATABASE_URL": url,
+           "WFCLOCK_METRICS_PORT": "0", "WFCLOCK_HEALTH_PORT": "0", "WFCLOCK_LOG_LEVEL": "warning",
+           "WFCLOCK_NAMESPACES": f'["{NAMESPACE}"]'}  # fmt: skip
+    profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+    proc = spawn([sys.executable, *profile, "-m", "wfclock.controller"], log, env=env)
+    try:
+        yield proc
+    finally:
+        terminate(proc)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def schedule(name: str, trigger: dict) -> dict:
+    return {"apiVersion": "wfclock.dev/v1alpha1", "kind": "WorkflowSchedule", "metadata": {"name": name},
+            "spec": {"tenant": "bench", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": trigger}}  # fmt: skip
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    raise TimeoutError("benchmark condition not reached")
+
+
+def run(cmd):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,82 @@
+"""1,000 WorkflowSchedules applied at once until all are registered (CronJob created, state row
+written, status Scheduled), against a bare Python client creating 1,000 CronJobs on the same
+control plane. Prints both times and the ratio (target at most 2), and the operator's memory.
+Usage: python bench/operator_apply.py [COUNT]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kubernetes import client
+from sqlalchemy import func, select
+
+from _cluster import NAMESPACE, cpu_seconds, operator, rss_mib, schedule, stack, wait_for
+from wfclock.db.store import engine_for
+from wfclock.db.tables import workflow_schedules
+
+CRONS = ["0 3 * * *", "*/15 * * * *", "30 9 * * 1-5", "0 */2 * * *", "45 23 * * *"]
+ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "UTC"]
+
+
+def trigger(i: int) -> dict:
+    return {"type": "recurring", "cron": CRONS[i % len(CRONS)], "timezone": ZONES[i % len(ZONES)]}
+
+
+def create_all(fn, count: int, workers: int = 16) -> None:
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(fn, range(count)))
+
+
+def bare_cronjobs(api, count: int) -> float:
+    batch = client.BatchV1Api(api)
+    template = {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+        {"name": "x", "image": "x", "command": ["true"]}]}}}}  # fmt: skip
+    start = time.perf_counter()
+    create_all(lambda i: batch.create_namespaced_cron_job(NAMESPACE, {
+        "metadata": {"name": f"bare-{i}"},
+        "spec": {"schedule": "0 3 * * *", "timeZone": "Europe/Berlin", "jobTemplate": template},
+    }), count)  # fmt: skip
+    return time.perf_counter() - start
+
+
+def registered(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(workflow_schedules)
+                            .where(workflow_schedules.c.status == "scheduled")).scalar()  # fmt: skip
+
+
+def main(count: int) -> None:
+    with stack() as (plane, api, url):
+        bare = bare_cronjobs(api, count)
+        objects = client.CustomObjectsApi(api)
+        engine = engine_for(url)
+        log = Path(tempfile.mkdtemp()) / "operator.log"
+        with operator(plane, url, log) as proc:
+            time.sleep(3)  # the operator is up and watching
+            idle = rss_mib(proc.pid)
+            cpu_before = cpu_seconds(proc.pid)
+            start = time.perf_counter()
+            create_all(lambda i: objects.create_namespaced_custom_object(
+                "wfclock.dev", "v1alpha1", NAMESPACE, "workflowschedules", schedule(f"s-{i}", trigger(i))), count)  # fmt: skip
+            wait_for(lambda: registered(engine) >= count, 1800, interval=0.5)
+            cronjobs = len(client.BatchV1Api(api).list_namespaced_cron_job(
+                NAMESPACE, label_selector="wfclock.dev/schedule").items)  # fmt: skip
+            took = time.perf_counter() - start
+            loaded = rss_mib(proc.pid)
+            cpu = cpu_seconds(proc.pid) - cpu_before
+        assert cronjobs == count, (cronjobs, count)
+    print(f"schedules: {count}")
+    print(f"bare client, {count} CronJobs:          {bare:.1f} s ({count / bare:.0f}/s)")
+    print(f"wfclock, {count} schedules registered:  {took:.1f} s ({count / took:.0f}/s)")
+    print(f"ratio wfclock/bare: {took / bare:.2f} (target <= 2)")
+    print(f"operator CPU while registering: {cpu:.1f} s ({cpu / took:.0%} of one core)")
+    print(f"operator RSS: idle {idle:.0f} MiB, with {count} schedules {loaded:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
