@@ -40,6 +40,7 @@ test-unit: venv
 
 lint: venv control-plane
 	$(VENV)/bin/ruff check operator launcher_job tests bench
+	$(VENV)/bin/ruff format --check operator launcher_job tests bench
 	$(VENV)/bin/shellcheck -x scripts/*.sh .ci/run
 	$(shell scripts/build-control-plane.sh helm 2>/dev/null)/helm lint --strict charts/wfclock
 

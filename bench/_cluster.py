@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from kubernetes import client, config
-
 from wfclock.db.migrate import upgrade
 from wfclock.devstack.controlplane import REPO, ControlPlane
 from wfclock.devstack.postgres import temporary_server
@@ -30,11 +29,18 @@ def stack():
         url = pg.create_database("bench")
         upgrade(url)
         plane.kubectl("apply", "-f", str(REPO / "crds"))
-        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workflowschedules.wfclock.dev")
+        plane.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/workflowschedules.wfclock.dev",
+        )
         plane.start_controller_manager()
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
         core = client.CoreV1Api(api)
-        core.create_namespace({"metadata": {"name": NAMESPACE, "labels": {"wfclock.dev/tenant": "bench"}}})
+        core.create_namespace(
+            {"metadata": {"name": NAMESPACE, "labels": {"wfclock.dev/tenant": "bench"}}}
+        )
         core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "wfclock-database"},
                                                   "data": {"url": base64.b64encode(url.encode()).decode()}})  # fmt: skip
         yield plane, api, url
@@ -48,7 +54,11 @@ def operator(plane, url, log: Path):
     env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "WFCLOCK_DATABASE_URL": url,
            "WFCLOCK_METRICS_PORT": "0", "WFCLOCK_HEALTH_PORT": "0", "WFCLOCK_LOG_LEVEL": "warning",
            "WFCLOCK_NAMESPACES": f'["{NAMESPACE}"]'}  # fmt: skip
-    profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+    profile = (
+        ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
+        if os.environ.get("BENCH_PROFILE")
+        else []
+    )
     proc = spawn([sys.executable, *profile, "-m", "wfclock.controller"], log, env=env)
     try:
         yield proc

@@ -24,8 +24,13 @@ def timed(argv, env) -> float:
 def main(runs: int) -> None:
     with database() as url:
         schedule_id = every_minute_schedule(url)
-        env = {**os.environ, "WFCLOCK_DATABASE_URL": url, "WFCLOCK_SCHEDULE_ID": str(schedule_id),
-               "WFCLOCK_CRON": "* * * * *", "WFCLOCK_TIMEZONE": "Europe/Berlin"}
+        env = {
+            **os.environ,
+            "WFCLOCK_DATABASE_URL": url,
+            "WFCLOCK_SCHEDULE_ID": str(schedule_id),
+            "WFCLOCK_CRON": "* * * * *",
+            "WFCLOCK_TIMEZONE": "Europe/Berlin",
+        }
         baseline, launcher = [], []
         for i in range(runs):
             minutes = int((EPOCH + timedelta(minutes=i)).timestamp()) // 60
@@ -35,7 +40,9 @@ def main(runs: int) -> None:
     b, lt = statistics.median(baseline), statistics.median(launcher)
     print(f"runs: {runs}")
     print(f"python -c 'import psycopg': median {b * 1000:.0f} ms")
-    print(f"python -m launcher_job:     median {lt * 1000:.0f} ms (one fire, connect + transaction)")
+    print(
+        f"python -m launcher_job:     median {lt * 1000:.0f} ms (one fire, connect + transaction)"
+    )
     print(f"ratio launcher/import: {lt / b:.2f} (target <= 2)")
 
 

@@ -15,7 +15,6 @@ import time
 from datetime import timedelta
 
 import psycopg
-
 from _support import EPOCH, database, every_minute_schedule
 from wfclock.launcher import ClockFire, Registration, fire_key_for, launch
 

@@ -12,10 +12,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _cluster import NAMESPACE, cpu_seconds, operator, rss_mib, schedule, stack, wait_for
 from kubernetes import client
 from sqlalchemy import func, select
-
-from _cluster import NAMESPACE, cpu_seconds, operator, rss_mib, schedule, stack, wait_for
 from wfclock.db.store import engine_for
 from wfclock.db.tables import workflow_schedules
 

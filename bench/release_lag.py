@@ -16,17 +16,21 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from _cluster import NAMESPACE, operator, rss_mib, schedule, stack, wait_for
 from kubernetes import client
 from sqlalchemy import func, select
-
-from _cluster import NAMESPACE, operator, rss_mib, schedule, stack, wait_for
 from wfclock.db.store import engine_for
 from wfclock.db.tables import workflow_schedules
 
 
 def bare_release(batch, released: dict, count: int) -> list[float]:
     """Baseline: a bare client un-suspends `count` suspended Jobs at once, 16 threads."""
-    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "x", "image": "x", "command": ["true"]}]}}
+    template = {
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "x", "image": "x", "command": ["true"]}],
+        }
+    }
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: batch.create_namespaced_job(NAMESPACE, {
             "metadata": {"name": f"bare-{i}"}, "spec": {"suspend": True, "template": template}}), range(count)))  # fmt: skip
@@ -70,7 +74,9 @@ def main(count: int) -> None:
         released.clear()
         with operator(plane, url, Path(tempfile.mkdtemp()) / "operator.log") as proc:
             time.sleep(3)
-            run_at = (datetime.now(UTC) + timedelta(seconds=max(30, count // 8))).replace(microsecond=0)
+            run_at = (datetime.now(UTC) + timedelta(seconds=max(30, count // 8))).replace(
+                microsecond=0
+            )
             with ThreadPoolExecutor(16) as pool:
                 list(pool.map(lambda i: objects.create_namespaced_custom_object(
                     "wfclock.dev", "v1alpha1", NAMESPACE, "workflowschedules",
@@ -78,18 +84,25 @@ def main(count: int) -> None:
 
             def registered():
                 with engine.connect() as conn:
-                    return conn.execute(select(func.count()).select_from(workflow_schedules)).scalar() >= count
+                    return (
+                        conn.execute(select(func.count()).select_from(workflow_schedules)).scalar()
+                        >= count
+                    )
 
             wait_for(registered, 600)
             assert datetime.now(UTC) < run_at, "registration took longer than the lead time"
             wait_for(lambda: sum(not n.startswith("bare-") for n in released) >= count, 120)
             memory = rss_mib(proc.pid)
         stop.set()
-    lags = sorted((t - run_at).total_seconds() for n, t in released.items() if not n.startswith("bare-"))
+    lags = sorted(
+        (t - run_at).total_seconds() for n, t in released.items() if not n.startswith("bare-")
+    )
     print(f"one-time schedules due in the same second: {count}")
     print(f"bare client un-suspending {count} Jobs at once (16 threads): {percentiles(baseline)}")
     print(f"wfclock release lag (runAt -> Job un-suspended, seen by a watch): {percentiles(lags)}")
-    print(f"p99 ratio wfclock/bare: {lags[int(len(lags) * 0.99) - 1] / baseline[int(len(baseline) * 0.99) - 1]:.2f} (target p99 < 1000 ms)")
+    print(
+        f"p99 ratio wfclock/bare: {lags[int(len(lags) * 0.99) - 1] / baseline[int(len(baseline) * 0.99) - 1]:.2f} (target p99 < 1000 ms)"
+    )
     print(f"operator RSS with {count} pending one-time schedules: {memory:.0f} MiB")
 
 

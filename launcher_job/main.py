@@ -9,7 +9,6 @@ import uuid
 from datetime import UTC, datetime
 
 import psycopg
-
 from wfclock.launcher import (
     ClockFire,
     FireNotDue,

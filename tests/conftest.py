@@ -11,7 +11,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from wfclock.db.migrate import upgrade
 from wfclock.db.store import ScheduleState, engine_for, upsert_schedule
 from wfclock.devstack.postgres import temporary_server
@@ -91,7 +90,9 @@ def one_time_state(run_at: datetime, **overrides) -> ScheduleState:
 
 @pytest.fixture
 def add_schedule(engine):
-    def add(state: ScheduleState | None = None, *, effective_from: datetime = NOW - timedelta(days=1)):
+    def add(
+        state: ScheduleState | None = None, *, effective_from: datetime = NOW - timedelta(days=1)
+    ):
         state = state or make_state()
         upsert_schedule(engine, state, now=effective_from)
         return state

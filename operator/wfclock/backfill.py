@@ -62,5 +62,7 @@ def backfill(
         results = []
         for fire in fires:
             result: LaunchResult = launch(conn, ClockFire(schedule_id, fire, source), now=now)
-            results.append((fire, f"{result.outcome}" + (f" ({result.reason})" if result.reason else "")))
+            results.append(
+                (fire, f"{result.outcome}" + (f" ({result.reason})" if result.reason else ""))
+            )
         return results

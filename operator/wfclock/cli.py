@@ -70,7 +70,9 @@ def _fmt(value) -> str:
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(line.rstrip() for line in lines)
@@ -93,7 +95,9 @@ def cmd_db(args) -> int:
         migrate.upgrade(url, args.revision or "head")
     else:
         migrate.downgrade(url, args.revision or "base")
-    print(f"database {args.action}d to {args.revision or ('head' if args.action == 'upgrade' else 'base')}")
+    print(
+        f"database {args.action}d to {args.revision or ('head' if args.action == 'upgrade' else 'base')}"
+    )
     return EX_OK
 
 
@@ -124,7 +128,16 @@ def cmd_runs_list(args) -> int:
         ]
         for r in runs
     ]
-    headers = ["RUN", "TENANT", "WORKFLOW", "VERSION", "TRIGGER", "STATUS", "SCHEDULED FOR", "CREATED"]
+    headers = [
+        "RUN",
+        "TENANT",
+        "WORKFLOW",
+        "VERSION",
+        "TRIGGER",
+        "STATUS",
+        "SCHEDULED FOR",
+        "CREATED",
+    ]
     print(_table(rows, headers))
     return EX_OK
 
@@ -151,7 +164,18 @@ def cmd_schedules(args) -> int:
         ]
         for s in schedules
     ]
-    headers = ["SCHEDULE", "TENANT", "TYPE", "WHEN", "TIMEZONE", "STATE", "REGISTERED", "NEXT FIRE", "LAST FIRE", "LAST RESULT"]
+    headers = [
+        "SCHEDULE",
+        "TENANT",
+        "TYPE",
+        "WHEN",
+        "TIMEZONE",
+        "STATE",
+        "REGISTERED",
+        "NEXT FIRE",
+        "LAST FIRE",
+        "LAST RESULT",
+    ]
     print(_table(rows, headers))
     return EX_OK
 
@@ -199,7 +223,9 @@ def cmd_preview(args) -> int:
         raise UsageError(str(exc)) from None
     start = args.start or datetime.now(UTC)
     for fire in next_fires_view(spec, args.timezone, start, args.count):
-        print(f"{fire['local']}  {fire['at']}" + (f"  ({fire['note']})" if fire.get("note") else ""))
+        print(
+            f"{fire['local']}  {fire['at']}" + (f"  ({fire['note']})" if fire.get("note") else "")
+        )
     return EX_OK
 
 
@@ -208,10 +234,15 @@ def cmd_backfill(args) -> int:
 
     if args.end <= args.begin:
         raise UsageError("--to must be after --from")
-    results = backfill(_database_url(args), args.schedule, args.begin, args.end, dry_run=args.dry_run)
+    results = backfill(
+        _database_url(args), args.schedule, args.begin, args.end, dry_run=args.dry_run
+    )
     for fire, result in results:
         print(f"{fire.astimezone(UTC).isoformat().replace('+00:00', 'Z')}  {result}")
-    print(f"{len(results)} fire(s) in the window" + (" (dry run: nothing launched)" if args.dry_run else ""))
+    print(
+        f"{len(results)} fire(s) in the window"
+        + (" (dry run: nothing launched)" if args.dry_run else "")
+    )
     return EX_OK
 
 
@@ -229,9 +260,13 @@ def cmd_start(args) -> int:
     if args.kind == "event":
         if not args.event_id or not args.event_name:
             raise UsageError("an event start needs --event-name and --event-id")
-        request = EventStart(args.tenant, args.workflow, args.version, args.event_name, args.event_id, payload)
+        request = EventStart(
+            args.tenant, args.workflow, args.version, args.event_name, args.event_id, payload
+        )
     else:
-        request = ManualStart(args.tenant, args.workflow, args.version, payload, os.environ.get("USER", ""))
+        request = ManualStart(
+            args.tenant, args.workflow, args.version, payload, os.environ.get("USER", "")
+        )
     from wfclock.db.migrate import sqlalchemy_url
 
     url = sqlalchemy_url(_database_url(args)).replace("postgresql+psycopg://", "postgresql://")
@@ -271,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check WorkflowSchedule manifests offline")
     validate.add_argument("file")
-    validate.add_argument("--now", type=_instant, help="evaluate 'in the future' against this instant")
+    validate.add_argument(
+        "--now", type=_instant, help="evaluate 'in the future' against this instant"
+    )
     validate.set_defaults(func=cmd_validate)
 
     preview = sub.add_parser("preview", help="next fire times of a cron in a zone")
@@ -308,9 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wfclock: {exc}", file=sys.stderr)
         return EX_USAGE
     except Exception as exc:
-        from sqlalchemy.exc import OperationalError as SAOperationalError
-
         import psycopg
+        from sqlalchemy.exc import OperationalError as SAOperationalError
 
         if isinstance(exc, SAOperationalError | psycopg.OperationalError):
             print(f"wfclock: database unavailable: {str(exc).splitlines()[0]}", file=sys.stderr)

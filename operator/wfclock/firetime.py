@@ -304,7 +304,11 @@ def _minimum_gap(spec: CronSpec, timezone: str, month) -> timedelta:
     in the year from `around`.
     """
     minutes = sorted(
-        h * 60 + m for h in range(24) if spec.hour >> h & 1 for m in range(60) if spec.minute >> m & 1
+        h * 60 + m
+        for h in range(24)
+        if spec.hour >> h & 1
+        for m in range(60)
+        if spec.minute >> m & 1
     )
     gaps = [b - a for a, b in zip(minutes, minutes[1:], strict=False)]
     around = datetime(month.year, month.month, 1, tzinfo=UTC)
@@ -360,5 +364,7 @@ def _offset_changes(tz, start: datetime, end: datetime) -> list[datetime]:
 
 def utc_iso(instant: datetime) -> str:
     """`2026-03-08T14:00:00Z`: the fire key's and the payload's form of an instant."""
-    text = instant.astimezone(UTC).isoformat(timespec="milliseconds" if instant.microsecond else "seconds")
+    text = instant.astimezone(UTC).isoformat(
+        timespec="milliseconds" if instant.microsecond else "seconds"
+    )
     return text.replace("+00:00", "Z")

@@ -57,10 +57,14 @@ def up() -> int:
     )  # fmt: skip
     PIDFILE.write_text(str(proc.pid))
     started = time.monotonic()
-    print("starting Postgres, etcd, kube-apiserver, kube-controller-manager, operator, pod runner ...")
+    print(
+        "starting Postgres, etcd, kube-apiserver, kube-controller-manager, operator, pod runner ..."
+    )
     while not ENVFILE.exists():
         if proc.poll() is not None:
-            print(f"the local stack failed to start; see {STATE / 'supervisor.log'}", file=sys.stderr)
+            print(
+                f"the local stack failed to start; see {STATE / 'supervisor.log'}", file=sys.stderr
+            )
             print((STATE / "supervisor.log").read_text()[-3000:], file=sys.stderr)
             return 1
         if time.monotonic() - started > 600:
@@ -112,11 +116,19 @@ def serve() -> int:
         upgrade(url)
         plane.start()
         plane.kubectl("apply", "-f", str(REPO / "crds"))
-        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workflowschedules.wfclock.dev")
+        plane.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/workflowschedules.wfclock.dev",
+        )
         plane.start_controller_manager()
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
         core = client.CoreV1Api(api)
-        for name, labels in ((SYSTEM_NAMESPACE, {}), (DEMO_NAMESPACE, {"wfclock.dev/tenant": DEMO_TENANT})):
+        for name, labels in (
+            (SYSTEM_NAMESPACE, {}),
+            (DEMO_NAMESPACE, {"wfclock.dev/tenant": DEMO_TENANT}),
+        ):
             core.create_namespace({"metadata": {"name": name, "labels": labels}})
         core.create_namespaced_secret(SYSTEM_NAMESPACE, {
             "metadata": {"name": "wfclock-database"},
@@ -128,11 +140,15 @@ def serve() -> int:
             "WFCLOCK_DATABASE_URL": url,
             "WFCLOCK_DATABASE_SECRET_SOURCE": f"{SYSTEM_NAMESPACE}/wfclock-database",
             # The demo fires every minute; production keeps the 5-minute default.
-            "WFCLOCK_MINIMUM_INTERVAL_MINUTES": os.environ.get("WFCLOCK_MINIMUM_INTERVAL_MINUTES", "1"),
+            "WFCLOCK_MINIMUM_INTERVAL_MINUTES": os.environ.get(
+                "WFCLOCK_MINIMUM_INTERVAL_MINUTES", "1"
+            ),
             "WFCLOCK_METRICS_PORT": os.environ.get("WFCLOCK_METRICS_PORT", "9464"),
             "WFCLOCK_HEALTH_PORT": os.environ.get("WFCLOCK_HEALTH_PORT", "9465"),
         }
-        operator = spawn([sys.executable, "-m", "wfclock.controller"], STATE / "logs" / "operator.log", env=env)
+        operator = spawn(
+            [sys.executable, "-m", "wfclock.controller"], STATE / "logs" / "operator.log", env=env
+        )
         runner = PodRunner(api).start()
         lines = {
             "KUBECONFIG": str(plane.kubeconfig),
@@ -146,7 +162,11 @@ def serve() -> int:
         while not stop.wait(1):
             if operator.poll() is not None:
                 print("the operator exited; see .wfclock/logs/operator.log", flush=True)
-                operator = spawn([sys.executable, "-m", "wfclock.controller"], STATE / "logs" / "operator.log", env=env)
+                operator = spawn(
+                    [sys.executable, "-m", "wfclock.controller"],
+                    STATE / "logs" / "operator.log",
+                    env=env,
+                )
         return 0
     finally:
         ENVFILE.unlink(missing_ok=True)
@@ -170,19 +190,30 @@ def demo() -> int:
         env[key] = value.strip('"').replace("$PATH", os.environ.get("PATH", ""))
     kubectl = [str(binaries() / "kubectl"), "-n", DEMO_NAMESPACE]
     run_at = (datetime.now(UTC) + timedelta(seconds=20)).replace(microsecond=0)
-    manifests = (REPO / "examples" / "demo-schedules.yaml").read_text().replace("RUN_AT", run_at.isoformat().replace("+00:00", "Z"))
+    manifests = (
+        (REPO / "examples" / "demo-schedules.yaml")
+        .read_text()
+        .replace("RUN_AT", run_at.isoformat().replace("+00:00", "Z"))
+    )
     subprocess.run([*kubectl, "apply", "-f", "-"], input=manifests, text=True, env=env, check=True)
-    print(f"\napplied: 'every-minute' (recurring, * * * * * in Europe/Berlin) and 'in-20-seconds' (one-time at {run_at:%H:%M:%S}Z)")
+    print(
+        f"\napplied: 'every-minute' (recurring, * * * * * in Europe/Berlin) and 'in-20-seconds' (one-time at {run_at:%H:%M:%S}Z)"
+    )
     print("watching fires and runs (Ctrl-C to stop; the stack keeps running until `make down`)\n")
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
-            schedules = subprocess.run([*kubectl, "get", "wfs"], capture_output=True, text=True, env=env).stdout
+            schedules = subprocess.run(
+                [*kubectl, "get", "wfs"], capture_output=True, text=True, env=env
+            ).stdout
             runs = subprocess.run([sys.executable, "-m", "wfclock.cli", "runs", "list", "--tenant", DEMO_TENANT, "--json"],
                                   capture_output=True, text=True, env=env).stdout  # fmt: skip
             kinds = {r["trigger_type"] for r in json.loads(runs or "[]")}
             print(f"--- {datetime.now(UTC):%H:%M:%S}Z\n{schedules}")
-            subprocess.run([sys.executable, "-m", "wfclock.cli", "runs", "list", "--tenant", DEMO_TENANT], env=env)
+            subprocess.run(
+                [sys.executable, "-m", "wfclock.cli", "runs", "list", "--tenant", DEMO_TENANT],
+                env=env,
+            )
             if {"recurring", "schedule"} <= kinds:
                 print("\nboth schedules fired, one run per fire. `make down` stops the stack.")
                 return 0

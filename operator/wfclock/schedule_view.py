@@ -29,9 +29,7 @@ def skipped_before(spec: CronSpec, timezone: str, previous: datetime, fire: date
     day = previous.astimezone(tz).date()
     while day <= fire.astimezone(tz).date():
         start = datetime.combine(day, time(0), tz)
-        if start.utcoffset() != (start + timedelta(days=1)).utcoffset() and _day_matches(
-            spec, day
-        ):
+        if start.utcoffset() != (start + timedelta(days=1)).utcoffset() and _day_matches(spec, day):
             for hour in range(24):
                 for minute in range(60):
                     if spec.hour >> hour & 1 and spec.minute >> minute & 1:

@@ -7,7 +7,6 @@ import logging
 
 import pytest
 from kubernetes import client, config
-
 from wfclock.devstack.controlplane import ControlPlane
 from wfclock.devstack.podrunner import PodRunner
 
@@ -53,19 +52,12 @@ def pod_runner(api):
 # --- the operator and what it needs -----------------------------------------------------------
 
 import base64  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
+from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import kopf.testing  # noqa: E402
-import yaml  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
-
 from wfclock.devstack.processes import wait_until  # noqa: E402
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "wfclock.dev_workflowschedules.yaml"
@@ -92,7 +84,14 @@ class Operator:
         os.environ.update(self.env)
         os.environ["KUBECONFIG"] = str(self.control_plane.kubeconfig)
         self.runner = kopf.testing.KopfRunner(
-            ["run", "--standalone", "--namespace", self.namespace, "-m", "wfclock.controller.handlers"],
+            [
+                "run",
+                "--standalone",
+                "--namespace",
+                self.namespace,
+                "-m",
+                "wfclock.controller.handlers",
+            ],
             timeout=60,
         )
         self.runner.__enter__()
@@ -156,39 +155,54 @@ class Cluster:
         }  # fmt: skip
         try:
             return self.objects.create_namespaced_custom_object(
-                "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", body)
+                "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", body
+            )
         except ApiException as exc:
             if exc.status != 409:
                 raise
         current = self.get(name)
         current["spec"] = body["spec"]  # the whole spec, as `kubectl apply` of the new manifest
         return self.objects.replace_namespaced_custom_object(
-            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name, current)
+            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name, current
+        )
 
     def patch(self, name, body):
         return self.objects.patch_namespaced_custom_object(
-            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name, body)
+            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name, body
+        )
 
     def get(self, name):
         return self.objects.get_namespaced_custom_object(
-            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name)
+            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name
+        )
 
     def delete(self, name):
         self.objects.delete_namespaced_custom_object(
-            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name)
+            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name
+        )
 
     def status(self, name):
         return self.get(name).get("status") or {}
 
     def wait_status(self, name, predicate, timeout=30, what="status"):
-        return wait_until(lambda: predicate(self.status(name)) and self.status(name), timeout, f"{name} {what}", interval=0.2)
+        return wait_until(
+            lambda: predicate(self.status(name)) and self.status(name),
+            timeout,
+            f"{name} {what}",
+            interval=0.2,
+        )
 
     def cronjobs(self):
         return self.batch.list_namespaced_cron_job(self.namespace).items
 
     def jobs(self, registration=None):
         jobs = self.batch.list_namespaced_job(self.namespace).items
-        return [j for j in jobs if registration is None or (j.metadata.labels or {}).get("wfclock.dev/registration") == registration]
+        return [
+            j
+            for j in jobs
+            if registration is None
+            or (j.metadata.labels or {}).get("wfclock.dev/registration") == registration
+        ]
 
     def job_from_cronjob(self, cronjob, scheduled_for: datetime):
         """The Job the CronJob controller creates for `scheduled_for` (same name, same template)."""
@@ -205,6 +219,7 @@ class Cluster:
         def done():
             status = self.batch.read_namespaced_job(name, self.namespace).status
             return status.succeeded or status.failed
+
         return wait_until(done, timeout, f"Job {name} to finish", interval=0.3)
 
 

@@ -13,7 +13,6 @@ import pytest
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-
 from wfclock.db.store import engine_for, list_runs
 from wfclock.devstack.controlplane import ControlPlane
 from wfclock.devstack.podrunner import PodRunner
@@ -49,7 +48,9 @@ def tools():
     return Binaries()
 
 
-@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=["defaults", *[v.stem for v in CI_VALUES]])
+@pytest.mark.parametrize(
+    "values", [None, *CI_VALUES], ids=["defaults", *[v.stem for v in CI_VALUES]]
+)
 def test_chart_lints_strictly_and_renders(tools, values):
     extra = ["-f", str(values)] if values else []
     helm(tools, "lint", "--strict", str(CHART), *extra)
@@ -59,10 +60,15 @@ def test_chart_lints_strictly_and_renders(tools, values):
 
 
 def test_chart_renders_the_crd_from_crds_without_a_copy(tools):
-    rendered = helm(tools, "template", "wfclock", str(CHART), "--show-only", "templates/crds.yaml").stdout
+    rendered = helm(
+        tools, "template", "wfclock", str(CHART), "--show-only", "templates/crds.yaml"
+    ).stdout
     (chart_crd,) = [d for d in yaml.safe_load_all(rendered) if d]
     source = yaml.safe_load(CRD.read_text())
-    assert chart_crd["spec"] == source["spec"] and chart_crd["metadata"]["name"] == source["metadata"]["name"]
+    assert (
+        chart_crd["spec"] == source["spec"]
+        and chart_crd["metadata"]["name"] == source["metadata"]["name"]
+    )
     assert chart_crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
     assert (CHART / "crds-source" / CRD.name).resolve() == CRD.resolve()
     off = helm(tools, "template", "wfclock", str(CHART), "--set", "crds.enabled=false").stdout
@@ -70,9 +76,16 @@ def test_chart_renders_the_crd_from_crds_without_a_copy(tools):
 
 
 def test_strict_values_schema_refuses_unknown_and_wrong_values(tools):
-    for bad in (["--set", "edition=free"], ["--set", "nope=1"], ["--set", "minimumIntervalMinutes=0"]):
+    for bad in (
+        ["--set", "edition=free"],
+        ["--set", "nope=1"],
+        ["--set", "minimumIntervalMinutes=0"],
+    ):
         done = helm(tools, "template", "wfclock", str(CHART), *bad, check=False)
-        assert done.returncode != 0 and "values don't meet the specifications of the schema" in done.stderr
+        assert (
+            done.returncode != 0
+            and "values don't meet the specifications of the schema" in done.stderr
+        )
 
 
 # --- installed ---------------------------------------------------------------------------------
@@ -101,18 +114,38 @@ def installed(plane, admin, postgres):
     core.create_namespaced_secret(RELEASE_NS, {"metadata": {"name": "wfclock-database"},
                                                "data": {"url": base64.b64encode(url.encode()).decode()}})  # fmt: skip
     for name, tenant in (("acme", "acme"), ("globex", "globex")):
-        core.create_namespace({"metadata": {"name": name, "labels": {"wfclock.dev/tenant": tenant}}})
-    core.create_namespaced_secret("globex", {"metadata": {"name": "payroll"}, "stringData": {"k": "v"}})
-    helm(plane, "install", "wfclock", str(CHART), "-n", RELEASE_NS, "--set", "minimumIntervalMinutes=1", "--wait=false")
-    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workflowschedules.wfclock.dev")
+        core.create_namespace(
+            {"metadata": {"name": name, "labels": {"wfclock.dev/tenant": tenant}}}
+        )
+    core.create_namespaced_secret(
+        "globex", {"metadata": {"name": "payroll"}, "stringData": {"k": "v"}}
+    )
+    helm(
+        plane,
+        "install",
+        "wfclock",
+        str(CHART),
+        "-n",
+        RELEASE_NS,
+        "--set",
+        "minimumIntervalMinutes=1",
+        "--wait=false",
+    )
+    plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/workflowschedules.wfclock.dev"
+    )
     plane.start_controller_manager()  # GC and role aggregation see the new kinds and roles
     return url
 
 
 def _token_client(plane, admin) -> client.ApiClient:
-    token = client.CoreV1Api(admin).create_namespaced_service_account_token(
-        "wfclock", RELEASE_NS, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
+    token = (
+        client.CoreV1Api(admin)
+        .create_namespaced_service_account_token(
+            "wfclock", RELEASE_NS, {"spec": {"expirationSeconds": 3600}}
+        )
+        .status.token
+    )
     kubeconfig = plane.root / "operator-token.kubeconfig"
     server = plane.url
     ca = base64.b64encode(plane.files["ca.crt"].read_bytes()).decode()
@@ -137,12 +170,17 @@ def test_install_establishes_crds_and_rbac(plane, admin, installed):
     deployment = client.AppsV1Api(admin).read_namespaced_deployment("wfclock", RELEASE_NS)
     pod = deployment.spec.template.spec
     assert deployment.spec.strategy.type == "Recreate"
-    assert pod.security_context.run_as_non_root and pod.containers[0].security_context.read_only_root_filesystem
+    assert (
+        pod.security_context.run_as_non_root
+        and pod.containers[0].security_context.read_only_root_filesystem
+    )
     policies = plane.kubectl("get", "validatingadmissionpolicies", "-o", "name")
     assert "wfclock-tenant" in policies
 
 
-def test_operator_with_the_charts_token_runs_the_core_scenario(plane, admin, installed, monkeypatch):
+def test_operator_with_the_charts_token_runs_the_core_scenario(
+    plane, admin, installed, monkeypatch
+):
     kubeconfig = _token_client(plane, admin)
     env = {
         "WFCLOCK_DATABASE_URL": installed, "WFCLOCK_MINIMUM_INTERVAL_MINUTES": "1",
@@ -155,7 +193,10 @@ def test_operator_with_the_charts_token_runs_the_core_scenario(plane, admin, ins
     try:
         cluster = Cluster(admin, "acme")
         cluster.apply("recurring", {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"})
-        cluster.apply("once", {"type": "schedule", "runAt": (datetime.now(UTC) + timedelta(seconds=5)).isoformat()})
+        cluster.apply(
+            "once",
+            {"type": "schedule", "runAt": (datetime.now(UTC) + timedelta(seconds=5)).isoformat()},
+        )
         cluster.wait_status("recurring", lambda s: s.get("phase") == "Scheduled")
         assert len(cluster.cronjobs()) == 1
         assert client.CoreV1Api(admin).read_namespaced_secret("wfclock-database", "acme")
@@ -197,14 +238,19 @@ def test_admission_policy_refuses_a_mismatched_tenant_with_a_clear_message(admin
     objects = client.CustomObjectsApi(admin)
 
     def create(tenant):
-        return objects.create_namespaced_custom_object("wfclock.dev", "v1alpha1", "acme", "workflowschedules", _schedule(tenant))
+        return objects.create_namespaced_custom_object(
+            "wfclock.dev", "v1alpha1", "acme", "workflowschedules", _schedule(tenant)
+        )
 
     with pytest.raises(ApiException) as refused:
         wait_until(lambda: _refused(objects, create, "globex"), 30, "the policy to be active")
         create("globex")
     body = json.loads(refused.value.body)
     assert refused.value.status in (403, 422)
-    assert 'spec.tenant "globex" does not match the wfclock.dev/tenant label of namespace "acme" ("acme")' in body["message"]
+    assert (
+        'spec.tenant "globex" does not match the wfclock.dev/tenant label of namespace "acme" ("acme")'
+        in body["message"]
+    )
     assert create("acme")["spec"]["tenant"] == "acme"
 
 
@@ -230,20 +276,47 @@ def test_view_can_list_but_not_create_and_edit_can_create(plane, admin, installe
         })  # fmt: skip
 
     def can(user, verb):
-        out = plane.kubectl("auth", "can-i", verb, "workflowschedules.wfclock.dev", "-n", "acme", f"--as={user}", check=False)
+        out = plane.kubectl(
+            "auth",
+            "can-i",
+            verb,
+            "workflowschedules.wfclock.dev",
+            "-n",
+            "acme",
+            f"--as={user}",
+            check=False,
+        )
         return out.strip().splitlines()[0] == "yes"
 
     wait_until(lambda: can("editor", "create"), 60, "role aggregation into edit")
     assert can("viewer", "list") and not can("viewer", "create") and not can("viewer", "delete")
-    created = plane.kubectl("create", "-n", "acme", "--as=editor", "-f", "-", input=yaml.safe_dump(_schedule("acme")))
+    created = plane.kubectl(
+        "create", "-n", "acme", "--as=editor", "-f", "-", input=yaml.safe_dump(_schedule("acme"))
+    )
     assert "created" in created
-    refused = plane.kubectl("create", "-n", "acme", "--as=viewer", "-f", "-", input=yaml.safe_dump(_schedule("acme")), check=False)
+    refused = plane.kubectl(
+        "create",
+        "-n",
+        "acme",
+        "--as=viewer",
+        "-f",
+        "-",
+        input=yaml.safe_dump(_schedule("acme")),
+        check=False,
+    )
     assert "forbidden" in refused.lower()
     assert "policy-" in plane.kubectl("get", "wfs", "-n", "acme", "--as=viewer")
 
 
 def test_kubectl_shows_printer_columns_and_explains_the_trigger(plane, installed):
-    plane.kubectl("apply", "-n", "acme", "-f", "-", input=yaml.safe_dump({**_schedule("acme"), "metadata": {"name": "columns"}}))
+    plane.kubectl(
+        "apply",
+        "-n",
+        "acme",
+        "-f",
+        "-",
+        input=yaml.safe_dump({**_schedule("acme"), "metadata": {"name": "columns"}}),
+    )
     header = plane.kubectl("get", "wfs", "-n", "acme").splitlines()[0].split()
     assert header[:3] == ["NAME", "TYPE", "SCHEDULE"]
     for column in ("TIMEZONE", "PAUSED", "NEXT", "LAST", "PHASE", "AGE"):

@@ -14,7 +14,13 @@ EXAMPLES = sorted((ROOT / "examples" / "invalid").glob("*.yaml"))
 
 
 def validate(python_env, path):
-    return subprocess.run(["wfclock", "validate", str(path)], env=python_env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["wfclock", "validate", str(path)],
+        env=python_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.stem for e in EXAMPLES])
@@ -29,7 +35,8 @@ def test_validate_gives_the_operators_message(start_operator, cluster, python_en
     cli_message = line.split(": ", 1)[1]
     try:
         cluster.objects.create_namespaced_custom_object(
-            "wfclock.dev", "v1alpha1", cluster.namespace, "workflowschedules", doc)
+            "wfclock.dev", "v1alpha1", cluster.namespace, "workflowschedules", doc
+        )
     except ApiException as exc:
         # Refused by the API server's schema before any operator sees it: the CLI refuses too.
         assert exc.status == 422

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
 from wfclock.devstack.controlplane import ControlPlane
 from wfclock.devstack.processes import wait_until
 
@@ -54,8 +53,15 @@ def test_crd_cel_rule_refuses_an_object_with_the_rules_message(control_plane, ap
     objects = client.CustomObjectsApi(api)
 
     def create(spec):
-        body = {"apiVersion": "test.wfclock.dev/v1", "kind": "Widget", "metadata": {"generateName": "w-"}, "spec": spec}
-        return objects.create_namespaced_custom_object("test.wfclock.dev", "v1", namespace, "widgets", body)
+        body = {
+            "apiVersion": "test.wfclock.dev/v1",
+            "kind": "Widget",
+            "metadata": {"generateName": "w-"},
+            "spec": spec,
+        }
+        return objects.create_namespaced_custom_object(
+            "test.wfclock.dev", "v1", namespace, "widgets", body
+        )
 
     wait_until(lambda: create({"min": 1, "max": 2}), 30, "the CRD to be served")
     with pytest.raises(ApiException) as refused:
@@ -80,7 +86,11 @@ def test_cronjob_with_time_zone_fires_and_completes(api, namespace, pod_runner):
     assert prefix == "every-minute"
     scheduled = datetime.fromtimestamp(int(minutes) * 60, UTC)
     assert abs((datetime.now(UTC) - scheduled).total_seconds()) < 120
-    wait_until(lambda: batch.read_namespaced_job(created.metadata.name, namespace).status.succeeded, 60, "the Job to complete")
+    wait_until(
+        lambda: batch.read_namespaced_job(created.metadata.name, namespace).status.succeeded,
+        60,
+        "the Job to complete",
+    )
     (run,) = pod_runner.runs_for_job(created.metadata.name)
     assert run.output.strip() == f"fired {created.metadata.name}"
     wait_until(
@@ -101,7 +111,13 @@ def test_cronjob_with_an_invalid_time_zone_is_refused(api, namespace):
 
 def test_failing_job_is_retried_up_to_backoff_limit_then_failed(api, namespace, pod_runner):
     batch = client.BatchV1Api(api)
-    batch.create_namespaced_job(namespace, {"metadata": {"name": "fails"}, "spec": job_template(["sh", "-c", "exit 3"], backoff_limit=1)})
+    batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "fails"},
+            "spec": job_template(["sh", "-c", "exit 3"], backoff_limit=1),
+        },
+    )
 
     def failed():
         conditions = batch.read_namespaced_job("fails", namespace).status.conditions or []
@@ -117,9 +133,13 @@ def test_pod_that_cannot_run_is_reported(api, namespace, pod_runner):
     template["template"]["spec"]["containers"][0]["env"] = [
         {"name": "X", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "k"}}}
     ]
-    client.BatchV1Api(api).create_namespaced_job(namespace, {"metadata": {"name": "broken"}, "spec": template})
+    client.BatchV1Api(api).create_namespaced_job(
+        namespace, {"metadata": {"name": "broken"}, "spec": template}
+    )
     problem = wait_until(
-        lambda: [p for p in pod_runner.problems if f"{namespace}/broken" in p], 30, "a reported problem"
+        lambda: [p for p in pod_runner.problems if f"{namespace}/broken" in p],
+        30,
+        "a reported problem",
     )
     assert "secret 'missing' not readable" in problem[0]
 
@@ -146,7 +166,9 @@ def test_teardown_leaves_no_process_behind():
     pids = [p.pid for p in plane.processes.values()]
     plane.remove()
     time.sleep(0.5)
-    alive = subprocess.run(["ps", "-o", "pid=", "-p", ",".join(map(str, pids))], capture_output=True, text=True).stdout.split()
+    alive = subprocess.run(
+        ["ps", "-o", "pid=", "-p", ",".join(map(str, pids))], capture_output=True, text=True
+    ).stdout.split()
     assert alive == []
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from wfclock.db.store import engine_for, list_runs
@@ -15,18 +14,28 @@ EVERY_FIVE = {"type": "recurring", "cron": "*/5 * * * *", "timezone": "Europe/Be
 EVERY_MINUTE = {"type": "recurring", "cron": "* * * * *", "timezone": "UTC"}
 
 
-def test_catch_up_launches_every_missed_fire_in_the_window_exactly_once(start_operator, cluster, database_url):
+def test_catch_up_launches_every_missed_fire_in_the_window_exactly_once(
+    start_operator, cluster, database_url
+):
     operator = start_operator()
     created = cluster.apply("catchup", EVERY_FIVE, missedFires="catchUp", catchUpWindowSeconds=3600)
     cluster.wait_status("catchup", lambda s: s.get("phase") == "Scheduled")
-    backdate(database_url, created["metadata"]["uid"], hours=3)  # published hours ago, operator down since
+    backdate(
+        database_url, created["metadata"]["uid"], hours=3
+    )  # published hours ago, operator down since
     operator.stop()
     now = datetime.now(UTC)
     start_operator()  # resume: catch up
     engine = engine_for(database_url)
-    runs = wait_until(lambda: len(list_runs(engine)) >= 11 and list_runs(engine), 60, "the catch-up")
-    fires = sorted(datetime.fromisoformat(r["payload"]["scheduledFor"].replace("Z", "+00:00")) for r in runs)
-    assert all(now - timedelta(hours=1, minutes=1) <= f <= now + timedelta(minutes=1) for f in fires)
+    runs = wait_until(
+        lambda: len(list_runs(engine)) >= 11 and list_runs(engine), 60, "the catch-up"
+    )
+    fires = sorted(
+        datetime.fromisoformat(r["payload"]["scheduledFor"].replace("Z", "+00:00")) for r in runs
+    )
+    assert all(
+        now - timedelta(hours=1, minutes=1) <= f <= now + timedelta(minutes=1) for f in fires
+    )
     assert all(f.minute % 5 == 0 for f in fires) and len(set(fires)) == len(fires)
     assert {r["trigger_metadata"]["source"] for r in runs} == {"catch-up"}
     count = len(runs)
@@ -49,11 +58,17 @@ def test_latest_fires_the_missed_one_within_the_deadline_and_skip_drops_it(
     terminate(control_plane.processes.pop("kube-controller-manager"))
     missed = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     try:
-        wait_until(lambda: datetime.now(UTC) > missed + timedelta(seconds=45), 120, "the missed fire to age")
+        wait_until(
+            lambda: datetime.now(UTC) > missed + timedelta(seconds=45),
+            120,
+            "the missed fire to age",
+        )
     finally:
         control_plane.start_controller_manager()
     minute = int(missed.timestamp()) // 60
-    names = {cj.metadata.labels["wfclock.dev/schedule"]: cj.metadata.name for cj in cluster.cronjobs()}
+    names = {
+        cj.metadata.labels["wfclock.dev/schedule"]: cj.metadata.name for cj in cluster.cronjobs()
+    }
     engine = engine_for(database_url)
     expected = missed.strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from wfclock.db.store import engine_for, get_schedule, list_fires, list_runs
 from wfclock.devstack.processes import wait_until
 
@@ -28,12 +27,16 @@ def scheduled(cluster, name):
     return cluster.wait_status(name, lambda s: s.get("phase") == "Scheduled")
 
 
-def test_editing_cron_or_zone_patches_the_same_cronjob_in_place(start_operator, cluster, database_url):
+def test_editing_cron_or_zone_patches_the_same_cronjob_in_place(
+    start_operator, cluster, database_url
+):
     start_operator()
     created = cluster.apply("report", HOURLY)
     scheduled(cluster, "report")
     (before,) = cluster.cronjobs()
-    cluster.apply("report", {"type": "recurring", "cron": "30 6 * * 1-5", "timezone": "America/New_York"})
+    cluster.apply(
+        "report", {"type": "recurring", "cron": "30 6 * * 1-5", "timezone": "America/New_York"}
+    )
     cluster.wait_status("report", lambda s: s.get("observedGeneration") == 2)
     (after,) = cluster.cronjobs()
     assert after.metadata.uid == before.metadata.uid
@@ -52,7 +55,9 @@ def test_a_fire_planned_under_the_old_cron_starts_no_run_after_an_edit(
     created = cluster.apply("edited", HOURLY)
     scheduled(cluster, "edited")
     backdate(database_url, created["metadata"]["uid"])
-    cluster.apply("edited", {"type": "recurring", "cron": "15 * * * *", "timezone": "Europe/Berlin"})
+    cluster.apply(
+        "edited", {"type": "recurring", "cron": "15 * * * *", "timezone": "Europe/Berlin"}
+    )
     cluster.wait_status("edited", lambda s: s.get("observedGeneration") == 2)
     (cronjob,) = cluster.cronjobs()
     job = cluster.job_from_cronjob(cronjob, last_full_hour())  # an instant of the old cron
@@ -63,7 +68,9 @@ def test_a_fire_planned_under_the_old_cron_starts_no_run_after_an_edit(
     assert fire["outcome"] == "skipped" and fire["reason"].startswith("superseded")
 
 
-def test_changing_run_at_registers_the_new_job_before_removing_the_old(start_operator, cluster, database_url):
+def test_changing_run_at_registers_the_new_job_before_removing_the_old(
+    start_operator, cluster, database_url
+):
     start_operator()
     created = cluster.apply("once", {"type": "schedule", "runAt": soon(3600)})
     scheduled(cluster, "once")
@@ -157,10 +164,14 @@ def test_delete_removes_children_and_refuses_an_in_flight_job(
 
 
 @pytest.mark.parametrize("late_by, expect_run", [(4, True), (25, False)])
-def test_operator_down_across_run_at(start_operator, cluster, database_url, pod_runner, late_by, expect_run):
+def test_operator_down_across_run_at(
+    start_operator, cluster, database_url, pod_runner, late_by, expect_run
+):
     operator = start_operator()
     run_at = datetime.now(UTC) + timedelta(seconds=5)
-    created = cluster.apply("late", {"type": "schedule", "runAt": run_at.isoformat()}, startingDeadlineSeconds=15)
+    created = cluster.apply(
+        "late", {"type": "schedule", "runAt": run_at.isoformat()}, startingDeadlineSeconds=15
+    )
     scheduled(cluster, "late")
     operator.stop()
     wait_until(lambda: datetime.now(UTC) > run_at + timedelta(seconds=late_by), 60, "runAt to pass")
@@ -187,7 +198,9 @@ REFUSED = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case, trigger, extra, reason, message", REFUSED, ids=[r[0] for r in REFUSED])
+@pytest.mark.parametrize(
+    "case, trigger, extra, reason, message", REFUSED, ids=[r[0] for r in REFUSED]
+)
 def test_refused_spec_gives_a_condition_creates_nothing_and_fixing_it_recovers(
     start_operator, cluster, database_url, case, trigger, extra, reason, message
 ):
@@ -204,6 +217,8 @@ def test_refused_spec_gives_a_condition_creates_nothing_and_fixing_it_recovers(
     assert any(e.reason == reason and e.involved_object.name == "bad" for e in events)
     if case == "community":
         return  # nothing to fix in the spec: the operator's edition refuses every time trigger
-    cluster.apply("bad", {"type": "recurring", "cron": "0 9 * * *", "timezone": "UTC"}, tenant="acme")
+    cluster.apply(
+        "bad", {"type": "recurring", "cron": "0 9 * * *", "timezone": "UTC"}, tenant="acme"
+    )
     cluster.wait_status("bad", lambda s: s.get("phase") == "Scheduled")
     assert len(cluster.cronjobs()) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +22,9 @@ def soon(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
-def test_publish_recurring_registers_one_cronjob_and_the_state_row(start_operator, cluster, database_url):
+def test_publish_recurring_registers_one_cronjob_and_the_state_row(
+    start_operator, cluster, database_url
+):
     start_operator()
     created = cluster.apply("nightly", HOURLY)
     status = cluster.wait_status("nightly", lambda s: s.get("phase") == "Scheduled")
@@ -31,16 +32,25 @@ def test_publish_recurring_registers_one_cronjob_and_the_state_row(start_operato
     assert cronjob.spec.schedule == "0 * * * *" and cronjob.spec.time_zone == "Europe/Berlin"
     assert cronjob.spec.suspend is False
     (owner,) = cronjob.metadata.owner_references
-    assert owner.kind == "WorkflowSchedule" and owner.uid == created["metadata"]["uid"] and owner.controller
+    assert (
+        owner.kind == "WorkflowSchedule"
+        and owner.uid == created["metadata"]["uid"]
+        and owner.controller
+    )
     assert len(cronjob.metadata.name) <= 52
     pod = cronjob.spec.job_template.spec.template.spec
     assert pod.automount_service_account_token is False
-    assert pod.security_context.run_as_non_root and pod.security_context.seccomp_profile.type == "RuntimeDefault"
+    assert (
+        pod.security_context.run_as_non_root
+        and pod.security_context.seccomp_profile.type == "RuntimeDefault"
+    )
     assert pod.containers[0].security_context.read_only_root_filesystem
     row = get_schedule(engine_for(database_url), uuid.UUID(created["metadata"]["uid"]))
     assert row["status"] == "scheduled" and row["registered_name"] == cronjob.metadata.name
     assert status["registered"] == {"kind": "CronJob", "name": cronjob.metadata.name}
-    assert status["nextFireAt"] == (last_full_hour() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert status["nextFireAt"] == (last_full_hour() + timedelta(hours=1)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     assert len(status["nextFires"]) == 5
     assert status["observedGeneration"] == created["metadata"]["generation"]
     ready = status["conditions"][0]
@@ -64,13 +74,17 @@ def test_a_cronjob_fire_starts_exactly_one_run_even_when_its_pod_runs_twice(
     assert run["trigger_type"] == "recurring"
     # The same pod again (a kubelet restart, a retry): the fire key holds.
     (pod_run,) = pod_runner.runs_for_job(job.metadata.name)
-    pod = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=f"job-name={job.metadata.name}").items[0]
+    pod = cluster.core.list_namespaced_pod(
+        cluster.namespace, label_selector=f"job-name={job.metadata.name}"
+    ).items[0]
     argv, env = pod_runner.resolve(pod)
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert '"outcome": "duplicate"' in again.stdout
     assert len(list_runs(engine)) == 1 and list_fires(engine)[0]["attempts"] == 2
     status = cluster.wait_status("hourly", lambda s: s.get("lastFireAt"))
-    assert status["lastFireAt"] == fire.strftime("%Y-%m-%dT%H:%M:%SZ") and status["lastRunId"] == str(run["run_id"])
+    assert status["lastFireAt"] == fire.strftime("%Y-%m-%dT%H:%M:%SZ") and status[
+        "lastRunId"
+    ] == str(run["run_id"])
 
 
 def test_one_time_schedule_is_released_at_run_at_fires_once_and_completes(
@@ -92,7 +106,9 @@ def test_one_time_schedule_is_released_at_run_at_fires_once_and_completes(
     assert get_schedule(engine, uuid.UUID(created["metadata"]["uid"]))["status"] == "completed"
     # Restart the operator, delete the Job: nothing fires again.
     operator.stop()
-    cluster.batch.delete_namespaced_job(job.metadata.name, cluster.namespace, propagation_policy="Background")
+    cluster.batch.delete_namespaced_job(
+        job.metadata.name, cluster.namespace, propagation_policy="Background"
+    )
     start_operator()
     wait_until(lambda: not cluster.jobs("one-time"), 30, "the deleted Job to be gone")
     cluster.patch("once", {"metadata": {"annotations": {"poke": "1"}}})
@@ -104,7 +120,9 @@ def test_the_real_cronjob_controller_fires_exactly_one_run_per_minute(
     start_operator, cluster, database_url, pod_runner
 ):
     start_operator(WFCLOCK_MINIMUM_INTERVAL_MINUTES="1")
-    cluster.apply("minutely", {"type": "recurring", "cron": "* * * * *", "timezone": "Europe/Berlin"})
+    cluster.apply(
+        "minutely", {"type": "recurring", "cron": "* * * * *", "timezone": "Europe/Berlin"}
+    )
     cluster.wait_status("minutely", lambda s: s.get("phase") == "Scheduled")
     engine = engine_for(database_url)
     (run,) = wait_until(lambda: list_runs(engine), 90, "the controller's first fire", interval=1)

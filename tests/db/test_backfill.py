@@ -35,12 +35,18 @@ def test_backfill_launches_each_fire_in_the_window_once_and_dry_run_writes_nothi
 
 
 def test_backfill_never_launches_a_fire_before_its_time(python_env, engine, add_schedule):
-    state = add_schedule(make_state(cron="0 * * * *", timezone="UTC"), effective_from=datetime(2026, 1, 1, tzinfo=UTC))
+    state = add_schedule(
+        make_state(cron="0 * * * *", timezone="UTC"),
+        effective_from=datetime(2026, 1, 1, tzinfo=UTC),
+    )
     now = datetime.now(UTC)
     out = wfclock(
         python_env, "backfill", str(state.schedule_id),
         "--from", (now - timedelta(hours=2)).isoformat(), "--to", (now + timedelta(hours=5)).isoformat(),
     )  # fmt: skip
     assert out.returncode == 0
-    assert all(datetime.fromisoformat(r["payload"]["scheduledFor"].replace("Z", "+00:00")) <= now for r in list_runs(engine))
+    assert all(
+        datetime.fromisoformat(r["payload"]["scheduledFor"].replace("Z", "+00:00")) <= now
+        for r in list_runs(engine)
+    )
     assert len(list_runs(engine)) == 2

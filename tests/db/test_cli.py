@@ -6,9 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from wfclock.launcher import ClockFire, EventStart, ManualStart, launch
 from wfclock.db.store import list_runs
+from wfclock.launcher import ClockFire, EventStart, ManualStart, launch
 
 from ..conftest import NOW, make_state, one_time_state
 
@@ -21,7 +20,9 @@ def wfclock(env, *args):
 def three_kinds_of_runs(conn, add_schedule):
     recurring = add_schedule()
     once = add_schedule(one_time_state(NOW - timedelta(minutes=1), name="once"))
-    launch(conn, ClockFire(recurring.schedule_id, datetime(2026, 11, 25, 11, tzinfo=UTC), "j"), now=NOW)
+    launch(
+        conn, ClockFire(recurring.schedule_id, datetime(2026, 11, 25, 11, tzinfo=UTC), "j"), now=NOW
+    )
     launch(conn, ClockFire(once.schedule_id, NOW - timedelta(minutes=1), "j"), now=NOW)
     launch(conn, EventStart("acme", recurring.workflow_id, 3, "ticket.created", "e1", {}), now=NOW)
     launch(conn, ManualStart("globex", uuid.uuid4(), 1), now=NOW)
@@ -43,7 +44,10 @@ def test_runs_list_labels_each_trigger_type(python_env, three_kinds_of_runs):
         (["--trigger-type", "event"], {"event"}),
         (["--trigger-type", "manual"], {"manual"}),
         (["--tenant", "globex"], {"manual"}),
-        (["--tenant", "acme", "--workflow", "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"], {"recurring", "schedule", "event"}),
+        (
+            ["--tenant", "acme", "--workflow", "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"],
+            {"recurring", "schedule", "event"},
+        ),
     ],
 )
 def test_runs_list_filters_by_real_trigger_type_tenant_and_workflow(
@@ -56,7 +60,9 @@ def test_runs_list_filters_by_real_trigger_type_tenant_and_workflow(
 
 def test_manual_start_from_the_cli_lists_as_manual(python_env, engine):
     workflow = str(uuid.uuid4())
-    out = wfclock(python_env, "start", "manual", "--tenant", "acme", "--workflow", workflow, "--version", "1")
+    out = wfclock(
+        python_env, "start", "manual", "--tenant", "acme", "--workflow", workflow, "--version", "1"
+    )
     assert out.returncode == 0 and json.loads(out.stdout)["outcome"] == "launched"
     listed = wfclock(python_env, "runs", "list", "--workflow", workflow)
     assert "Manual" in listed.stdout
@@ -74,7 +80,9 @@ def test_manual_start_from_the_cli_lists_as_manual(python_env, engine):
         (["start", "manual", "--tenant", "a", "--workflow", str(uuid.uuid4()), "--version", "1", "--payload", "[1"], "not JSON"),
     ],
 )  # fmt: skip
-def test_garbage_input_exits_2_with_a_clear_message_and_writes_nothing(python_env, engine, args, message):
+def test_garbage_input_exits_2_with_a_clear_message_and_writes_nothing(
+    python_env, engine, args, message
+):
     out = wfclock(python_env, *args)
     assert out.returncode == 2, out
     assert message in out.stderr
@@ -84,4 +92,6 @@ def test_garbage_input_exits_2_with_a_clear_message_and_writes_nothing(python_en
 def test_schedules_shows_state_rows(python_env, add_schedule):
     add_schedule(make_state(name="hourly"))
     out = wfclock(python_env, "schedules")
-    assert out.returncode == 0 and "acme/hourly" in out.stdout and "CronJob/wfs-nightly" in out.stdout
+    assert (
+        out.returncode == 0 and "acme/hourly" in out.stdout and "CronJob/wfs-nightly" in out.stdout
+    )

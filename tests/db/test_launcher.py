@@ -9,7 +9,6 @@ from pathlib import Path
 import jsonschema
 import psycopg
 import pytest
-
 import wfclock
 from wfclock.db.store import get_schedule, list_fires, list_runs, mark_deleted, update_schedule
 from wfclock.launcher import (
@@ -69,7 +68,9 @@ def test_completed_one_time_schedule_never_launches_again_even_for_a_new_key(
 
 def test_recurring_deliveries_fire1_fire1_fire2_give_two_runs(conn, engine, add_schedule):
     state = add_schedule()
-    outcomes = [fire(conn, state.schedule_id, at).outcome for at in (HOUR, HOUR, HOUR + timedelta(hours=1))]
+    outcomes = [
+        fire(conn, state.schedule_id, at).outcome for at in (HOUR, HOUR, HOUR + timedelta(hours=1))
+    ]
     assert outcomes == ["launched", "duplicate", "launched"]
     runs = list_runs(engine, trigger_type="recurring")
     assert len(runs) == 2
@@ -91,7 +92,9 @@ def test_clock_payloads_validate_against_the_shipped_schema(conn, engine, add_sc
     assert payloads["recurring"]["cron"] == "0 * * * *"
     assert payloads["schedule"]["scheduledFor"] == "2026-11-25T11:59:00Z"
     assert "cron" not in payloads["schedule"]
-    assert all(r["payload_schema_ref"] == "payload.WorkflowClockTrigger.v1" for r in list_runs(engine))
+    assert all(
+        r["payload_schema_ref"] == "payload.WorkflowClockTrigger.v1" for r in list_runs(engine)
+    )
 
 
 def test_shipped_schema_refuses_payloads_with_foreign_fields():
@@ -108,7 +111,9 @@ def test_shipped_schema_refuses_payloads_with_foreign_fields():
         jsonschema.validate({k: v for k, v in payload.items() if k != "cron"}, SCHEMA)
 
 
-def test_32_concurrent_deliveries_of_one_fire_start_exactly_one_run(database_url, engine, add_schedule):
+def test_32_concurrent_deliveries_of_one_fire_start_exactly_one_run(
+    database_url, engine, add_schedule
+):
     state = add_schedule()
 
     def deliver(_):
@@ -166,12 +171,19 @@ def test_fire_planned_before_the_trigger_changed_is_skipped(conn, engine, add_sc
     assert result.outcome == "skipped" and "last change" in result.reason
 
 
-def test_fire_before_its_time_writes_nothing_so_the_real_fire_still_launches(conn, engine, add_schedule):
+def test_fire_before_its_time_writes_nothing_so_the_real_fire_still_launches(
+    conn, engine, add_schedule
+):
     state = add_schedule()
     with pytest.raises(FireNotDue):
         fire(conn, state.schedule_id, HOUR + timedelta(hours=2), now=HOUR)
     assert list_fires(engine) == []
-    assert fire(conn, state.schedule_id, HOUR + timedelta(hours=2), now=HOUR + timedelta(hours=2)).outcome == "launched"
+    assert (
+        fire(
+            conn, state.schedule_id, HOUR + timedelta(hours=2), now=HOUR + timedelta(hours=2)
+        ).outcome
+        == "launched"
+    )
 
 
 def test_unknown_schedule_writes_nothing(conn, engine):

@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from wfclock.db.store import list_fires, list_runs
 
 from ..conftest import make_state, one_time_state
@@ -87,7 +86,10 @@ def test_database_down_exits_75_then_the_retry_launches_exactly_once(
 ):
     state = add_schedule(make_state(cron="0 * * * *", timezone="UTC"))
     at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    env = {"WFCLOCK_SCHEDULE_ID": str(state.schedule_id), "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}"}
+    env = {
+        "WFCLOCK_SCHEDULE_ID": str(state.schedule_id),
+        "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}",
+    }
     engine.dispose()
     postgres.stop()
     try:

@@ -1,7 +1,6 @@
 import psycopg
 import pytest
 from sqlalchemy import inspect
-
 from wfclock.db.migrate import downgrade, heads, upgrade
 from wfclock.db.store import engine_for
 from wfclock.db.tables import metadata

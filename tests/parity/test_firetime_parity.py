@@ -15,11 +15,16 @@ from pathlib import Path
 
 import pytest
 import tzdata
-
 from wfclock.firetime import CronError, _offset_changes, next_fire_times, parse_cron, zone
 
 ROOT = Path(__file__).resolve().parents[2]
-DST_ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Africa/Cairo", "America/Santiago"]
+DST_ZONES = [
+    "America/New_York",
+    "Europe/Berlin",
+    "Australia/Lord_Howe",
+    "Africa/Cairo",
+    "America/Santiago",
+]
 FIXED_ZONES = ["Asia/Kolkata", "UTC"]
 START, END = datetime(2026, 1, 1, tzinfo=UTC), datetime(2030, 12, 31, tzinfo=UTC)
 FIRES_PER_CASE = 4
@@ -36,7 +41,9 @@ def reference():
 
     def run(cases):
         text = "".join(f"{c}\t{z}\t{int(s.timestamp())}\t{FIRES_PER_CASE}\n" for c, z, s in cases)
-        done = subprocess.run([str(binary)], input=text, capture_output=True, text=True, env=env, check=True)
+        done = subprocess.run(
+            [str(binary)], input=text, capture_output=True, text=True, env=env, check=True
+        )
         return done.stdout.splitlines()
 
     return run
@@ -61,7 +68,11 @@ def random_expression(rnd: random.Random) -> str:
         dow = _field(rnd, 0, 6) if dom == "*" and rnd.random() < 0.3 else "*"
         month = _field(rnd, 1, 12) if rnd.random() < 0.25 else "*"
         # Hours in the small hours hit DST changes most often.
-        hour = _field(rnd, 0, 23) if rnd.random() < 0.6 else rnd.choice(["0", "1", "2", "3", "1-3", "0,2"])
+        hour = (
+            _field(rnd, 0, 23)
+            if rnd.random() < 0.6
+            else rnd.choice(["0", "1", "2", "3", "1-3", "0,2"])
+        )
         expression = f"{_field(rnd, 0, 59)} {hour} {dom} {month} {dow}"
         try:
             parse_cron(expression)
@@ -78,7 +89,9 @@ def cases(count: int, seed: int):
         expression = random_expression(rnd)
         if i % 3 == 0:  # on and around a transition
             name = rnd.choice(DST_ZONES)
-            start = rnd.choice(transitions[name]) + timedelta(seconds=rnd.randint(-30 * 3600, 6 * 3600))
+            start = rnd.choice(transitions[name]) + timedelta(
+                seconds=rnd.randint(-30 * 3600, 6 * 3600)
+            )
         else:
             name = rnd.choice(DST_ZONES + FIXED_ZONES)
             start = START + timedelta(seconds=rnd.randint(0, int((END - START).total_seconds())))
@@ -107,7 +120,11 @@ def test_next_fires_match_robfig_cron_on_21000_cases(reference):
     [
         ("30 2 * * *", "Europe/Berlin", datetime(2026, 3, 28, 12, tzinfo=UTC)),  # skipped hour
         ("30 1 * * *", "America/New_York", datetime(2026, 10, 31, 12, tzinfo=UTC)),  # repeated hour
-        ("15,45 1 * * *", "Australia/Lord_Howe", datetime(2026, 4, 4, 12, tzinfo=UTC)),  # 30-minute shift
+        (
+            "15,45 1 * * *",
+            "Australia/Lord_Howe",
+            datetime(2026, 4, 4, 12, tzinfo=UTC),
+        ),  # 30-minute shift
         ("0 0 * * *", "America/Santiago", datetime(2026, 9, 5, 12, tzinfo=UTC)),  # midnight skipped
         ("0 0 * * *", "Africa/Cairo", datetime(2026, 4, 23, 12, tzinfo=UTC)),  # midnight skipped
         ("*/20 0-3 * * *", "Europe/Berlin", datetime(2026, 10, 24, 20, tzinfo=UTC)),

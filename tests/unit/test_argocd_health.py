@@ -44,9 +44,14 @@ def test_health_follows_the_ready_condition(obj, status):
 
 
 def test_degraded_message_carries_the_reason():
-    assert health(schedule("Invalid", "False", "TenantMismatch"))["message"].startswith("TenantMismatch")
+    assert health(schedule("Invalid", "False", "TenantMismatch"))["message"].startswith(
+        "TenantMismatch"
+    )
 
 
 def test_configmap_patch_embeds_the_same_script():
     patch = yaml.safe_load((ROOT / "deploy" / "argocd" / "argocd-cm-patch.yaml").read_text())
-    assert patch["data"]["resource.customizations.health.wfclock.dev_WorkflowSchedule"] == HEALTH.read_text()
+    assert (
+        patch["data"]["resource.customizations.health.wfclock.dev_WorkflowSchedule"]
+        == HEALTH.read_text()
+    )

@@ -3,7 +3,6 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from wfclock.firetime import is_fire_instant, minimum_gap, next_fire_times, parse_cron, utc_iso
 from wfclock.launcher import fire_key_for, scheduled_for_from_job_name
 from wfclock.schedule_view import next_fires_view
@@ -70,7 +69,9 @@ def test_lord_howe_half_hour_shift():
     ],
 )
 def test_minimum_gap_is_computed_from_the_expression(cron, zone, gap):
-    assert minimum_gap(parse_cron(cron), zone, datetime(2026, 1, 1, tzinfo=UTC)) == timedelta(minutes=gap)
+    assert minimum_gap(parse_cron(cron), zone, datetime(2026, 1, 1, tzinfo=UTC)) == timedelta(
+        minutes=gap
+    )
 
 
 def test_is_fire_instant():

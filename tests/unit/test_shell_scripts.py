@@ -13,5 +13,7 @@ SCRIPTS = sorted(ROOT.glob("scripts/*.sh")) + [ROOT / ".ci" / "run"]
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
 def test_shellcheck(script):
     shellcheck = Path(sys.executable).parent / "shellcheck"
-    done = subprocess.run([str(shellcheck), "-x", str(script)], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [str(shellcheck), "-x", str(script)], capture_output=True, text=True, cwd=ROOT
+    )
     assert done.returncode == 0, done.stdout

@@ -33,7 +33,10 @@ def status_at(now, trigger):
 
 
 def test_status_shows_the_skipped_0230_on_berlins_spring_forward_day():
-    status = status_at(datetime(2027, 3, 27, 12, tzinfo=UTC), {"type": "recurring", "cron": "30 2 * * *", "timezone": "Europe/Berlin"})
+    status = status_at(
+        datetime(2027, 3, 27, 12, tzinfo=UTC),
+        {"type": "recurring", "cron": "30 2 * * *", "timezone": "Europe/Berlin"},
+    )
     fires = status["nextFires"]
     assert fires[0]["local"] == "2027-03-29T02:30:00+02:00"
     assert "2027-03-28 02:30 does not exist" in fires[0]["note"]
@@ -41,7 +44,10 @@ def test_status_shows_the_skipped_0230_on_berlins_spring_forward_day():
 
 
 def test_status_shows_both_0130_fires_on_new_yorks_fall_back_day():
-    status = status_at(datetime(2026, 10, 31, 12, tzinfo=UTC), {"type": "recurring", "cron": "30 1 * * *", "timezone": "America/New_York"})
+    status = status_at(
+        datetime(2026, 10, 31, 12, tzinfo=UTC),
+        {"type": "recurring", "cron": "30 1 * * *", "timezone": "America/New_York"},
+    )
     first, second, third = status["nextFires"][:3]
     assert (first["at"], first["local"]) == ("2026-11-01T05:30:00Z", "2026-11-01T01:30:00-04:00")
     assert (second["at"], second["local"]) == ("2026-11-01T06:30:00Z", "2026-11-01T01:30:00-05:00")

@@ -3,12 +3,15 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from wfclock.model import Rules, SpecError, validate_spec
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 RULES = Rules(now=NOW)
-BASE = {"tenant": "acme", "workflowId": "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11", "workflowVersion": 1}
+BASE = {
+    "tenant": "acme",
+    "workflowId": "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11",
+    "workflowVersion": 1,
+}
 
 
 def recurring(cron, timezone="UTC"):
@@ -90,7 +93,9 @@ def test_minimum_interval_is_configurable():
     spec = recurring("*/2 * * * *")
     validate_spec(spec, Rules(now=NOW, minimum_interval=timedelta(minutes=1)))
     with pytest.raises(SpecError):
-        validate_spec(recurring("*/10 * * * *"), Rules(now=NOW, minimum_interval=timedelta(minutes=15)))
+        validate_spec(
+            recurring("*/10 * * * *"), Rules(now=NOW, minimum_interval=timedelta(minutes=15))
+        )
 
 
 def test_due_one_time_schedule_is_not_invalid_when_run_at_check_is_off():

@@ -128,7 +128,9 @@ def build_cronjob(schedule: Schedule, settings: Settings) -> dict:
     fire_env = [
         {
             "name": "WFCLOCK_JOB_NAME",
-            "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}},
+            "valueFrom": {
+                "fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}
+            },
         },
         {"name": "WFCLOCK_CRONJOB_NAME", "value": name},
         # What this CronJob was registered for: a fire of an older cron or zone is refused.
@@ -188,7 +190,13 @@ def build_one_time_job(schedule: Schedule, settings: Settings) -> dict:
 
 
 def condition(
-    type_: str, ok: bool, reason: str, message: str, generation: int, previous: list[dict], now: datetime
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: list[dict],
+    now: datetime,
 ) -> dict:
     """A standard condition; lastTransitionTime moves only when the status changes."""
     status = "True" if ok else "False"

@@ -52,7 +52,9 @@ def login(settings: kopf.OperatorSettings, **kwargs) -> kopf.ConnectionInfo | No
         return kopf.login_via_client(settings=settings, **kwargs)
     cfg = client.Configuration()
     config.load_kube_config(config_file=path, client_configuration=cfg)
-    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
+        "authorization"
+    )
     scheme, _, token = (header or "").rpartition(" ")
     return kopf.ConnectionInfo(
         server=cfg.host,
@@ -80,7 +82,9 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.execution.max_workers = WORKERS
     # The resources are known; watching CRDs for new ones would need rights the operator lacks.
     settings.scanning.disabled = True
-    ctx = reconciler.Context(settings=wf, engine=engine_for(wf.database_url), kube=Kube(_api_client()))
+    ctx = reconciler.Context(
+        settings=wf, engine=engine_for(wf.database_url), kube=Kube(_api_client())
+    )
     ctx.releases = ReleaseQueue(lambda entry, now: reconciler.release(ctx, entry, now))
     ctx.releases.start()
     memo.ctx = ctx
@@ -156,9 +160,13 @@ def fire_finished(body, memo: kopf.Memo, **_) -> None:
              "uid": body["metadata"]["labels"][SCHEDULE_UID_LABEL]}  # fmt: skip
     if datetime.now(UTC) - created < timedelta(minutes=10):
         if fire is None:
-            ctx.kube.event(owner, "Warning", "FireFailed", f"Job {name} finished without recording a fire")
+            ctx.kube.event(
+                owner, "Warning", "FireFailed", f"Job {name} finished without recording a fire"
+            )
         elif fire.outcome == "launched":
             ctx.kube.event(owner, "Normal", "Fired", f"Job {name} launched run {fire.run_id}")
         else:
-            ctx.kube.event(owner, "Normal", "FireSkipped", f"Job {name} started no run: {fire.reason}")
+            ctx.kube.event(
+                owner, "Normal", "FireSkipped", f"Job {name} started no run: {fire.reason}"
+            )
     reconciler.refresh_status(ctx, namespace, schedule)

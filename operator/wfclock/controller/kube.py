@@ -63,7 +63,10 @@ class Kube:
 
     def suspend_cronjob(self, namespace: str, name: str) -> None:
         self._ignore_404(
-            self.batch.patch_namespaced_cron_job, name, namespace, {"spec": {"suspend": True}},
+            self.batch.patch_namespaced_cron_job,
+            name,
+            namespace,
+            {"spec": {"suspend": True}},
             **self.RAW,
         )
 
@@ -87,7 +90,10 @@ class Kube:
 
     def delete_job(self, namespace: str, name: str) -> None:
         self._ignore_404(
-            self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background",
+            self.batch.delete_namespaced_job,
+            name,
+            namespace,
+            propagation_policy="Background",
             **self.RAW,
         )
 
@@ -141,7 +147,12 @@ class Kube:
 
     def get_schedule(self, namespace: str, name: str) -> dict | None:
         return self._ignore_404(
-            self.objects.get_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL, name
+            self.objects.get_namespaced_custom_object,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            name,
         )
 
     def event_later(self, ref: dict, type_: str, reason: str, message: str) -> None:

@@ -98,7 +98,9 @@ def reconcile(ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
         return _invalid(ctx, meta, status, previous, error)
     if ctx.settings.database_secret_source:
         ctx.kube.copy_secret(
-            ctx.settings.database_secret_source, schedule.namespace, ctx.settings.database_secret_name
+            ctx.settings.database_secret_source,
+            schedule.namespace,
+            ctx.settings.database_secret_name,
         )
     if schedule.recurring:
         row = _register_recurring(ctx, schedule, previous, generation)
@@ -151,7 +153,9 @@ def _register_recurring(ctx: Context, schedule: Schedule, previous, generation: 
     # The new registration first, then the state row (which makes the launcher refuse anything
     # planned under the old trigger), then the old registrations go.
     action = ctx.kube.create_or_patch_cronjob(body)
-    next_fire = None if schedule.spec.paused else next_fire_after(trigger.spec, trigger.timezone, now)
+    next_fire = (
+        None if schedule.spec.paused else next_fire_after(trigger.spec, trigger.timezone, now)
+    )
     status = "paused" if schedule.spec.paused else "scheduled"
     row = store.upsert_schedule(
         ctx.engine, _state(schedule, generation, "CronJob", name, next_fire, status), now=now
@@ -277,7 +281,9 @@ def phase_for(row: dict) -> str:
     return PHASES[row["status"]]
 
 
-def status_for(ctx: Context, schedule: Schedule | None, row: dict, generation: int, previous: list) -> dict:
+def status_for(
+    ctx: Context, schedule: Schedule | None, row: dict, generation: int, previous: list
+) -> dict:
     """The status that reflects the state row (the durable truth) and the registration."""
     phase = phase_for(row)
     now = ctx.now()
@@ -325,7 +331,12 @@ def release(ctx: Context, entry: Release, now: datetime) -> None:
     lateness = (now - entry.run_at).total_seconds()
     if lateness > entry.deadline_seconds:
         row = store.get_schedule(ctx.engine, uuid.UUID(entry.uid))
-        if row is None or row["deleted_at"] or row["status"] != "scheduled" or row["run_at"] != entry.run_at:
+        if (
+            row is None
+            or row["deleted_at"]
+            or row["status"] != "scheduled"
+            or row["run_at"] != entry.run_at
+        ):
             return
         message = (
             f"runAt {utc_iso(entry.run_at)} passed {int(lateness)}s ago, beyond the "
@@ -341,9 +352,18 @@ def release(ctx: Context, entry: Release, now: datetime) -> None:
         return
     if ctx.kube.release_job(entry.namespace, entry.job_name):
         metrics.RELEASE_LAG.observe(max(lateness, 0))
-        ctx.kube.event_later(ref, "Normal", "Released", f"released Job {entry.job_name} ({lateness:.1f}s after runAt)")
+        ctx.kube.event_later(
+            ref,
+            "Normal",
+            "Released",
+            f"released Job {entry.job_name} ({lateness:.1f}s after runAt)",
+        )
     else:
-        log.warning("one-time Job %s/%s is gone; the next reconcile recreates it", entry.namespace, entry.job_name)
+        log.warning(
+            "one-time Job %s/%s is gone; the next reconcile recreates it",
+            entry.namespace,
+            entry.job_name,
+        )
 
 
 def refresh_status(ctx: Context, namespace: str, name: str) -> None:

@@ -63,7 +63,9 @@ def generate(directory: Path) -> dict[str, Path]:
     """Writes ca, apiserver (serving), admin (system:masters client) and service-account keys."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert(_name("wfclock-local-ca"), _name("wfclock-local-ca"), ca_key.public_key(), ca_key, ca=True)
+    ca = _cert(
+        _name("wfclock-local-ca"), _name("wfclock-local-ca"), ca_key.public_key(), ca_key, ca=True
+    )
     files: dict[str, Path] = {}
 
     def write(name: str, data: bytes) -> None:

@@ -111,7 +111,10 @@ class ControlPlane:
 
         def ready() -> bool:
             self._check_alive()
-            return urllib.request.urlopen(f"{self.url}/readyz", context=context, timeout=3).status == 200
+            return (
+                urllib.request.urlopen(f"{self.url}/readyz", context=context, timeout=3).status
+                == 200
+            )
 
         wait_until(ready, 60, "kube-apiserver /readyz", interval=0.25)
 

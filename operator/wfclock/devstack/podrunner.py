@@ -159,7 +159,10 @@ class PodRunner:
 
     def _set_phase(self, pod, phase: str, code: int | None, reason: str | None, message: str):
         container = pod.spec.containers[0].name
-        terminated = {"exitCode": code if code is not None else 137, "reason": reason or ("Completed" if phase == "Succeeded" else "Error")}
+        terminated = {
+            "exitCode": code if code is not None else 137,
+            "reason": reason or ("Completed" if phase == "Succeeded" else "Error"),
+        }
         body = {
             "status": {
                 "phase": phase,
@@ -183,12 +186,19 @@ class PodRunner:
         if pod.spec.init_containers:
             raise CannotRun("init containers are not supported by the pod runner")
         if len(pod.spec.containers) != 1:
-            raise CannotRun(f"{len(pod.spec.containers)} containers; the pod runner runs exactly one")
+            raise CannotRun(
+                f"{len(pod.spec.containers)} containers; the pod runner runs exactly one"
+            )
         container = pod.spec.containers[0]
         argv = list(container.command or []) + list(container.args or [])
         if not container.command:
-            raise CannotRun(f"container {container.name!r} has no command (image entrypoints are unknown here)")
-        env = {"PATH": f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}", "HOME": os.environ.get("HOME", "/tmp")}
+            raise CannotRun(
+                f"container {container.name!r} has no command (image entrypoints are unknown here)"
+            )
+        env = {
+            "PATH": f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}",
+            "HOME": os.environ.get("HOME", "/tmp"),
+        }
         for source in container.env_from or []:
             env.update(self._env_from(pod, source))
         for var in container.env or []:
@@ -206,7 +216,9 @@ class PodRunner:
 
     def _env_value(self, pod, var, env) -> str | None:
         if var.value_from is None:
-            return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), var.value or "")
+            return re.sub(
+                r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), var.value or ""
+            )
         source = var.value_from
         if source.field_ref:
             return self._field(pod, source.field_ref.field_path)
@@ -243,11 +255,15 @@ class PodRunner:
                 raw = data.get(key)
                 value = base64.b64decode(raw).decode() if raw is not None else None
             else:
-                value = (self.core.read_namespaced_config_map(name, pod.metadata.namespace).data or {}).get(key)
+                value = (
+                    self.core.read_namespaced_config_map(name, pod.metadata.namespace).data or {}
+                ).get(key)
         except ApiException as exc:
             if exc.status == 404 and optional:
                 return None
-            raise CannotRun(f"env {var}: {kind} {name!r} not readable ({exc.status} {exc.reason})") from None
+            raise CannotRun(
+                f"env {var}: {kind} {name!r} not readable ({exc.status} {exc.reason})"
+            ) from None
         if value is None and not optional:
             raise CannotRun(f"env {var}: {kind} {name!r} has no key {key!r}")
         return value
@@ -256,10 +272,20 @@ class PodRunner:
         prefix = source.prefix or ""
         try:
             if source.secret_ref:
-                data = self.core.read_namespaced_secret(source.secret_ref.name, pod.metadata.namespace).data or {}
+                data = (
+                    self.core.read_namespaced_secret(
+                        source.secret_ref.name, pod.metadata.namespace
+                    ).data
+                    or {}
+                )
                 return {prefix + k: base64.b64decode(v).decode() for k, v in data.items()}
             if source.config_map_ref:
-                data = self.core.read_namespaced_config_map(source.config_map_ref.name, pod.metadata.namespace).data or {}
+                data = (
+                    self.core.read_namespaced_config_map(
+                        source.config_map_ref.name, pod.metadata.namespace
+                    ).data
+                    or {}
+                )
                 return {prefix + k: v for k, v in data.items()}
         except ApiException as exc:
             raise CannotRun(f"envFrom: not readable ({exc.status} {exc.reason})") from None

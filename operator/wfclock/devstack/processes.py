@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -14,10 +15,8 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:
     os.setsid()
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def spawn(argv: list[str], log: Path, env: dict | None = None, **kwargs) -> subprocess.Popen:
@@ -62,4 +61,6 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
         except Exception as exc:  # noqa: BLE001 - retried until the deadline, then reported
             last_error = exc
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})")
+    raise TimeoutError(
+        f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})"
+    )

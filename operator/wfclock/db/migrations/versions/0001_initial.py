@@ -80,9 +80,7 @@ def upgrade() -> None:
         sa.Column("payload", JSONB, nullable=False),
         sa.Column("payload_schema_ref", sa.Text),
         sa.Column("trigger_type", sa.Text, nullable=False),
-        sa.Column(
-            "trigger_metadata", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")
-        ),
+        sa.Column("trigger_metadata", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
         sa.Column("trigger_fire_key", sa.Text),
         sa.Column("schedule_id", UUID(as_uuid=True)),
         _ts("created_at", nullable=False, server_default=NOW),
