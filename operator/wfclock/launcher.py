@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from wfclock.firetime import CronError, is_fire_instant, parse_cron, utc_iso
+from wfclock.firetime import CronError, is_fire_instant, next_fire_after, parse_cron, utc_iso
 
 PAYLOAD_SCHEMA_REF = "payload.WorkflowClockTrigger.v1"
 NOTIFY_CHANNEL = "wfclock_runs"
@@ -183,8 +183,10 @@ WITH schedule AS (
         last_error = CASE WHEN claim.run_id IS NOT NULL THEN NULL ELSE s.last_error END,
         status = CASE WHEN claim.run_id IS NOT NULL AND s.trigger_type = 'schedule'
                       THEN 'completed' ELSE s.status END,
-        next_fire_at = CASE WHEN claim.run_id IS NOT NULL AND s.trigger_type = 'schedule'
-                            THEN NULL ELSE s.next_fire_at END,
+        next_fire_at = CASE WHEN claim.run_id IS NOT NULL AND s.trigger_type = 'schedule' THEN NULL
+                            WHEN s.trigger_type = 'recurring' AND s.status = 'scheduled'
+                            THEN coalesce(%(next_fire)s, s.next_fire_at)
+                            ELSE s.next_fire_at END,
         updated_at = now()
     FROM claim WHERE s.schedule_id = %(schedule_id)s
     RETURNING 1
@@ -223,6 +225,7 @@ def _launch_clock_fire(
             "cron": registration.cron,
             "timezone": registration.timezone,
             "is_fire": _is_fire(registration, fire.scheduled_for),
+            "next_fire": _next_fire(registration, max(now, fire.scheduled_for)),
             "run_id": run_id,
             "source": fire.source,
             "schema_ref": PAYLOAD_SCHEMA_REF,
@@ -239,6 +242,16 @@ def _launch_clock_fire(
     if reason:
         return LaunchResult("skipped", key, None, reason)
     return LaunchResult("launched", key, run_id)
+
+
+def _next_fire(registration: Registration, after: datetime) -> datetime | None:
+    """The registration's next fire after `after`, for the state row's `next_fire_at`."""
+    if not registration.cron or not registration.timezone:
+        return None
+    try:
+        return next_fire_after(parse_cron(registration.cron), registration.timezone, after)
+    except CronError:
+        return None
 
 
 def _is_fire(registration: Registration, instant: datetime) -> bool:

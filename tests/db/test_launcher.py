@@ -76,6 +76,7 @@ def test_recurring_deliveries_fire1_fire1_fire2_give_two_runs(conn, engine, add_
     assert len(runs) == 2
     row = get_schedule(engine, state.schedule_id)
     assert row["status"] == "scheduled" and row["last_fire_at"] == HOUR + timedelta(hours=1)
+    assert row["next_fire_at"] == NOW + timedelta(hours=1)  # the first fire after now
 
 
 def test_clock_payloads_validate_against_the_shipped_schema(conn, engine, add_schedule):
