@@ -12,6 +12,7 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,17 +101,19 @@ def serve() -> int:
     from wfclock.db.migrate import upgrade
     from wfclock.devstack.controlplane import REPO, ControlPlane
     from wfclock.devstack.podrunner import PodRunner
-    from wfclock.devstack.postgres import PostgresServer
+    from wfclock.devstack.postgres import temporary_server
     from wfclock.devstack.processes import spawn, terminate
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    postgres = PostgresServer(STATE / "postgres")
+    # The local stack is ephemeral: every `make up` starts from empty data. Postgres lives in a
+    # temporary folder, which its server user can reach wherever the checkout is.
+    shutil.rmtree(STATE / "kube", ignore_errors=True)
+    postgres = temporary_server()
     plane = ControlPlane(root=STATE / "kube")
     operator = runner = None
     try:
-        postgres.stop()  # a leftover from an unclean stop
         postgres.start()
         url = postgres.url()
         upgrade(url)
@@ -175,6 +178,7 @@ def serve() -> int:
         terminate(operator)
         plane.remove()
         postgres.stop()
+        shutil.rmtree(postgres.root, ignore_errors=True)
 
 
 def demo() -> int:
@@ -195,6 +199,7 @@ def demo() -> int:
         .read_text()
         .replace("RUN_AT", run_at.isoformat().replace("+00:00", "Z"))
     )
+    applied_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     subprocess.run([*kubectl, "apply", "-f", "-"], input=manifests, text=True, env=env, check=True)
     print(
         f"\napplied: 'every-minute' (recurring, * * * * * in Europe/Berlin) and 'in-20-seconds' (one-time at {run_at:%H:%M:%S}Z)"
@@ -208,7 +213,11 @@ def demo() -> int:
             ).stdout
             runs = subprocess.run([sys.executable, "-m", "wfclock.cli", "runs", "list", "--tenant", DEMO_TENANT, "--json"],
                                   capture_output=True, text=True, env=env).stdout  # fmt: skip
-            kinds = {r["trigger_type"] for r in json.loads(runs or "[]")}
+            kinds = {
+                r["trigger_type"]
+                for r in json.loads(runs or "[]")
+                if r["created_at"] >= applied_at  # only runs of the schedules just applied
+            }
             print(f"--- {datetime.now(UTC):%H:%M:%S}Z\n{schedules}")
             subprocess.run(
                 [sys.executable, "-m", "wfclock.cli", "runs", "list", "--tenant", DEMO_TENANT],
