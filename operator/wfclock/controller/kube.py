@@ -19,10 +19,6 @@ log = logging.getLogger("wfclock.operator")
 
 
 class Kube:
-    # Writes skip the client's model deserialisation of the response: the operator does not
-    # read it, and it is most of the client-side cost of a write.
-    RAW = {"_preload_content": False}
-
     def __init__(self, api: client.ApiClient, tenant_cache_seconds: float = 10):
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
@@ -42,19 +38,19 @@ class Kube:
     def create_or_patch_cronjob(self, body: dict) -> str:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
-            self.batch.create_namespaced_cron_job(ns, body, **self.RAW)
+            self._write(self.batch.create_namespaced_cron_job, ns, body)
             return "created"
         except ApiException as exc:
             if exc.status != 409:
                 raise
         # In place: one write, same UID, so the controller keeps its fire history.
-        self.batch.patch_namespaced_cron_job(name, ns, body, **self.RAW)
+        self._write(self.batch.patch_namespaced_cron_job, name, ns, body)
         return "updated"
 
     def create_job_if_absent(self, body: dict) -> bool:
         ns = body["metadata"]["namespace"]
         try:
-            self.batch.create_namespaced_job(ns, body, **self.RAW)
+            self._write(self.batch.create_namespaced_job, ns, body)
             return True
         except ApiException as exc:
             if exc.status != 409:
@@ -63,18 +59,18 @@ class Kube:
 
     def suspend_cronjob(self, namespace: str, name: str) -> None:
         self._ignore_404(
+            self._write,
             self.batch.patch_namespaced_cron_job,
             name,
             namespace,
             {"spec": {"suspend": True}},
-            **self.RAW,
         )
 
     def release_job(self, namespace: str, name: str) -> bool:
         """Un-suspends a one-time Job; False when it no longer exists."""
         try:
-            self.batch.patch_namespaced_job(
-                name, namespace, {"spec": {"suspend": False}}, **self.RAW
+            self._write(
+                self.batch.patch_namespaced_job, name, namespace, {"spec": {"suspend": False}}
             )
             return True
         except ApiException as exc:
@@ -84,18 +80,27 @@ class Kube:
 
     def delete_cronjob(self, namespace: str, name: str) -> None:
         self._ignore_404(
-            self.batch.delete_namespaced_cron_job, name, namespace,
-            propagation_policy="Background", **self.RAW,
+            self._write, self.batch.delete_namespaced_cron_job, name, namespace,
+            propagation_policy="Background",
         )  # fmt: skip
 
     def delete_job(self, namespace: str, name: str) -> None:
         self._ignore_404(
+            self._write,
             self.batch.delete_namespaced_job,
             name,
             namespace,
             propagation_policy="Background",
-            **self.RAW,
         )
+
+    @staticmethod
+    def _write(fn, *args, **kwargs) -> None:
+        """A write whose response the operator does not need: skipping the client's model
+        deserialisation is most of a write's client-side cost. The body is read so the
+        connection goes back to the pool."""
+        response = fn(*args, _preload_content=False, **kwargs)
+        response.read()
+        response.release_conn()
 
     @staticmethod
     def _ignore_404(fn, *args, **kwargs):
@@ -141,8 +146,8 @@ class Kube:
 
     def patch_status(self, namespace: str, name: str, status: dict) -> None:
         self._ignore_404(
-            self.objects.patch_namespaced_custom_object_status,
-            API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status}, **self.RAW,
+            self._write, self.objects.patch_namespaced_custom_object_status,
+            API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status},
         )  # fmt: skip
 
     def get_schedule(self, namespace: str, name: str) -> dict | None:
@@ -177,6 +182,6 @@ class Kube:
             "reportingInstance": f"wfclock-{uuid.getnode():x}",
         }  # fmt: skip
         try:
-            self.core.create_namespaced_event(ref["namespace"], body, **self.RAW)
+            self._write(self.core.create_namespaced_event, ref["namespace"], body)
         except ApiException as exc:
             log.warning("could not post event %s: %s", reason, exc.reason)

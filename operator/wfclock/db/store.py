@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import Engine, case, create_engine, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Engine, create_engine, func, select, text, update
 
 from wfclock.db.migrate import sqlalchemy_url
 from wfclock.db.tables import workflow_runs, workflow_schedule_fires, workflow_schedules
@@ -43,40 +42,57 @@ class ScheduleState:
     last_error: str | None = None
 
 
-def upsert_schedule(engine: Engine, state: ScheduleState, *, now: datetime) -> dict:
-    """Inserts or updates the state row and returns it.
+# A changed trigger moves trigger_effective_from to now, so the launcher refuses fires planned
+# under the old configuration. A one-time schedule that completed (or failed) stays so unless its
+# trigger changes; a deleted row is never revived. (Plain SQL: compiled once, run often.)
+_UPSERT = text("""
+INSERT INTO workflow_schedules AS s
+    (schedule_id, tenant, namespace, name, workflow_id, workflow_version, trigger_type, run_at,
+     cron, timezone, status, missed_fires, catch_up_window_seconds, generation, registered_kind,
+     registered_name, next_fire_at, last_error, enabled, trigger_effective_from)
+VALUES
+    (:schedule_id, :tenant, :namespace, :name, :workflow_id, :workflow_version, :trigger_type,
+     :run_at, :cron, :timezone, :status, :missed_fires, :catch_up_window_seconds, :generation,
+     :registered_kind, :registered_name, :next_fire_at, :last_error, true, :now)
+ON CONFLICT (schedule_id) DO UPDATE SET
+    tenant = excluded.tenant, namespace = excluded.namespace, name = excluded.name,
+    workflow_id = excluded.workflow_id, workflow_version = excluded.workflow_version,
+    trigger_type = excluded.trigger_type, run_at = excluded.run_at, cron = excluded.cron,
+    timezone = excluded.timezone, missed_fires = excluded.missed_fires,
+    catch_up_window_seconds = excluded.catch_up_window_seconds,
+    generation = excluded.generation, registered_kind = excluded.registered_kind,
+    registered_name = excluded.registered_name, last_error = excluded.last_error,
+    enabled = true,
+    status = CASE WHEN s.status IN ('completed', 'failed') AND NOT (
+                      s.trigger_type IS DISTINCT FROM excluded.trigger_type
+                      OR s.run_at IS DISTINCT FROM excluded.run_at
+                      OR s.cron IS DISTINCT FROM excluded.cron
+                      OR s.timezone IS DISTINCT FROM excluded.timezone)
+                  THEN s.status ELSE excluded.status END,
+    next_fire_at = CASE WHEN s.status IN ('completed', 'failed') AND NOT (
+                      s.trigger_type IS DISTINCT FROM excluded.trigger_type
+                      OR s.run_at IS DISTINCT FROM excluded.run_at
+                      OR s.cron IS DISTINCT FROM excluded.cron
+                      OR s.timezone IS DISTINCT FROM excluded.timezone)
+                  THEN s.next_fire_at ELSE excluded.next_fire_at END,
+    trigger_effective_from = CASE WHEN
+                      s.trigger_type IS DISTINCT FROM excluded.trigger_type
+                      OR s.run_at IS DISTINCT FROM excluded.run_at
+                      OR s.cron IS DISTINCT FROM excluded.cron
+                      OR s.timezone IS DISTINCT FROM excluded.timezone
+                  THEN excluded.trigger_effective_from ELSE s.trigger_effective_from END,
+    updated_at = now()
+WHERE s.deleted_at IS NULL
+RETURNING s.*
+""")
 
-    A changed trigger moves `trigger_effective_from` to `now`, so the launcher refuses fires
-    planned under the old configuration. A one-time schedule that completed (or failed) stays so
-    unless its trigger changes; a deleted row is never revived.
-    """
-    table = workflow_schedules
-    values = asdict(state)
-    stmt = insert(table).values(**values, enabled=True, trigger_effective_from=now)
-    new = stmt.excluded
-    trigger_changed = (
-        table.c.trigger_type.is_distinct_from(new.trigger_type)
-        | table.c.run_at.is_distinct_from(new.run_at)
-        | table.c.cron.is_distinct_from(new.cron)
-        | table.c.timezone.is_distinct_from(new.timezone)
-    )
-    final = table.c.status.in_(("completed", "failed")) & ~trigger_changed
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.schedule_id],
-        set_={
-            **{c: new[c] for c in values if c not in ("schedule_id", "status", "next_fire_at")},
-            "status": case((final, table.c.status), else_=new.status),
-            "next_fire_at": case((final, table.c.next_fire_at), else_=new.next_fire_at),
-            "trigger_effective_from": case(
-                (trigger_changed, now), else_=table.c.trigger_effective_from
-            ),
-            "updated_at": func.now(),
-        },
-        where=table.c.deleted_at.is_(None),
-    ).returning(*table.c)
+
+def upsert_schedule(engine: Engine, state: ScheduleState, *, now: datetime) -> dict:
+    """Inserts or updates the state row and returns it (see `_UPSERT` for what is kept)."""
     with engine.begin() as conn:
-        row = conn.execute(stmt).mappings().first()
-        if row is None:
+        row = conn.execute(_UPSERT, {**asdict(state), "now": now}).mappings().first()
+        if row is None:  # deleted: left as it is
+            table = workflow_schedules
             query = select(table).where(table.c.schedule_id == state.schedule_id)
             row = conn.execute(query).mappings().first()
     return dict(row)
