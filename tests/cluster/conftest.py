@@ -81,6 +81,9 @@ class Operator:
         self.runner = None
 
     def start(self):
+        # kopf reads its login and the operator its settings from the environment at start;
+        # what this sets is put back on stop.
+        self.saved = {k: os.environ.get(k) for k in [*self.env, "KUBECONFIG"]}
         os.environ.update(self.env)
         os.environ["KUBECONFIG"] = str(self.control_plane.kubeconfig)
         self.runner = kopf.testing.KopfRunner(
@@ -101,6 +104,11 @@ class Operator:
         if self.runner is not None:
             runner, self.runner = self.runner, None
             runner.__exit__(None, None, None)
+            for key, value in self.saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
             assert runner.exception is None, runner.exception
 
 

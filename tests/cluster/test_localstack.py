@@ -9,7 +9,7 @@ from wfclock.devstack.ports import free_port
 
 def test_local_stack_demo_fires_both_schedules_and_down_leaves_nothing(tmp_path):
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("WFCLOCK_")},
         "WFCLOCK_STATE_DIR": str(tmp_path / "state"),
         "WFCLOCK_METRICS_PORT": str(free_port()),
         "WFCLOCK_HEALTH_PORT": str(free_port()),

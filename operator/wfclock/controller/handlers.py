@@ -71,9 +71,10 @@ def login(settings: kopf.OperatorSettings, **kwargs) -> kopf.ConnectionInfo | No
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     wf = Settings()
     settings.persistence.finalizer = "wfclock.dev/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="wfclock.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="wfclock.dev", key="last-handled-configuration"
+    # kopf's bookkeeping lives in status.kopf, so a reconcile ends in one status write.
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
+        field="status.kopf.lastHandledConfiguration"
     )
     settings.watching.server_timeout = 10
     settings.watching.client_timeout = 15
