@@ -22,7 +22,6 @@ class Settings(BaseSettings):
     # "namespace/name" of a Secret the operator copies into each schedule's namespace.
     database_secret_source: str = ""
     namespaces: list[str] = Field(default_factory=list, description="empty: all namespaces")
-    one_time_deadline_seconds: int = Field(300, ge=0)
     # kopf peering for an active/standby pair (empty: standalone, a single operator).
     peering: str = ""
     priority: int = 100

@@ -78,3 +78,13 @@ def test_builders_make_restricted_launcher_pods_and_deterministic_names():
     assert "secretKeyRef" in env["WFCLOCK_DATABASE_URL"]["valueFrom"]
     long = Schedule("x" * 250, "acme", s.uid, s.spec)
     assert len(build_one_time_job(long, SETTINGS)["metadata"]["name"]) <= 63
+
+
+def test_run_at_is_judged_against_the_publish_time_of_a_first_generation():
+    from wfclock.controller.reconciler import published_at
+
+    now = datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC)
+    ctx = Context(SETTINGS, None, None, clock=lambda: now)
+    created = {"creationTimestamp": "2026-11-25T12:00:00Z", "generation": 1}
+    assert published_at(ctx, created) == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    assert published_at(ctx, {**created, "generation": 2}) == now

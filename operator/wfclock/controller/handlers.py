@@ -21,6 +21,7 @@ from wfclock.controller.kube import Kube
 from wfclock.controller.releases import ReleaseQueue
 from wfclock.db.store import engine_for
 from wfclock.db.tables import workflow_schedule_fires
+from wfclock.launcher import parse_instant
 from wfclock.model import API_GROUP, API_VERSION, PLURAL
 from wfclock.settings import Settings
 
@@ -156,7 +157,7 @@ def fire_finished(body, memo: kopf.Memo, **_) -> None:
             .order_by(fires.c.last_delivered_at.desc())
             .limit(1)
         ).first()
-    created = datetime.fromisoformat(body["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    created = parse_instant(body["metadata"]["creationTimestamp"])
     owner = {"name": schedule, "namespace": namespace,
              "uid": body["metadata"]["labels"][SCHEDULE_UID_LABEL]}  # fmt: skip
     if datetime.now(UTC) - created < timedelta(minutes=10):

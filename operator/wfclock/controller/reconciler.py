@@ -49,8 +49,11 @@ class Context:
         return self.clock()
 
 
-def _ref(meta: dict) -> dict:
-    return {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]}
+def ref_of(obj) -> dict:
+    """What an Event names: a schedule's name, namespace and uid (from metadata or an object)."""
+    if isinstance(obj, dict):
+        return {"name": obj["name"], "namespace": obj["namespace"], "uid": obj["uid"]}
+    return {"name": obj.name, "namespace": obj.namespace, "uid": obj.uid}
 
 
 def _accepted_run_at(previous: dict | None, spec: dict) -> bool:
@@ -63,10 +66,20 @@ def _accepted_run_at(previous: dict | None, spec: dict) -> bool:
         return False
 
 
+def published_at(ctx: Context, meta: dict) -> datetime:
+    """When the spec was published: "runAt in the future" is judged at that moment, not when a
+    busy operator gets to it. A first generation was published at creation; for later edits the
+    operator cannot know the moment, so it uses now."""
+    created = meta.get("creationTimestamp")
+    if meta.get("generation", 1) == 1 and created:
+        return min(ctx.now(), parse_instant(str(created)))
+    return ctx.now()
+
+
 def parse(ctx: Context, meta: dict, spec: dict, previous: dict | None) -> Schedule:
     settings = ctx.settings
     rules = Rules(
-        now=ctx.now(),
+        now=published_at(ctx, meta),
         edition=settings.edition,
         minimum_interval=timedelta(minutes=settings.minimum_interval_minutes),
     )
@@ -186,7 +199,7 @@ def _catch_up(ctx: Context, schedule: Schedule, row: dict, now: datetime) -> Non
             result = launch(conn, ClockFire(uuid.UUID(schedule.uid), fire, "catch-up"), now=now)
             log.info("catch-up fire %s: %s", utc_iso(fire), result.outcome)
     ctx.kube.event(
-        {"name": schedule.name, "namespace": schedule.namespace, "uid": schedule.uid},
+        ref_of(schedule),
         "Normal", "CaughtUp", f"launched missed fires {', '.join(utc_iso(f) for f in missed)}",
     )  # fmt: skip
 
@@ -228,7 +241,7 @@ def _register_one_time(ctx: Context, schedule: Schedule, previous, generation: i
 
 
 def _announce(ctx: Context, schedule: Schedule, previous, action: str, what: str) -> None:
-    ref = {"name": schedule.name, "namespace": schedule.namespace, "uid": schedule.uid}
+    ref = ref_of(schedule)
     if previous is None:
         ctx.kube.event(ref, "Normal", "Registered", f"registered {what}")
     elif schedule.spec.paused and previous["status"] != "paused":
@@ -251,7 +264,7 @@ def _invalid(ctx: Context, meta: dict, status: dict, previous, error: SpecError)
             ctx.kube.suspend_cronjob(meta["namespace"], cronjob.metadata.name)
     if ctx.releases is not None:
         ctx.releases.forget(uid)
-    ctx.kube.event(_ref(meta), "Warning", error.reason, str(error))
+    ctx.kube.event(ref_of(meta), "Warning", error.reason, str(error))
     metrics.RECONCILES.labels(result="invalid").inc()
     generation = meta.get("generation", 1)
     return {
@@ -327,7 +340,7 @@ def release(ctx: Context, entry: Release, now: datetime) -> None:
     On time, the Job is released straight away: a pause, edit or delete already removed the
     entry from the queue, and the launcher re-checks the state row at fire time anyway.
     """
-    ref = {"name": entry.name, "namespace": entry.namespace, "uid": entry.uid}
+    ref = ref_of(entry)
     lateness = (now - entry.run_at).total_seconds()
     if lateness > entry.deadline_seconds:
         row = store.get_schedule(ctx.engine, uuid.UUID(entry.uid))
