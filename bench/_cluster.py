@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 from wfclock.db.migrate import upgrade
-from wfclock.devstack.controlplane import REPO, ControlPlane
+from wfclock.devstack.controlplane import ControlPlane
 from wfclock.devstack.postgres import temporary_server
 from wfclock.devstack.processes import spawn, terminate
 
@@ -28,14 +28,7 @@ def stack():
     try:
         url = pg.create_database("bench")
         upgrade(url)
-        plane.kubectl("apply", "-f", str(REPO / "crds"))
-        plane.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/workflowschedules.wfclock.dev",
-        )
-        plane.start_controller_manager()
+        plane.install_crds()
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
         core = client.CoreV1Api(api)
         core.create_namespace(

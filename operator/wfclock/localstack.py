@@ -99,7 +99,7 @@ def serve() -> int:
     from kubernetes import client, config
 
     from wfclock.db.migrate import upgrade
-    from wfclock.devstack.controlplane import REPO, ControlPlane
+    from wfclock.devstack.controlplane import ControlPlane
     from wfclock.devstack.podrunner import PodRunner
     from wfclock.devstack.postgres import temporary_server
     from wfclock.devstack.processes import spawn, terminate
@@ -118,14 +118,7 @@ def serve() -> int:
         url = postgres.url()
         upgrade(url)
         plane.start()
-        plane.kubectl("apply", "-f", str(REPO / "crds"))
-        plane.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/workflowschedules.wfclock.dev",
-        )
-        plane.start_controller_manager()
+        plane.install_crds()
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
         core = client.CoreV1Api(api)
         for name, labels in (

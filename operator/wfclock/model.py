@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -31,6 +32,18 @@ TENANT_LABEL = "wfclock.dev/tenant"
 PAYLOAD_SCHEMA_REF = "payload.WorkflowClockTrigger.v1"
 
 
+def _check_zone(name: str) -> str:
+    try:
+        zone(name)
+    except CronError as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
+# An IANA time zone name, checked against the pinned tzdata package.
+TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -45,7 +58,7 @@ class ScheduleTrigger(_Model):
 
     type: Literal["schedule"]
     runAt: datetime
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
 
     @field_validator("runAt", mode="before")
     @classmethod
@@ -65,19 +78,13 @@ class ScheduleTrigger(_Model):
             value = value.replace(microsecond=value.microsecond // 1000 * 1000)
         return value
 
-    @field_validator("timezone")
-    @classmethod
-    def _real_zone(cls, value: str) -> str:
-        _check_zone(value)
-        return value
-
 
 class RecurringTrigger(_Model):
     """Recurring: a 5-field cron evaluated in an IANA time zone."""
 
     type: Literal["recurring"]
     cron: str
-    timezone: str
+    timezone: TimeZoneName
 
     @field_validator("cron", mode="before")
     @classmethod
@@ -89,22 +96,9 @@ class RecurringTrigger(_Model):
                 raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("timezone")
-    @classmethod
-    def _real_zone(cls, value: str) -> str:
-        _check_zone(value)
-        return value
-
     @property
     def spec(self) -> CronSpec:
         return parse_cron(self.cron)
-
-
-def _check_zone(name: str) -> None:
-    try:
-        zone(name)
-    except CronError as exc:
-        raise ValueError(str(exc)) from None
 
 
 ClockTrigger = Annotated[ScheduleTrigger | RecurringTrigger, Field(discriminator="type")]

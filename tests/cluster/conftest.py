@@ -66,10 +66,7 @@ WORKFLOW = "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"
 
 @pytest.fixture(scope="session")
 def crds(control_plane, api):
-    control_plane.kubectl("apply", "-f", str(CRD))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                          "crd/workflowschedules.wfclock.dev")  # fmt: skip
-    control_plane.start_controller_manager()  # the garbage collector discovers the new kind
+    control_plane.install_crds(CRD.parent)
     return CRD
 
 

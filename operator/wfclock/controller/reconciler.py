@@ -122,7 +122,7 @@ def reconcile(ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
     return status_for(ctx, schedule, row, generation, status.get("conditions") or [])
 
 
-def _state(schedule: Schedule, generation: int, kind: str, name: str, next_fire, status: str):
+def _state(schedule: Schedule, generation: int, kind: str, name: str, next_fire):
     spec, trigger = schedule.spec, schedule.spec.trigger
     recurring = isinstance(trigger, RecurringTrigger)
     return store.ScheduleState(
@@ -136,7 +136,7 @@ def _state(schedule: Schedule, generation: int, kind: str, name: str, next_fire,
         run_at=None if recurring else trigger.runAt.astimezone(UTC),
         cron=trigger.cron if recurring else None,
         timezone=trigger.timezone,
-        status=status,
+        status="paused" if spec.paused else "scheduled",
         missed_fires=spec.missedFires,
         catch_up_window_seconds=spec.catchUpWindowSeconds,
         generation=generation,
@@ -169,9 +169,8 @@ def _register_recurring(ctx: Context, schedule: Schedule, previous, generation: 
     next_fire = (
         None if schedule.spec.paused else next_fire_after(trigger.spec, trigger.timezone, now)
     )
-    status = "paused" if schedule.spec.paused else "scheduled"
     row = store.upsert_schedule(
-        ctx.engine, _state(schedule, generation, "CronJob", name, next_fire, status), now=now
+        ctx.engine, _state(schedule, generation, "CronJob", name, next_fire), now=now
     )
     for job in pending_one_time:
         ctx.kube.delete_job(schedule.namespace, job.metadata.name)
@@ -219,9 +218,8 @@ def _register_one_time(ctx: Context, schedule: Schedule, previous, generation: i
         for cronjob in cronjobs:  # a type switch: the CronJob must not fire any more
             ctx.kube.suspend_cronjob(schedule.namespace, cronjob.metadata.name)
         created = ctx.kube.create_job_if_absent(build_one_time_job(schedule, ctx.settings))
-    status = "paused" if schedule.spec.paused else "scheduled"
     row = store.upsert_schedule(
-        ctx.engine, _state(schedule, generation, "Job", name, run_at, status), now=now
+        ctx.engine, _state(schedule, generation, "Job", name, run_at), now=now
     )
     for cronjob in cronjobs:
         ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)

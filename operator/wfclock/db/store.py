@@ -45,7 +45,11 @@ class ScheduleState:
 # A changed trigger moves trigger_effective_from to now, so the launcher refuses fires planned
 # under the old configuration. A one-time schedule that completed (or failed) stays so unless its
 # trigger changes; a deleted row is never revived. (Plain SQL: compiled once, run often.)
-_UPSERT = text("""
+_TRIGGER_CHANGED = """(s.trigger_type IS DISTINCT FROM excluded.trigger_type
+    OR s.run_at IS DISTINCT FROM excluded.run_at OR s.cron IS DISTINCT FROM excluded.cron
+    OR s.timezone IS DISTINCT FROM excluded.timezone)"""
+_UPSERT = text(
+    """
 INSERT INTO workflow_schedules AS s
     (schedule_id, tenant, namespace, name, workflow_id, workflow_version, trigger_type, run_at,
      cron, timezone, status, missed_fires, catch_up_window_seconds, generation, registered_kind,
@@ -63,28 +67,18 @@ ON CONFLICT (schedule_id) DO UPDATE SET
     generation = excluded.generation, registered_kind = excluded.registered_kind,
     registered_name = excluded.registered_name, last_error = excluded.last_error,
     enabled = true,
-    status = CASE WHEN s.status IN ('completed', 'failed') AND NOT (
-                      s.trigger_type IS DISTINCT FROM excluded.trigger_type
-                      OR s.run_at IS DISTINCT FROM excluded.run_at
-                      OR s.cron IS DISTINCT FROM excluded.cron
-                      OR s.timezone IS DISTINCT FROM excluded.timezone)
-                  THEN s.status ELSE excluded.status END,
-    next_fire_at = CASE WHEN s.status IN ('completed', 'failed') AND NOT (
-                      s.trigger_type IS DISTINCT FROM excluded.trigger_type
-                      OR s.run_at IS DISTINCT FROM excluded.run_at
-                      OR s.cron IS DISTINCT FROM excluded.cron
-                      OR s.timezone IS DISTINCT FROM excluded.timezone)
-                  THEN s.next_fire_at ELSE excluded.next_fire_at END,
-    trigger_effective_from = CASE WHEN
-                      s.trigger_type IS DISTINCT FROM excluded.trigger_type
-                      OR s.run_at IS DISTINCT FROM excluded.run_at
-                      OR s.cron IS DISTINCT FROM excluded.cron
-                      OR s.timezone IS DISTINCT FROM excluded.timezone
-                  THEN excluded.trigger_effective_from ELSE s.trigger_effective_from END,
+    status = CASE WHEN {final} THEN s.status ELSE excluded.status END,
+    next_fire_at = CASE WHEN {final} THEN s.next_fire_at ELSE excluded.next_fire_at END,
+    trigger_effective_from = CASE WHEN {changed} THEN excluded.trigger_effective_from
+                                  ELSE s.trigger_effective_from END,
     updated_at = now()
 WHERE s.deleted_at IS NULL
 RETURNING s.*
-""")
+""".format(
+        changed=_TRIGGER_CHANGED,
+        final=f"s.status IN ('completed', 'failed') AND NOT {_TRIGGER_CHANGED}",
+    )
+)
 
 
 def upsert_schedule(engine: Engine, state: ScheduleState, *, now: datetime) -> dict:

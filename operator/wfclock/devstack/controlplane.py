@@ -136,6 +136,17 @@ class ControlPlane:
         time.sleep(0.5)
         self._check_alive()
 
+    def install_crds(self, path: Path = REPO / "crds") -> None:
+        """Applies the CRDs, waits until they are served, and restarts the controller-manager so
+        its garbage collector knows the new kinds at once (it re-reads discovery only every 30 s).
+        """
+        self.kubectl("apply", "-f", str(path))
+        self.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s",
+            "crd/workflowschedules.wfclock.dev",
+        )  # fmt: skip
+        self.start_controller_manager()
+
     def _check_alive(self) -> None:
         for name, proc in self.processes.items():
             if proc.poll() is not None:
