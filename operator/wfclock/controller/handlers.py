@@ -134,8 +134,11 @@ def delete(meta, memo: kopf.Memo, logger, **_) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={SCHEDULE_UID_LABEL: kopf.PRESENT})
-def fire_finished(body, memo: kopf.Memo, **_) -> None:
+def fire_finished(body, type, memo: kopf.Memo, **_) -> None:  # noqa: A002 - kopf's name
     """When a fire's Job finishes, report the fire and refresh the schedule's status."""
+    if type == "DELETED":  # forget it, so the set of reported Jobs does not grow forever
+        memo.finished_jobs.discard(body["metadata"]["uid"])
+        return
     job_status = body.get("status") or {}
     finished = job_status.get("completionTime") or any(
         c.get("type") == "Failed" and c.get("status") == "True"
