@@ -248,16 +248,16 @@ class PodRunner:
             return values[match.group(2)]
         raise CannotRun(f"unsupported fieldRef {path}")
 
+    def _data(self, kind: str, name: str, namespace: str) -> dict[str, str]:
+        """The decoded data of a Secret or ConfigMap (raises ApiException when unreadable)."""
+        if kind == "secret":
+            data = self.core.read_namespaced_secret(name, namespace).data or {}
+            return {k: base64.b64decode(v).decode() for k, v in data.items()}
+        return self.core.read_namespaced_config_map(name, namespace).data or {}
+
     def _key(self, pod, kind, name, key, optional, var) -> str | None:
         try:
-            if kind == "secret":
-                data = self.core.read_namespaced_secret(name, pod.metadata.namespace).data or {}
-                raw = data.get(key)
-                value = base64.b64decode(raw).decode() if raw is not None else None
-            else:
-                value = (
-                    self.core.read_namespaced_config_map(name, pod.metadata.namespace).data or {}
-                ).get(key)
+            value = self._data(kind, name, pod.metadata.namespace).get(key)
         except ApiException as exc:
             if exc.status == 404 and optional:
                 return None
@@ -269,24 +269,17 @@ class PodRunner:
         return value
 
     def _env_from(self, pod, source) -> dict[str, str]:
-        prefix = source.prefix or ""
+        ref, kind = (
+            (source.secret_ref, "secret")
+            if source.secret_ref
+            else (source.config_map_ref, "configmap")
+        )
+        if ref is None:
+            return {}
         try:
-            if source.secret_ref:
-                data = (
-                    self.core.read_namespaced_secret(
-                        source.secret_ref.name, pod.metadata.namespace
-                    ).data
-                    or {}
-                )
-                return {prefix + k: base64.b64decode(v).decode() for k, v in data.items()}
-            if source.config_map_ref:
-                data = (
-                    self.core.read_namespaced_config_map(
-                        source.config_map_ref.name, pod.metadata.namespace
-                    ).data
-                    or {}
-                )
-                return {prefix + k: v for k, v in data.items()}
+            data = self._data(kind, ref.name, pod.metadata.namespace)
         except ApiException as exc:
-            raise CannotRun(f"envFrom: not readable ({exc.status} {exc.reason})") from None
-        return {}
+            raise CannotRun(
+                f"envFrom: {kind} {ref.name!r} not readable ({exc.status} {exc.reason})"
+            ) from None
+        return {(source.prefix or "") + k: v for k, v in data.items()}
