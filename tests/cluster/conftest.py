@@ -186,6 +186,11 @@ class Cluster:
             "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name
         )
 
+    def list(self):
+        return self.objects.list_namespaced_custom_object(
+            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules"
+        )["items"]
+
     def status(self, name):
         return self.get(name).get("status") or {}
 

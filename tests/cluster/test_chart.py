@@ -134,6 +134,7 @@ def installed(plane, admin, postgres):
     plane.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", "crd/workflowschedules.wfclock.dev"
     )
+    plane.wait_schedules_admitted("acme", "acme")  # the chart's finalizer policy applies
     plane.start_controller_manager()  # GC and role aggregation see the new kinds and roles
     return url
 
@@ -176,6 +177,13 @@ def test_install_establishes_crds_and_rbac(plane, admin, installed):
     )
     policies = plane.kubectl("get", "validatingadmissionpolicies", "-o", "name")
     assert "wfclock-tenant" in policies
+    mutating = plane.kubectl(
+        "get", "mutatingadmissionpolicies,mutatingadmissionpolicybindings", "-o", "name"
+    )
+    assert mutating.split() == [
+        "mutatingadmissionpolicy.admissionregistration.k8s.io/wfclock-finalizer",
+        "mutatingadmissionpolicybinding.admissionregistration.k8s.io/wfclock-finalizer",
+    ]
 
 
 def test_operator_with_the_charts_token_runs_the_core_scenario(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from wfclock.db.store import engine_for, get_schedule, list_fires, list_runs
 from wfclock.devstack.processes import wait_until
@@ -150,3 +152,56 @@ def test_metrics_report_schedules_and_ledger_fires(start_operator, cluster, data
         20, "metrics",
     )  # fmt: skip
     assert "wfclock_reconciles_total" in text and "wfclock_one_time_release_lag_seconds" in text
+
+
+FINALIZER = "wfclock.dev/finalizer"
+POLICY = Path(__file__).resolve().parents[2] / "deploy" / "admission"
+
+
+def test_admission_gives_new_schedules_the_finalizer_and_a_delete_while_down_is_finalized(
+    start_operator, cluster, database_url
+):
+    # No operator yet: the finalizer comes from the admission policy, with the create itself.
+    created = cluster.apply("early", HOURLY)
+    assert created["metadata"]["finalizers"] == [FINALIZER]
+    cluster.delete("early")
+    assert cluster.get("early")["metadata"]["deletionTimestamp"]  # held for the operator
+    start_operator()
+    wait_until(
+        lambda: not cluster.list(), 30, "the schedule deleted while the operator was down to go"
+    )
+    assert cluster.cronjobs() == []
+    row = get_schedule(engine_for(database_url), uuid.UUID(created["metadata"]["uid"]))
+    assert row is None  # it was never registered, so there was nothing to mark
+
+
+_probes = itertools.count()
+
+
+def _policy_applies(cluster) -> bool:
+    """Whether a schedule created now gets the finalizer (admission policies apply a moment
+    after they are created or deleted). The probe is deleted again at once."""
+    name = f"probe-{next(_probes)}"
+    applied = bool(cluster.apply(name, HOURLY)["metadata"].get("finalizers"))
+    cluster.delete(name)
+    return applied
+
+
+def test_without_the_admission_policy_the_operator_adds_the_finalizer_itself(
+    control_plane, start_operator, cluster, database_url
+):
+    control_plane.kubectl("delete", "-f", str(POLICY))
+    try:
+        wait_until(lambda: not _policy_applies(cluster), 30, "the policy to stop applying")
+        start_operator()
+        created = cluster.apply("plain", HOURLY)
+        assert not created["metadata"].get("finalizers")
+        cluster.wait_status("plain", lambda s: s.get("phase") == "Scheduled")
+        assert cluster.get("plain")["metadata"]["finalizers"] == [FINALIZER]
+        cluster.delete("plain")
+        wait_until(lambda: cluster.cronjobs() == [], 30, "the CronJob to go")
+        row = get_schedule(engine_for(database_url), uuid.UUID(created["metadata"]["uid"]))
+        assert row["deleted_at"] is not None
+    finally:
+        control_plane.kubectl("apply", "-f", str(POLICY))
+        wait_until(lambda: _policy_applies(cluster), 30, "the policy to apply again")

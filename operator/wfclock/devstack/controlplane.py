@@ -137,15 +137,44 @@ class ControlPlane:
         self._check_alive()
 
     def install_crds(self, path: Path = REPO / "crds") -> None:
-        """Applies the CRDs, waits until they are served, and restarts the controller-manager so
-        its garbage collector knows the new kinds at once (it re-reads discovery only every 30 s).
+        """Applies the CRDs and the admission policy that puts wfclock's finalizer on new
+        schedules (as the chart does), waits until the CRDs are served, and restarts the
+        controller-manager so its garbage collector knows the new kinds at once (it re-reads
+        discovery only every 30 s).
         """
-        self.kubectl("apply", "-f", str(path))
+        self.kubectl("apply", "-f", str(path), "-f", str(REPO / "deploy" / "admission"))
         self.kubectl(
             "wait", "--for=condition=Established", "--timeout=60s",
             "crd/workflowschedules.wfclock.dev",
         )  # fmt: skip
+        self.wait_schedules_admitted()
         self.start_controller_manager()
+
+    def wait_schedules_admitted(self, namespace: str = "default", tenant: str = "probe") -> None:
+        """Established is not yet usable: admission resolves a new kind's schema a moment later
+        (503 until then). Waits for a server-side dry run that comes back with the finalizer.
+        Where the tenant policy is installed, name a namespace and its tenant."""
+        wait_until(
+            lambda: self._schedules_admitted(namespace, tenant), 60,
+            "WorkflowSchedules to be admitted", interval=0.2,
+        )  # fmt: skip
+
+    def _schedules_admitted(self, namespace: str, tenant: str) -> bool:
+        probe = {
+            "apiVersion": "wfclock.dev/v1alpha1", "kind": "WorkflowSchedule",
+            "metadata": {"name": "admission-probe", "namespace": namespace},
+            "spec": {"tenant": tenant, "workflowId": "00000000-0000-4000-8000-000000000000",
+                     "workflowVersion": 1, "trigger": {"type": "recurring", "cron": "0 3 * * *",
+                                                         "timezone": "UTC"}},
+        }  # fmt: skip
+        out = self.kubectl(
+            "create", "--dry-run=server", "-o", "json", "-f", "-",
+            input=json.dumps(probe), check=False,
+        )  # fmt: skip
+        try:
+            return "wfclock.dev/finalizer" in json.loads(out)["metadata"].get("finalizers", [])
+        except ValueError:
+            return False
 
     def _check_alive(self) -> None:
         for name, proc in self.processes.items():
