@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -87,3 +89,21 @@ def run(cmd):
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def plane_cpu(plane) -> float:
+    """CPU seconds used so far by etcd, kube-apiserver and kube-controller-manager together."""
+    return sum(cpu_seconds(p.pid) for p in plane.processes.values())
+
+
+def api_requests(api) -> collections.Counter:
+    """The API server's own count of requests so far, by (verb, resource, subresource)."""
+    text = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False,
+                        response_type="str")[0].data.decode()  # fmt: skip
+    counts: collections.Counter = collections.Counter()
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            key = (labels.get("verb"), labels.get("resource"), labels.get("subresource") or "")
+            counts[key] += float(line.rsplit(" ", 1)[1])
+    return counts

@@ -161,33 +161,16 @@ def _go_date(year: int, month: int, day: int, hour: int, minute: int, tz) -> int
     return wall - offset
 
 
-@dataclass(frozen=True)
-class _Wall:
-    year: int
-    month: int
-    day: int
-    hour: int
-    minute: int
-    second: int
-    weekday: int  # Sunday = 0, as in Go and cron
+def _wall(unix: int, tz) -> datetime:
+    """The local wall clock at `unix` (the hot path of the search: no wrapper object)."""
+    return datetime.fromtimestamp(unix, tz)
 
 
-def _wall(unix: int, tz) -> _Wall:
-    local = datetime.fromtimestamp(unix, tz)
-    return _Wall(
-        local.year,
-        local.month,
-        local.day,
-        local.hour,
-        local.minute,
-        local.second,
-        (local.weekday() + 1) % 7,
-    )
-
-
-def _day_matches(spec: CronSpec, w: _Wall) -> bool:
-    dom_match = bool(1 << w.day & spec.dom)
-    dow_match = bool(1 << w.weekday & spec.dow)
+def day_matches(spec: CronSpec, day) -> bool:
+    """Whether the day-of-month and day-of-week fields accept `day` (a date or datetime); when
+    both are restricted, either one suffices (cron's rule)."""
+    dom_match = bool(1 << day.day & spec.dom)
+    dow_match = bool(1 << ((day.weekday() + 1) % 7) & spec.dow)  # cron counts Sunday as 0
     if spec.dom & _STAR_BIT or spec.dow & _STAR_BIT:
         return dom_match and dow_match
     return dom_match or dow_match
@@ -215,7 +198,7 @@ def _next_unix(spec: CronSpec, t: int, tz) -> int | None:
                 break
         if wrapped:
             continue
-        while not _day_matches(spec, w):
+        while not day_matches(spec, w):
             if not added:
                 added = True
                 t = _go_date(w.year, w.month, w.day, 0, 0, tz)
@@ -332,8 +315,7 @@ def _consecutive_days_match(spec: CronSpec, year: int) -> bool:
     day = datetime(year, 1, 1)
     previous = False
     for _ in range(366 * 4 + 1):
-        w = _Wall(day.year, day.month, day.day, 0, 0, 0, (day.weekday() + 1) % 7)
-        matches = bool(1 << day.month & spec.month) and _day_matches(spec, w)
+        matches = bool(1 << day.month & spec.month) and day_matches(spec, day)
         if matches and previous:
             return True
         previous = matches

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 
-from wfclock.firetime import CronSpec, is_fire_instant, next_fire_times, utc_iso, zone
+from wfclock.firetime import (
+    CronSpec,
+    day_matches,
+    is_fire_instant,
+    next_fire_times,
+    utc_iso,
+    zone,
+)
 
 
 def dst_note(spec: CronSpec, timezone: str, fire: datetime) -> str | None:
@@ -29,7 +37,11 @@ def skipped_before(spec: CronSpec, timezone: str, previous: datetime, fire: date
     day = previous.astimezone(tz).date()
     while day <= fire.astimezone(tz).date():
         start = datetime.combine(day, time(0), tz)
-        if start.utcoffset() != (start + timedelta(days=1)).utcoffset() and _day_matches(spec, day):
+        if (
+            start.utcoffset() != (start + timedelta(days=1)).utcoffset()
+            and spec.month >> day.month & 1
+            and day_matches(spec, day)
+        ):
             for hour in range(24):
                 for minute in range(60):
                     if spec.hour >> hour & 1 and spec.minute >> minute & 1:
@@ -42,16 +54,17 @@ def skipped_before(spec: CronSpec, timezone: str, previous: datetime, fire: date
     return skipped
 
 
-def _day_matches(spec: CronSpec, day) -> bool:
-    if not spec.month >> day.month & 1:
-        return False
-    dom = bool(spec.dom >> day.day & 1)
-    dow = bool(spec.dow >> ((day.weekday() + 1) % 7) & 1)
-    return dom or dow if spec.dom_restricted and spec.dow_restricted else dom and dow
-
-
 def next_fires_view(spec: CronSpec, timezone: str, after: datetime, count: int) -> list[dict]:
-    """The next fires with UTC instant, local time and offset, and a note on DST effects."""
+    """The next fires with UTC instant, local time and offset, and a note on DST effects.
+
+    Fires fall on whole minutes, so the answer is the same for every `after` within one minute:
+    it is computed once per expression, zone and minute, however many schedules share them."""
+    minute = after.astimezone(UTC).replace(second=0, microsecond=0)
+    return [dict(view) for view in _next_fires_view(spec, timezone, minute, count)]
+
+
+@lru_cache(maxsize=2048)
+def _next_fires_view(spec: CronSpec, timezone: str, after: datetime, count: int) -> tuple:
     views = []
     previous = after
     for fire in next_fire_times(spec, timezone, after, count):
@@ -68,4 +81,4 @@ def next_fires_view(spec: CronSpec, timezone: str, after: datetime, count: int) 
             view["note"] = "; ".join(notes)
         views.append(view)
         previous = fire
-    return views
+    return tuple(views)

@@ -49,6 +49,27 @@ def test_0130_new_york_on_fall_back_day_fires_in_both_repeated_hours():
     assert "note" not in view[2]
 
 
+def test_next_fires_view_is_the_same_anywhere_within_a_minute_and_callers_cannot_change_it():
+    spec = parse_cron("*/15 * * * *")
+    minute = datetime(2026, 3, 29, 0, 44, tzinfo=UTC)  # Berlin springs forward at 01:00 UTC
+    views = [
+        next_fires_view(spec, "Europe/Berlin", minute + timedelta(seconds=s), 3)
+        for s in (0, 0.5, 30, 59.999)
+    ]
+    assert all(v == views[0] for v in views)
+    assert [v["at"] for v in views[0]] == [
+        "2026-03-29T00:45:00Z",
+        "2026-03-29T01:00:00Z",
+        "2026-03-29T01:15:00Z",
+    ]
+    assert views[0][1]["local"] == "2026-03-29T03:00:00+02:00"
+    views[0][0]["at"] = "changed"
+    assert next_fires_view(spec, "Europe/Berlin", minute, 3)[0]["at"] == "2026-03-29T00:45:00Z"
+    # A fire on the minute itself is not "after" it, from any second of that minute.
+    at_fire = next_fires_view(spec, "Europe/Berlin", minute + timedelta(minutes=1, seconds=20), 1)
+    assert at_fire[0]["at"] == "2026-03-29T01:00:00Z"
+
+
 def test_lord_howe_half_hour_shift():
     start = datetime(2026, 4, 4, 12, tzinfo=UTC)  # DST ends 5 Apr 02:00 -> 01:30
     got = fires("45 1 * * *", "Australia/Lord_Howe", start, 3)

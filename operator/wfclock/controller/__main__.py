@@ -15,7 +15,9 @@ def main() -> None:
         if settings.peering
         else ["--standalone"]
     )
-    verbosity = {"debug": ["--debug"], "info": ["--verbose"], "warning": [], "error": ["--quiet"]}
+    # kopf logs at INFO by default, DEBUG with --verbose or --debug, WARNING with --quiet; the
+    # startup handler narrows "error" further.
+    verbosity = {"debug": ["--debug"], "info": [], "warning": ["--quiet"], "error": ["--quiet"]}
     sys.argv = [
         "kopf", "run", *peering, "--log-format=json", *verbosity[settings.log_level],
         f"--liveness=http://0.0.0.0:{settings.health_port}/healthz",

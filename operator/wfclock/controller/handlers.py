@@ -31,6 +31,7 @@ _metrics_started = threading.Event()
 
 
 WORKERS = 32  # handler threads, and HTTP connections to the API server to match
+RELEASE_WORKERS = 16  # threads that release due one-time Jobs
 
 
 def _api_client() -> client.ApiClient:
@@ -71,6 +72,7 @@ def login(settings: kopf.OperatorSettings, **kwargs) -> kopf.ConnectionInfo | No
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     wf = Settings()
+    logging.getLogger().setLevel(wf.log_level.upper())
     settings.persistence.finalizer = "wfclock.dev/finalizer"
     # kopf's bookkeeping lives in status.kopf, so a reconcile ends in one status write.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
@@ -85,9 +87,13 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     # The resources are known; watching CRDs for new ones would need rights the operator lacks.
     settings.scanning.disabled = True
     ctx = reconciler.Context(
-        settings=wf, engine=engine_for(wf.database_url), kube=Kube(_api_client())
+        settings=wf,
+        engine=engine_for(wf.database_url, threads=WORKERS + RELEASE_WORKERS + 2),  # + metrics
+        kube=Kube(_api_client()),
     )
-    ctx.releases = ReleaseQueue(lambda entry, now: reconciler.release(ctx, entry, now))
+    ctx.releases = ReleaseQueue(
+        lambda entry, now: reconciler.release(ctx, entry, now), workers=RELEASE_WORKERS
+    )
     ctx.releases.start()
     memo.ctx = ctx
     memo.finished_jobs = set()
