@@ -17,9 +17,7 @@ from wfclock.db.tables import workflow_runs, workflow_schedule_fires, workflow_s
 def engine_for(url: str, threads: int = 5) -> Engine:
     """An engine whose pool keeps a connection for each of `threads` threads: a busier pool would
     open and close a connection per use beyond it."""
-    return create_engine(
-        sqlalchemy_url(url), pool_pre_ping=True, pool_size=threads, max_overflow=5
-    )
+    return create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=threads, max_overflow=5)
 
 
 @dataclass(frozen=True)
