@@ -75,6 +75,26 @@ def test_chart_renders_the_crd_from_crds_without_a_copy(tools):
     assert "CustomResourceDefinition" not in off
 
 
+def test_chart_renders_the_finalizer_policy_from_deploy_where_the_cluster_serves_it(tools):
+    source = list(
+        yaml.safe_load_all((ROOT / "deploy" / "admission" / "finalizer-policy.yaml").read_text())
+    )
+    serves = ["--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"]
+
+    def policies(*args):
+        out = helm(tools, "template", "wfclock", str(CHART), "-n", RELEASE_NS, *args).stdout
+        return [d for d in yaml.safe_load_all(out) if d and d["kind"].startswith("Mutating")]
+
+    rendered = policies(*serves)
+    assert [d["kind"] for d in rendered] == [d["kind"] for d in source]
+    for got, want in zip(rendered, source, strict=True):
+        assert got["metadata"]["name"] == "wfclock-finalizer"
+        assert got["metadata"]["labels"]["app.kubernetes.io/instance"] == "wfclock"
+        assert got["spec"] == want["spec"]  # the same policy, only named for the release
+    assert policies() == []  # a cluster before Kubernetes 1.36
+    assert policies(*serves, "--set", "finalizerPolicy.enabled=false") == []
+
+
 def test_strict_values_schema_refuses_unknown_and_wrong_values(tools):
     for bad in (
         ["--set", "edition=free"],
