@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml devstack/pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: help venv postgres control-plane deps test test-unit lint up down demo bench clean kind-e2e image-check
 
@@ -15,10 +15,11 @@ help:
 	@echo "make bench  - benchmarks (print figures)"
 	@echo "make kind-e2e - build the image, install the chart on kind, smoke test (needs Docker)"
 
-$(STAMP): pyproject.toml
+# The product with its test tools, and the development harness (devstack/, its own package).
+$(STAMP): pyproject.toml devstack/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.2
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test]' -e ./devstack
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
@@ -39,19 +40,19 @@ test-unit: venv
 	$(PY) -m pytest -m "not cluster" tests/unit $(PYTEST_ARGS)
 
 lint: venv control-plane
-	$(VENV)/bin/ruff check operator launcher_job tests bench
-	$(VENV)/bin/ruff format --check operator launcher_job tests bench
+	$(VENV)/bin/ruff check operator launcher_job devstack tests bench
+	$(VENV)/bin/ruff format --check operator launcher_job devstack tests bench
 	$(VENV)/bin/shellcheck -x scripts/*.sh .ci/run
 	$(shell scripts/build-control-plane.sh helm 2>/dev/null)/helm lint --strict charts/wfclock
 
 up: deps
-	$(PY) -m wfclock.localstack up
+	$(PY) -m wfclock_devstack.localstack up
 
 down:
-	@test -x $(PY) && $(PY) -m wfclock.localstack down || true
+	@test -x $(PY) && $(PY) -m wfclock_devstack.localstack down || true
 
 demo: up
-	$(PY) -m wfclock.localstack demo
+	$(PY) -m wfclock_devstack.localstack demo
 
 bench: deps
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from kubernetes import client, config
 from wfclock.db.migrate import upgrade
-from wfclock.devstack.controlplane import ControlPlane
-from wfclock.devstack.postgres import temporary_server
-from wfclock.devstack.processes import spawn, terminate
+from wfclock_devstack.controlplane import ControlPlane
+from wfclock_devstack.postgres import temporary_server
+from wfclock_devstack.processes import spawn, terminate
 
 NAMESPACE = "bench"
 WORKFLOW = "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"
@@ -36,8 +36,13 @@ def stack():
         core.create_namespace(
             {"metadata": {"name": NAMESPACE, "labels": {"wfclock.dev/tenant": "bench"}}}
         )
-        core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "wfclock-database"},
-                                                  "data": {"url": base64.b64encode(url.encode()).decode()}})  # fmt: skip
+        core.create_namespaced_secret(
+            NAMESPACE,
+            {
+                "metadata": {"name": "wfclock-database"},
+                "data": {"url": base64.b64encode(url.encode()).decode()},
+            },
+        )
         yield plane, api, url
     finally:
         plane.remove()
@@ -46,9 +51,15 @@ def stack():
 
 @contextlib.contextmanager
 def operator(plane, url, log: Path):
-    env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "WFCLOCK_DATABASE_URL": url,
-           "WFCLOCK_METRICS_PORT": "0", "WFCLOCK_HEALTH_PORT": "0", "WFCLOCK_LOG_LEVEL": "warning",
-           "WFCLOCK_NAMESPACES": f'["{NAMESPACE}"]'}  # fmt: skip
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(plane.kubeconfig),
+        "WFCLOCK_DATABASE_URL": url,
+        "WFCLOCK_METRICS_PORT": "0",
+        "WFCLOCK_HEALTH_PORT": "0",
+        "WFCLOCK_LOG_LEVEL": "warning",
+        "WFCLOCK_NAMESPACES": f'["{NAMESPACE}"]',
+    }
     profile = (
         ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
         if os.environ.get("BENCH_PROFILE")
@@ -69,8 +80,17 @@ def rss_mib(pid: int) -> float:
 
 
 def schedule(name: str, trigger: dict) -> dict:
-    return {"apiVersion": "wfclock.dev/v1alpha1", "kind": "WorkflowSchedule", "metadata": {"name": name},
-            "spec": {"tenant": "bench", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": trigger}}  # fmt: skip
+    return {
+        "apiVersion": "wfclock.dev/v1alpha1",
+        "kind": "WorkflowSchedule",
+        "metadata": {"name": name},
+        "spec": {
+            "tenant": "bench",
+            "workflowId": WORKFLOW,
+            "workflowVersion": 1,
+            "trigger": trigger,
+        },
+    }
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2):
@@ -98,8 +118,13 @@ def plane_cpu(plane) -> float:
 
 def api_requests(api) -> collections.Counter:
     """The API server's own count of requests so far, by (verb, resource, subresource)."""
-    text = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False,
-                        response_type="str")[0].data.decode()  # fmt: skip
+    text = api.call_api(
+        "/metrics",
+        "GET",
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        response_type="str",
+    )[0].data.decode()
     counts: collections.Counter = collections.Counter()
     for line in text.splitlines():
         if line.startswith("apiserver_request_total{"):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from wfclock.db.migrate import upgrade
 from wfclock.db.store import ScheduleState, engine_for, upsert_schedule
-from wfclock.devstack.postgres import temporary_server
+from wfclock_devstack.postgres import temporary_server
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -31,12 +31,24 @@ def every_minute_schedule(url: str) -> uuid.UUID:
     upsert_schedule(
         engine_for(url),
         ScheduleState(
-            schedule_id=schedule_id, tenant="bench", namespace="bench", name="bench",
-            workflow_id=uuid.uuid4(), workflow_version=1, trigger_type="recurring", run_at=None,
-            cron="* * * * *", timezone="Europe/Berlin", status="scheduled", missed_fires="latest",
-            catch_up_window_seconds=3600, generation=1, registered_kind="CronJob",
-            registered_name="bench-cron", next_fire_at=None,
+            schedule_id=schedule_id,
+            tenant="bench",
+            namespace="bench",
+            name="bench",
+            workflow_id=uuid.uuid4(),
+            workflow_version=1,
+            trigger_type="recurring",
+            run_at=None,
+            cron="* * * * *",
+            timezone="Europe/Berlin",
+            status="scheduled",
+            missed_fires="latest",
+            catch_up_window_seconds=3600,
+            generation=1,
+            registered_kind="CronJob",
+            registered_name="bench-cron",
+            next_fire_at=None,
         ),
         now=EPOCH - timedelta(days=1),
-    )  # fmt: skip
+    )
     return schedule_id

@@ -25,30 +25,56 @@ def registered_schedule() -> dict:
         "trigger": {"type": "recurring", "cron": "0 3 * * *", "timezone": "Europe/Berlin"},
     }
     return {
-        "apiVersion": "wfclock.dev/v1alpha1", "kind": "WorkflowSchedule",
+        "apiVersion": "wfclock.dev/v1alpha1",
+        "kind": "WorkflowSchedule",
         "metadata": {
-            "name": "nightly", "namespace": "acme", "uid": "u-1", "generation": 1,
-            "resourceVersion": "42", "finalizers": ["wfclock.dev/finalizer"],
+            "name": "nightly",
+            "namespace": "acme",
+            "uid": "u-1",
+            "generation": 1,
+            "resourceVersion": "42",
+            "finalizers": ["wfclock.dev/finalizer"],
             "managedFields": [
-                {"manager": "kubectl", "operation": "Update",
-                 "fieldsV1": {"f:spec": {f"f:{k}": {} for k in spec}}},
-                {"manager": "kopf", "operation": "Update", "subresource": "status",
-                 "fieldsV1": {"f:status": {f"f:{k}": {".": {}, "f:a": {}, "f:b": {}}
-                                           for k in ("conditions", "kopf", "nextFires", "registered")}}},
+                {
+                    "manager": "kubectl",
+                    "operation": "Update",
+                    "fieldsV1": {"f:spec": {f"f:{k}": {} for k in spec}},
+                },
+                {
+                    "manager": "kopf",
+                    "operation": "Update",
+                    "subresource": "status",
+                    "fieldsV1": {
+                        "f:status": {
+                            f"f:{k}": {".": {}, "f:a": {}, "f:b": {}}
+                            for k in ("conditions", "kopf", "nextFires", "registered")
+                        }
+                    },
+                },
             ],
         },
         "spec": spec,
         "status": {
-            "phase": "Scheduled", "observedGeneration": 1,
+            "phase": "Scheduled",
+            "observedGeneration": 1,
             "registered": {"kind": "CronJob", "name": "nightly-c0305"},
-            "nextFires": [{"at": f"2026-11-2{d}T02:00:00Z", "local": f"2026-11-2{d}T03:00:00+01:00"}
-                          for d in range(5)],
-            "conditions": [{"type": "Ready", "status": "True", "reason": "Registered",
-                            "message": "CronJob nightly-c0305 is registered",
-                            "observedGeneration": 1, "lastTransitionTime": "2026-11-26T00:00:00Z"}],
+            "nextFires": [
+                {"at": f"2026-11-2{d}T02:00:00Z", "local": f"2026-11-2{d}T03:00:00+01:00"}
+                for d in range(5)
+            ],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Registered",
+                    "message": "CronJob nightly-c0305 is registered",
+                    "observedGeneration": 1,
+                    "lastTransitionTime": "2026-11-26T00:00:00Z",
+                }
+            ],
             "kopf": {"lastHandledConfiguration": '{"spec": {}}'},
         },
-    }  # fmt: skip
+    }
 
 
 def main(count: int) -> None:

@@ -16,7 +16,8 @@ from datetime import timedelta
 
 import psycopg
 from _support import EPOCH, database, every_minute_schedule
-from wfclock.launcher import ClockFire, Registration, fire_key_for, launch
+from wfclock.core.fires import fire_key_for
+from wfclock.launcher import ClockFire, Registration, launch
 
 
 def main(fires: int) -> None:

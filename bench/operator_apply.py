@@ -31,8 +31,16 @@ from wfclock.db.tables import workflow_schedules
 
 CRONS = ["0 3 * * *", "*/15 * * * *", "30 9 * * 1-5", "0 */2 * * *", "45 23 * * *"]
 ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "UTC"]
-CRONJOB_TEMPLATE = {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
-    {"name": "x", "image": "x", "command": ["true"]}]}}}}  # fmt: skip
+CRONJOB_TEMPLATE = {
+    "spec": {
+        "template": {
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "x", "image": "x", "command": ["true"]}],
+            }
+        }
+    }
+}
 
 
 def trigger(i: int) -> dict:
@@ -45,8 +53,14 @@ def create_all(fn, count: int, workers: int = 16) -> None:
 
 
 def bare_cronjob(i: int, prefix: str = "bare") -> dict:
-    return {"metadata": {"name": f"{prefix}-{i}"},
-            "spec": {"schedule": "0 3 * * *", "timeZone": "Europe/Berlin", "jobTemplate": CRONJOB_TEMPLATE}}  # fmt: skip
+    return {
+        "metadata": {"name": f"{prefix}-{i}"},
+        "spec": {
+            "schedule": "0 3 * * *",
+            "timeZone": "Europe/Berlin",
+            "jobTemplate": CRONJOB_TEMPLATE,
+        },
+    }
 
 
 def bare_cronjobs(api, count: int, namespace: str = NAMESPACE) -> float:
@@ -58,8 +72,11 @@ def bare_cronjobs(api, count: int, namespace: str = NAMESPACE) -> float:
 
 def registered(engine) -> int:
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(workflow_schedules)
-                            .where(workflow_schedules.c.status == "scheduled")).scalar()  # fmt: skip
+        return conn.execute(
+            select(func.count())
+            .select_from(workflow_schedules)
+            .where(workflow_schedules.c.status == "scheduled")
+        ).scalar()
 
 
 def statuses_scheduled(objects) -> int:
@@ -84,16 +101,27 @@ def main(count: int) -> None:
             plane_before = plane_cpu(plane)
             requests_before = api_requests(api)
             start = time.perf_counter()
-            create_all(lambda i: objects.create_namespaced_custom_object(
-                "wfclock.dev", "v1alpha1", NAMESPACE, "workflowschedules", schedule(f"s-{i}", trigger(i))), count)  # fmt: skip
+            create_all(
+                lambda i: objects.create_namespaced_custom_object(
+                    "wfclock.dev",
+                    "v1alpha1",
+                    NAMESPACE,
+                    "workflowschedules",
+                    schedule(f"s-{i}", trigger(i)),
+                ),
+                count,
+            )
             # The state rows are cheap to poll; the statuses (a list of every schedule) only
             # once the rows are all there, so polling does not load the control plane.
             wait_for(lambda: registered(engine) >= count, 1800, interval=0.5)
             wait_for(lambda: statuses_scheduled(objects) >= count, 600, interval=0.2)
             took = time.perf_counter() - start
             requests = api_requests(api) - requests_before
-            cronjobs = len(client.BatchV1Api(api).list_namespaced_cron_job(
-                NAMESPACE, label_selector="wfclock.dev/schedule").items)  # fmt: skip
+            cronjobs = len(
+                client.BatchV1Api(api)
+                .list_namespaced_cron_job(NAMESPACE, label_selector="wfclock.dev/schedule")
+                .items
+            )
             loaded = rss_mib(proc.pid)
             cpu = cpu_seconds(proc.pid) - cpu_before
             wfclock_plane_cpu = plane_cpu(plane) - plane_before
@@ -107,8 +135,10 @@ def main(count: int) -> None:
         if n >= count / 20:
             print(f"  {n / count:5.2f} {verb} {resource}{'/' + sub if sub else ''}")
     print(f"operator CPU while registering: {cpu:.1f} s ({cpu / took:.0%} of one core)")
-    print(f"control plane CPU (etcd, apiserver, controller-manager): bare {bare_plane_cpu:.1f} s, "
-          f"wfclock {wfclock_plane_cpu:.1f} s")  # fmt: skip
+    print(
+        f"control plane CPU (etcd, apiserver, controller-manager): bare {bare_plane_cpu:.1f} s, "
+        f"wfclock {wfclock_plane_cpu:.1f} s"
+    )
     print(f"operator RSS: idle {idle:.0f} MiB, with {count} schedules {loaded:.0f} MiB")
 
 

@@ -32,12 +32,28 @@ def bare_release(batch, released: dict, count: int) -> list[float]:
         }
     }
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: batch.create_namespaced_job(NAMESPACE, {
-            "metadata": {"name": f"bare-{i}"}, "spec": {"suspend": True, "template": template}}), range(count)))  # fmt: skip
+        list(
+            pool.map(
+                lambda i: batch.create_namespaced_job(
+                    NAMESPACE,
+                    {
+                        "metadata": {"name": f"bare-{i}"},
+                        "spec": {"suspend": True, "template": template},
+                    },
+                ),
+                range(count),
+            )
+        )
     start = datetime.now(UTC)
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: batch.patch_namespaced_job(
-            f"bare-{i}", NAMESPACE, {"spec": {"suspend": False}}, _preload_content=False), range(count)))  # fmt: skip
+        list(
+            pool.map(
+                lambda i: batch.patch_namespaced_job(
+                    f"bare-{i}", NAMESPACE, {"spec": {"suspend": False}}, _preload_content=False
+                ),
+                range(count),
+            )
+        )
     wait_for(lambda: sum(n.startswith("bare-") for n in released) >= count, 120)
     return sorted((t - start).total_seconds() for n, t in released.items() if n.startswith("bare-"))
 
@@ -82,9 +98,20 @@ def main(count: int) -> None:
                 microsecond=0
             )
             with ThreadPoolExecutor(16) as pool:
-                list(pool.map(lambda i: objects.create_namespaced_custom_object(
-                    "wfclock.dev", "v1alpha1", NAMESPACE, "workflowschedules",
-                    schedule(f"once-{i}", {"type": "schedule", "runAt": run_at.isoformat()})), range(count)))  # fmt: skip
+                list(
+                    pool.map(
+                        lambda i: objects.create_namespaced_custom_object(
+                            "wfclock.dev",
+                            "v1alpha1",
+                            NAMESPACE,
+                            "workflowschedules",
+                            schedule(
+                                f"once-{i}", {"type": "schedule", "runAt": run_at.isoformat()}
+                            ),
+                        ),
+                        range(count),
+                    )
+                )
 
             def registered():
                 with engine.connect() as conn:

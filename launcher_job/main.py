@@ -9,15 +9,9 @@ import uuid
 from datetime import UTC, datetime
 
 import psycopg
-from wfclock.launcher import (
-    ClockFire,
-    FireNotDue,
-    Registration,
-    UnknownSchedule,
-    launch,
-    parse_instant,
-    scheduled_for_from_job_name,
-)
+from wfclock.core.fires import parse_instant, scheduled_for_from_job_name
+from wfclock.db.urls import libpq_url
+from wfclock.launcher import ClockFire, FireNotDue, Registration, UnknownSchedule, launch
 
 EX_OK, EX_USAGE, EX_TEMPFAIL = 0, 2, 75
 
@@ -58,10 +52,10 @@ def fire_from_env(env: dict[str, str]) -> ClockFire:
 
 
 def conninfo(url: str) -> str:
-    if url.startswith("postgresql+psycopg://"):
-        url = "postgresql://" + url.removeprefix("postgresql+psycopg://")
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise InputError("WFCLOCK_DATABASE_URL must be a postgresql:// URL")
+    try:
+        url = libpq_url(url)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     try:
         psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:

@@ -20,5 +20,9 @@ echo "$out" | grep -q '"outcome": "error"' || { echo "launcher printed: $out" >&
 # The operator: its entry point loads kopf and the handlers.
 python -m wfclock.controller --help >/dev/null
 python -c "import wfclock.controller.handlers"
+# The development harness (devstack/) stays out of the product.
+if python -c "import wfclock_devstack" 2>/dev/null; then
+  echo "the image holds the development harness (wfclock_devstack)" >&2; exit 1
+fi
 wfclock --help >/dev/null
 echo "image install steps OK: launcher and operator commands start ($dir/venv)"

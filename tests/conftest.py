@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from wfclock.db.migrate import upgrade
 from wfclock.db.store import ScheduleState, engine_for, upsert_schedule
-from wfclock.devstack.postgres import temporary_server
+from wfclock_devstack.postgres import temporary_server
 
 ROOT = Path(__file__).resolve().parents[1]
 _counter = itertools.count()
@@ -83,9 +83,13 @@ def make_state(**overrides) -> ScheduleState:
 
 def one_time_state(run_at: datetime, **overrides) -> ScheduleState:
     return make_state(
-        trigger_type="schedule", run_at=run_at, cron=None, timezone="UTC",
-        registered_kind="Job", **overrides,
-    )  # fmt: skip
+        trigger_type="schedule",
+        run_at=run_at,
+        cron=None,
+        timezone="UTC",
+        registered_kind="Job",
+        **overrides,
+    )
 
 
 @pytest.fixture

@@ -11,25 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from wfclock.db.migrate import sqlalchemy_url
-from wfclock.firetime import next_fire_times, parse_cron
+from wfclock.core.fires import fires_between
+from wfclock.db.urls import libpq_url
 from wfclock.launcher import ClockFire, LaunchResult, UnknownSchedule, launch
-
-
-def fires_between(schedule: dict, begin: datetime, end: datetime) -> list[datetime]:
-    """The schedule's fires in (begin, end]."""
-    if schedule["trigger_type"] == "schedule":
-        run_at = schedule["run_at"]
-        return [run_at] if begin < run_at <= end else []
-    spec = parse_cron(schedule["cron"])
-    fires: list[datetime] = []
-    cursor = begin
-    while True:
-        batch = next_fire_times(spec, schedule["timezone"], cursor, 500)
-        fires.extend(f for f in batch if f <= end)
-        if not batch or batch[-1] >= end:
-            return fires
-        cursor = batch[-1]
 
 
 def backfill(
@@ -45,8 +29,7 @@ def backfill(
     """Fires in [begin, end), each through the launcher; `end` is capped at now."""
     now = now or datetime.now(UTC)
     end = min(end, now + timedelta(microseconds=1))  # never launch a fire before its time
-    conninfo = sqlalchemy_url(url).replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(libpq_url(url)) as conn:
         cur = conn.cursor(row_factory=psycopg.rows.dict_row)
         schedule = cur.execute(
             "SELECT * FROM workflow_schedules WHERE schedule_id = %s", (schedule_id,)

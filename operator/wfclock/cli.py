@@ -29,7 +29,7 @@ def _uuid(text: str) -> uuid.UUID:
 
 
 def _instant(text: str) -> datetime:
-    from wfclock.launcher import parse_instant
+    from wfclock.core.fires import parse_instant
 
     try:
         return parse_instant(text)
@@ -43,12 +43,11 @@ def _database_url(args) -> str:
     url = args.database_url or os.environ.get("WFCLOCK_DATABASE_URL", "")
     if not url:
         raise UsageError("no database: pass --database-url or set WFCLOCK_DATABASE_URL")
-    from wfclock.db.migrate import sqlalchemy_url
+    from sqlalchemy.engine import make_url
+
+    from wfclock.db.urls import sqlalchemy_url
 
     try:
-        sqlalchemy_url(url)
-        from sqlalchemy.engine import make_url
-
         make_url(sqlalchemy_url(url))
     except Exception as exc:  # noqa: BLE001 - any parse failure is the same user error
         raise UsageError(f"database URL is not usable: {exc}") from None
@@ -102,8 +101,8 @@ def cmd_db(args) -> int:
 
 
 def cmd_runs_list(args) -> int:
+    from wfclock.core.model import trigger_label
     from wfclock.db.store import list_runs
-    from wfclock.model import trigger_label
 
     runs = list_runs(
         _engine(args),
@@ -183,7 +182,7 @@ def cmd_schedules(args) -> int:
 def cmd_validate(args) -> int:
     import yaml
 
-    from wfclock.model import Rules, SpecError, validate_spec
+    from wfclock.core.model import Rules, SpecError, validate_spec
     from wfclock.settings import Settings
 
     settings = Settings()
@@ -213,8 +212,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_preview(args) -> int:
-    from wfclock.firetime import CronError, parse_cron, zone
-    from wfclock.schedule_view import next_fires_view
+    from wfclock.core.firetime import CronError, parse_cron, zone
+    from wfclock.core.nextfires import next_fires_view
 
     try:
         spec = parse_cron(args.cron)
@@ -267,10 +266,9 @@ def cmd_start(args) -> int:
         request = ManualStart(
             args.tenant, args.workflow, args.version, payload, os.environ.get("USER", "")
         )
-    from wfclock.db.migrate import sqlalchemy_url
+    from wfclock.db.urls import libpq_url
 
-    url = sqlalchemy_url(_database_url(args)).replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(libpq_url(_database_url(args))) as conn:
         result = launch(conn, request, now=datetime.now(UTC))
     print(result.as_json())
     return EX_OK
@@ -292,9 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs_list.add_argument("--tenant")
     runs_list.add_argument("--workflow", type=_uuid, help="workflow id")
     runs_list.add_argument(
-        "--trigger-type", choices=["event", "schedule", "recurring", "manual"],
+        "--trigger-type",
+        choices=["event", "schedule", "recurring", "manual"],
         help="the run's real trigger type (schedule = one-time)",
-    )  # fmt: skip
+    )
     runs_list.add_argument("--limit", type=int, default=100)
     runs_list.add_argument("--json", action="store_true")
     runs_list.set_defaults(func=cmd_runs_list)

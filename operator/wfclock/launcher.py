@@ -6,8 +6,9 @@ shape, and a notification to workers, all in one transaction. A clock fire addit
 the schedule's state under a row lock, so a Job created before a pause, delete or edit cannot
 start a run it should not, and records every delivery in the fire ledger.
 
-This module sits on every fire's path: it imports psycopg and the pure fire-time maths only
-(no SQLAlchemy, pydantic, kopf or Kubernetes client), to keep the launcher's cold start short.
+This module sits on every fire's path: it works on a psycopg connection handed to it and imports
+only the pure fire keys and fire-time maths (no SQLAlchemy, pydantic, kopf or Kubernetes client),
+to keep the launcher's cold start short.
 """
 
 from __future__ import annotations
@@ -15,17 +16,12 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from wfclock.firetime import CronError, is_fire_instant, next_fire_after, parse_cron, utc_iso
+from wfclock.core.fires import PAYLOAD_SCHEMA_REF, fire_key_for, utc_iso
+from wfclock.core.firetime import CronError, is_fire_instant, next_fire_after, parse_cron
 
-PAYLOAD_SCHEMA_REF = "payload.WorkflowClockTrigger.v1"
 NOTIFY_CHANNEL = "wfclock_runs"
-
-
-def fire_key_for(schedule_id: uuid.UUID | str, scheduled_for: datetime) -> str:
-    """`workflow-schedule-fire:{scheduleId}:{scheduledFor as UTC ISO-8601}`."""
-    return f"workflow-schedule-fire:{schedule_id}:{utc_iso(scheduled_for)}"
 
 
 class UnknownSchedule(LookupError):
@@ -318,30 +314,3 @@ def _launch_start(conn, start: EventStart | ManualStart) -> LaunchResult:
         ).fetchone()
         return LaunchResult("duplicate", key, existing[0], "already started")
     return LaunchResult("launched", key, created)
-
-
-def parse_instant(text: str) -> datetime:
-    """An RFC 3339 timestamp with an offset, as an aware datetime; ValueError otherwise."""
-    value = datetime.fromisoformat(text.strip().replace("z", "Z"))
-    if value.tzinfo is None:
-        raise ValueError(f"{text!r} has no UTC offset")
-    return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
-
-
-def scheduled_for_from_job_name(job_name: str, cronjob_name: str | None = None) -> datetime:
-    """The instant the CronJob controller scheduled, from its Job name `<cronjob>-<unix minutes>`."""
-    prefix, sep, minutes = job_name.rpartition("-")
-    if not sep or not minutes.isdigit() or (cronjob_name and prefix != cronjob_name):
-        expected = f"{cronjob_name or '<cronjob>'}-<unix minutes>"
-        raise ValueError(
-            f"Job name {job_name!r} carries no scheduled time: expected {expected}, as the "
-            "CronJob controller names Jobs. A manual `kubectl create job --from=cronjob/...` "
-            "has no scheduled fire; use `wfclock backfill` or a manual start instead"
-        )
-    instant = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(minutes=int(minutes))
-    if not datetime(2000, 1, 1, tzinfo=UTC) <= instant <= datetime(2200, 1, 1, tzinfo=UTC):
-        raise ValueError(
-            f"Job name {job_name!r} ends in {minutes}, which is not a plausible scheduled "
-            "time in unix minutes"
-        )
-    return instant

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 from kubernetes import client, config
-from wfclock.devstack.controlplane import ControlPlane
-from wfclock.devstack.podrunner import PodRunner
+from wfclock_devstack.controlplane import ControlPlane
+from wfclock_devstack.podrunner import PodRunner
 
 _names = itertools.count()
 
@@ -58,7 +58,7 @@ from pathlib import Path  # noqa: E402
 
 import kopf.testing  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
-from wfclock.devstack.processes import wait_until  # noqa: E402
+from wfclock_devstack.processes import wait_until  # noqa: E402
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "wfclock.dev_workflowschedules.yaml"
 WORKFLOW = "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"
@@ -123,10 +123,13 @@ def operator_env(database_url):
 
 @pytest.fixture
 def database_secret(api, namespace, database_url):
-    client.CoreV1Api(api).create_namespaced_secret(namespace, {
-        "metadata": {"name": "wfclock-database"},
-        "data": {"url": base64.b64encode(database_url.encode()).decode()},
-    })  # fmt: skip
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "wfclock-database"},
+            "data": {"url": base64.b64encode(database_url.encode()).decode()},
+        },
+    )
 
 
 @pytest.fixture
@@ -154,10 +157,17 @@ class Cluster:
 
     def apply(self, name, trigger, **spec):
         body = {
-            "apiVersion": "wfclock.dev/v1alpha1", "kind": "WorkflowSchedule",
+            "apiVersion": "wfclock.dev/v1alpha1",
+            "kind": "WorkflowSchedule",
             "metadata": {"name": name},
-            "spec": {"tenant": "acme", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": trigger, **spec},
-        }  # fmt: skip
+            "spec": {
+                "tenant": "acme",
+                "workflowId": WORKFLOW,
+                "workflowVersion": 1,
+                "trigger": trigger,
+                **spec,
+            },
+        }
         try:
             return self.objects.create_namespaced_custom_object(
                 "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", body
@@ -218,11 +228,22 @@ class Cluster:
         """The Job the CronJob controller creates for `scheduled_for` (same name, same template)."""
         name = f"{cronjob.metadata.name}-{int(scheduled_for.timestamp()) // 60}"
         template = self.batch.api_client.sanitize_for_serialization(cronjob.spec.job_template)
-        body = {"metadata": {"name": name, "labels": template["metadata"]["labels"],
-                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
-                                                  "name": cronjob.metadata.name, "uid": cronjob.metadata.uid,
-                                                  "controller": True}]},
-                "spec": template["spec"]}  # fmt: skip
+        body = {
+            "metadata": {
+                "name": name,
+                "labels": template["metadata"]["labels"],
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "CronJob",
+                        "name": cronjob.metadata.name,
+                        "uid": cronjob.metadata.uid,
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": template["spec"],
+        }
         return self.batch.create_namespaced_job(self.namespace, body)
 
     def wait_job_finished(self, name, timeout=60):

@@ -14,9 +14,9 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from wfclock.db.store import engine_for, list_runs
-from wfclock.devstack.controlplane import ControlPlane
-from wfclock.devstack.podrunner import PodRunner
-from wfclock.devstack.processes import wait_until
+from wfclock_devstack.controlplane import ControlPlane
+from wfclock_devstack.podrunner import PodRunner
+from wfclock_devstack.processes import wait_until
 
 from .conftest import CRD, WORKFLOW, Cluster, Operator
 
@@ -38,7 +38,7 @@ def helm(plane_or_bin, *args, check=True):
 
 class Binaries:
     def __init__(self):
-        from wfclock.devstack.controlplane import binaries
+        from wfclock_devstack.controlplane import binaries
 
         self.bin = binaries()
 
@@ -131,8 +131,13 @@ def installed(plane, admin, postgres):
     upgrade(url)
     core = client.CoreV1Api(admin)
     core.create_namespace({"metadata": {"name": RELEASE_NS}})
-    core.create_namespaced_secret(RELEASE_NS, {"metadata": {"name": "wfclock-database"},
-                                               "data": {"url": base64.b64encode(url.encode()).decode()}})  # fmt: skip
+    core.create_namespaced_secret(
+        RELEASE_NS,
+        {
+            "metadata": {"name": "wfclock-database"},
+            "data": {"url": base64.b64encode(url.encode()).decode()},
+        },
+    )
     for name, tenant in (("acme", "acme"), ("globex", "globex")):
         core.create_namespace(
             {"metadata": {"name": name, "labels": {"wfclock.dev/tenant": tenant}}}
@@ -170,12 +175,20 @@ def _token_client(plane, admin) -> client.ApiClient:
     kubeconfig = plane.root / "operator-token.kubeconfig"
     server = plane.url
     ca = base64.b64encode(plane.files["ca.crt"].read_bytes()).decode()
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-        "clusters": [{"name": "c", "cluster": {"server": server, "certificate-authority-data": ca}}],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
-    }))  # fmt: skip
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "sa",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": server, "certificate-authority-data": ca}}
+                ],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
+            }
+        )
+    )
     return kubeconfig
 
 
@@ -211,9 +224,11 @@ def test_operator_with_the_charts_token_runs_the_core_scenario(
 ):
     kubeconfig = _token_client(plane, admin)
     env = {
-        "WFCLOCK_DATABASE_URL": installed, "WFCLOCK_MINIMUM_INTERVAL_MINUTES": "1",
-        "WFCLOCK_METRICS_PORT": "0", "WFCLOCK_DATABASE_SECRET_SOURCE": f"{RELEASE_NS}/wfclock-database",
-    }  # fmt: skip
+        "WFCLOCK_DATABASE_URL": installed,
+        "WFCLOCK_MINIMUM_INTERVAL_MINUTES": "1",
+        "WFCLOCK_METRICS_PORT": "0",
+        "WFCLOCK_DATABASE_SECRET_SOURCE": f"{RELEASE_NS}/wfclock-database",
+    }
     operator = Operator(plane, "acme", env)
     operator.control_plane = type("P", (), {"kubeconfig": kubeconfig})()
     runner = PodRunner(config.new_client_from_config(config_file=str(plane.kubeconfig))).start()
@@ -246,8 +261,11 @@ def test_the_charts_token_cannot_do_more_than_it_needs(plane, admin, installed):
         lambda: core.list_namespaced_secret(RELEASE_NS),
         lambda: core.delete_namespaced_config_map("kube-root-ca.crt", "acme"),
         lambda: apps.list_namespaced_deployment(RELEASE_NS),
-        lambda: core.create_namespaced_pod("acme", {"metadata": {"name": "x"}, "spec": {"containers": [{"name": "x", "image": "x"}]}}),
-    ]  # fmt: skip
+        lambda: core.create_namespaced_pod(
+            "acme",
+            {"metadata": {"name": "x"}, "spec": {"containers": [{"name": "x", "image": "x"}]}},
+        ),
+    ]
     for attempt in forbidden:
         with pytest.raises(ApiException) as refused:
             attempt()
@@ -256,10 +274,17 @@ def test_the_charts_token_cannot_do_more_than_it_needs(plane, admin, installed):
 
 
 def _schedule(tenant):
-    return {"apiVersion": "wfclock.dev/v1alpha1", "kind": "WorkflowSchedule",
-            "metadata": {"generateName": "policy-"},
-            "spec": {"tenant": tenant, "workflowId": WORKFLOW, "workflowVersion": 1,
-                     "trigger": {"type": "recurring", "cron": "0 9 * * *", "timezone": "UTC"}}}  # fmt: skip
+    return {
+        "apiVersion": "wfclock.dev/v1alpha1",
+        "kind": "WorkflowSchedule",
+        "metadata": {"generateName": "policy-"},
+        "spec": {
+            "tenant": tenant,
+            "workflowId": WORKFLOW,
+            "workflowVersion": 1,
+            "trigger": {"type": "recurring", "cron": "0 9 * * *", "timezone": "UTC"},
+        },
+    }
 
 
 def test_admission_policy_refuses_a_mismatched_tenant_with_a_clear_message(admin, installed):
@@ -297,11 +322,20 @@ def _refused(objects, create, tenant) -> bool:
 def test_view_can_list_but_not_create_and_edit_can_create(plane, admin, installed):
     rbac = client.RbacAuthorizationV1Api(admin)
     for user, role in (("viewer", "view"), ("editor", "edit")):
-        rbac.create_namespaced_role_binding("acme", {
-            "metadata": {"name": f"{user}-{role}"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        })  # fmt: skip
+        rbac.create_namespaced_role_binding(
+            "acme",
+            {
+                "metadata": {"name": f"{user}-{role}"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": role,
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
+                ],
+            },
+        )
 
     def can(user, verb):
         out = plane.kubectl(

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from wfclock.devstack.controlplane import ControlPlane
-from wfclock.devstack.processes import wait_until
+from wfclock_devstack.controlplane import ControlPlane
+from wfclock_devstack.processes import wait_until
 
 SERVE = {"wfclock.dev/schedule": "control-plane-test"}
 
@@ -22,33 +22,66 @@ def job_template(command, backoff_limit=0):
             "metadata": {"labels": SERVE},
             "spec": {
                 "restartPolicy": "Never",
-                "containers": [{
-                    "name": "main", "image": "busybox", "command": command,
-                    "env": [{"name": "JOB_NAME", "valueFrom": {"fieldRef": {
-                        "fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}}}],
-                }],
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "busybox",
+                        "command": command,
+                        "env": [
+                            {
+                                "name": "JOB_NAME",
+                                "valueFrom": {
+                                    "fieldRef": {
+                                        "fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"
+                                    }
+                                },
+                            }
+                        ],
+                    }
+                ],
             },
         },
-    }  # fmt: skip
+    }
 
 
 def test_crd_cel_rule_refuses_an_object_with_the_rules_message(control_plane, api, namespace):
     crd = {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
         "metadata": {"name": "widgets.test.wfclock.dev"},
         "spec": {
-            "group": "test.wfclock.dev", "scope": "Namespaced",
+            "group": "test.wfclock.dev",
+            "scope": "Namespaced",
             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {"spec": {
-                    "type": "object",
-                    "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}},
-                    "x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "min must not exceed max"}],
-                }},
-            }}}],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {
+                                        "min": {"type": "integer"},
+                                        "max": {"type": "integer"},
+                                    },
+                                    "x-kubernetes-validations": [
+                                        {
+                                            "rule": "self.min <= self.max",
+                                            "message": "min must not exceed max",
+                                        }
+                                    ],
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
         },
-    }  # fmt: skip
+    }
     client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
     objects = client.CustomObjectsApi(api)
 
@@ -71,11 +104,17 @@ def test_crd_cel_rule_refuses_an_object_with_the_rules_message(control_plane, ap
 
 def test_cronjob_with_time_zone_fires_and_completes(api, namespace, pod_runner):
     batch = client.BatchV1Api(api)
-    batch.create_namespaced_cron_job(namespace, {
-        "metadata": {"name": "every-minute"},
-        "spec": {"schedule": "* * * * *", "timeZone": "Europe/Berlin",
-                 "jobTemplate": {"spec": job_template(["sh", "-c", "echo fired $JOB_NAME"])}},
-    })  # fmt: skip
+    batch.create_namespaced_cron_job(
+        namespace,
+        {
+            "metadata": {"name": "every-minute"},
+            "spec": {
+                "schedule": "* * * * *",
+                "timeZone": "Europe/Berlin",
+                "jobTemplate": {"spec": job_template(["sh", "-c", "echo fired $JOB_NAME"])},
+            },
+        },
+    )
 
     def job():
         jobs = batch.list_namespaced_job(namespace).items
@@ -94,18 +133,27 @@ def test_cronjob_with_time_zone_fires_and_completes(api, namespace, pod_runner):
     (run,) = pod_runner.runs_for_job(created.metadata.name)
     assert run.output.strip() == f"fired {created.metadata.name}"
     wait_until(
-        lambda: batch.read_namespaced_cron_job("every-minute", namespace).status.last_successful_time,
-        30, "lastSuccessfulTime",
-    )  # fmt: skip
+        lambda: (
+            batch.read_namespaced_cron_job("every-minute", namespace).status.last_successful_time
+        ),
+        30,
+        "lastSuccessfulTime",
+    )
 
 
 def test_cronjob_with_an_invalid_time_zone_is_refused(api, namespace):
     with pytest.raises(ApiException) as refused:
-        client.BatchV1Api(api).create_namespaced_cron_job(namespace, {
-            "metadata": {"name": "mars"},
-            "spec": {"schedule": "0 * * * *", "timeZone": "Mars/Olympus_Mons",
-                     "jobTemplate": {"spec": job_template(["true"])}},
-        })  # fmt: skip
+        client.BatchV1Api(api).create_namespaced_cron_job(
+            namespace,
+            {
+                "metadata": {"name": "mars"},
+                "spec": {
+                    "schedule": "0 * * * *",
+                    "timeZone": "Mars/Olympus_Mons",
+                    "jobTemplate": {"spec": job_template(["true"])},
+                },
+            },
+        )
     assert refused.value.status == 422 and "timeZone" in refused.value.body
 
 
@@ -147,8 +195,22 @@ def test_pod_that_cannot_run_is_reported(api, namespace, pod_runner):
 def test_deleting_an_owner_removes_what_it_owns(api, namespace):
     core = client.CoreV1Api(api)
     owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "owned", "ownerReferences": [
-        {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}]}})  # fmt: skip
+    core.create_namespaced_config_map(
+        namespace,
+        {
+            "metadata": {
+                "name": "owned",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "name": "owner",
+                        "uid": owner.metadata.uid,
+                    }
+                ],
+            }
+        },
+    )
     core.delete_namespaced_config_map("owner", namespace)
 
     def gone():
@@ -174,7 +236,7 @@ def test_teardown_leaves_no_process_behind():
 
 def test_children_die_when_their_owner_is_killed(tmp_path):
     script = (
-        "from wfclock.devstack.controlplane import ControlPlane\n"
+        "from wfclock_devstack.controlplane import ControlPlane\n"
         "import os, time\n"
         "p = ControlPlane().start(controller_manager=False)\n"
         f"open('{tmp_path}/pids','w').write(' '.join(str(x.pid) for x in p.processes.values()))\n"
@@ -185,6 +247,11 @@ def test_children_die_when_their_owner_is_killed(tmp_path):
     subprocess.run([sys.executable, "-c", script], timeout=120)
     pids = (tmp_path / "pids").read_text().split()
     wait_until(
-        lambda: not subprocess.run(["ps", "-o", "pid=", "-p", ",".join(pids)], capture_output=True, text=True).stdout.split(),
-        10, "orphaned control-plane processes to exit",
-    )  # fmt: skip
+        lambda: (
+            not subprocess.run(
+                ["ps", "-o", "pid=", "-p", ",".join(pids)], capture_output=True, text=True
+            ).stdout.split()
+        ),
+        10,
+        "orphaned control-plane processes to exit",
+    )

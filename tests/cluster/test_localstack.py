@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from wfclock.devstack.ports import free_port
+from wfclock_devstack.ports import free_port
 
 
 def test_local_stack_demo_fires_both_schedules_and_down_leaves_nothing(tmp_path):
@@ -17,8 +17,13 @@ def test_local_stack_demo_fires_both_schedules_and_down_leaves_nothing(tmp_path)
     env.pop("KUBECONFIG", None)
 
     def stack(command, timeout):
-        return subprocess.run([sys.executable, "-m", "wfclock.localstack", command], env=env,
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "wfclock_devstack.localstack", command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     before = _stack_processes()
     try:
@@ -37,7 +42,7 @@ def test_local_stack_demo_fires_both_schedules_and_down_leaves_nothing(tmp_path)
 
 
 def _stack_processes() -> set[str]:
-    pattern = "etcd --data-dir|kube-apiserver|kube-controller-manager|bin/postgres|wfclock.controller|wfclock.localstack"
+    pattern = "etcd --data-dir|kube-apiserver|kube-controller-manager|bin/postgres|wfclock.controller|wfclock_devstack.localstack"
     return set(
         subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
     )

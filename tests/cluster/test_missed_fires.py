@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from wfclock.db.store import engine_for, list_runs
-from wfclock.devstack.processes import terminate, wait_until
+from wfclock_devstack.processes import terminate, wait_until
 
 from .conftest import backdate
 

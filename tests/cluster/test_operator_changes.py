@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from wfclock.db.store import engine_for, get_schedule, list_fires, list_runs
-from wfclock.devstack.processes import wait_until
+from wfclock_devstack.processes import wait_until
 
 from .conftest import backdate
 
@@ -87,9 +87,13 @@ def test_changing_run_at_registers_the_new_job_before_removing_the_old(
 
     events = [
         (e["type"], e["object"].metadata.name)
-        for e in watch.Watch().stream(cluster.batch.list_namespaced_job, cluster.namespace,
-                                      resource_version=watch_from, timeout_seconds=2)
-    ]  # fmt: skip
+        for e in watch.Watch().stream(
+            cluster.batch.list_namespaced_job,
+            cluster.namespace,
+            resource_version=watch_from,
+            timeout_seconds=2,
+        )
+    ]
     added = events.index(("ADDED", new.metadata.name))
     deleted = events.index(("DELETED", old.metadata.name))
     assert added < deleted
@@ -148,17 +152,30 @@ def test_delete_removes_children_and_refuses_an_in_flight_job(
     (cronjob,) = cluster.cronjobs()
     cluster.delete("doomed")
     wait_until(lambda: cluster.cronjobs() == [], 30, "the CronJob to go")
-    wait_until(lambda: not [o for o in cluster.objects.list_namespaced_custom_object(
-        "wfclock.dev", "v1alpha1", cluster.namespace, "workflowschedules")["items"]], 30, "the schedule to go")  # fmt: skip
+    wait_until(
+        lambda: (
+            not [
+                o
+                for o in cluster.objects.list_namespaced_custom_object(
+                    "wfclock.dev", "v1alpha1", cluster.namespace, "workflowschedules"
+                )["items"]
+            ]
+        ),
+        30,
+        "the schedule to go",
+    )
     engine = engine_for(database_url)
     row = get_schedule(engine, uuid.UUID(uid))
     assert row["deleted_at"] is not None and row["status"] == "disabled"
     # A pod that was already running when the schedule went away.
     job_name = f"{cronjob.metadata.name}-{int(last_full_hour().timestamp()) // 60}"
     out = subprocess.run(
-        ["python", "-m", "launcher_job"], capture_output=True, text=True, timeout=60,
+        ["python", "-m", "launcher_job"],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**python_env, "WFCLOCK_SCHEDULE_ID": uid, "WFCLOCK_JOB_NAME": job_name},
-    )  # fmt: skip
+    )
     assert '"outcome": "skipped"' in out.stdout and '"reason": "deleted"' in out.stdout
     assert list_runs(engine) == []
 
@@ -190,12 +207,42 @@ def test_operator_down_across_run_at(
 
 
 REFUSED = [
-    ("zone", {"type": "recurring", "cron": "0 9 * * *", "timezone": "Mars/Olympus_Mons"}, {}, "InvalidSpec", "spec.trigger.timezone"),
-    ("frequent", {"type": "recurring", "cron": "0-4 * * * *", "timezone": "UTC"}, {}, "TooFrequent", "minimum interval"),
-    ("past", {"type": "schedule", "runAt": "2020-01-01T00:00:00Z"}, {}, "RunAtInPast", "in the past"),
-    ("community", {"type": "recurring", "cron": "0 9 * * *", "timezone": "UTC"}, {"WFCLOCK_EDITION": "community"}, "EditionNotSupported", "enterprise-edition"),
-    ("tenant", {"type": "recurring", "cron": "0 9 * * *", "timezone": "UTC"}, {"tenant": "globex"}, "TenantMismatch", "wfclock.dev/tenant"),
-]  # fmt: skip
+    (
+        "zone",
+        {"type": "recurring", "cron": "0 9 * * *", "timezone": "Mars/Olympus_Mons"},
+        {},
+        "InvalidSpec",
+        "spec.trigger.timezone",
+    ),
+    (
+        "frequent",
+        {"type": "recurring", "cron": "0-4 * * * *", "timezone": "UTC"},
+        {},
+        "TooFrequent",
+        "minimum interval",
+    ),
+    (
+        "past",
+        {"type": "schedule", "runAt": "2020-01-01T00:00:00Z"},
+        {},
+        "RunAtInPast",
+        "in the past",
+    ),
+    (
+        "community",
+        {"type": "recurring", "cron": "0 9 * * *", "timezone": "UTC"},
+        {"WFCLOCK_EDITION": "community"},
+        "EditionNotSupported",
+        "enterprise-edition",
+    ),
+    (
+        "tenant",
+        {"type": "recurring", "cron": "0 9 * * *", "timezone": "UTC"},
+        {"tenant": "globex"},
+        "TenantMismatch",
+        "wfclock.dev/tenant",
+    ),
+]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from wfclock.db.store import engine_for, get_schedule, list_fires, list_runs
-from wfclock.devstack.processes import wait_until
+from wfclock_devstack.processes import wait_until
 
 from .conftest import backdate
 
@@ -140,17 +140,21 @@ def test_the_real_cronjob_controller_fires_exactly_one_run_per_minute(
 def test_metrics_report_schedules_and_ledger_fires(start_operator, cluster, database_url):
     import urllib.request
 
-    from wfclock.devstack.ports import free_port
+    from wfclock_devstack.ports import free_port
 
     port = free_port()
     start_operator(WFCLOCK_METRICS_PORT=str(port))
     cluster.apply("measured", HOURLY)
     cluster.wait_status("measured", lambda s: s.get("phase") == "Scheduled")
     text = wait_until(
-        lambda: (body := urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
-        and 'wfclock_schedules{state="scheduled",type="recurring"} 1.0' in body and body,
-        20, "metrics",
-    )  # fmt: skip
+        lambda: (
+            (body := urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
+            and 'wfclock_schedules{state="scheduled",type="recurring"} 1.0' in body
+            and body
+        ),
+        20,
+        "metrics",
+    )
     assert "wfclock_reconciles_total" in text and "wfclock_one_time_release_lag_seconds" in text
 
 

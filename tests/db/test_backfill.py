@@ -41,9 +41,14 @@ def test_backfill_never_launches_a_fire_before_its_time(python_env, engine, add_
     )
     now = datetime.now(UTC)
     out = wfclock(
-        python_env, "backfill", str(state.schedule_id),
-        "--from", (now - timedelta(hours=2)).isoformat(), "--to", (now + timedelta(hours=5)).isoformat(),
-    )  # fmt: skip
+        python_env,
+        "backfill",
+        str(state.schedule_id),
+        "--from",
+        (now - timedelta(hours=2)).isoformat(),
+        "--to",
+        (now + timedelta(hours=5)).isoformat(),
+    )
     assert out.returncode == 0
     assert all(
         datetime.fromisoformat(r["payload"]["scheduledFor"].replace("Z", "+00:00")) <= now

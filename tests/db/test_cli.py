@@ -75,11 +75,38 @@ def test_manual_start_from_the_cli_lists_as_manual(python_env, engine):
         (["--database-url", "postgresql://h:notaport/db", "runs", "list"], "not usable"),
         (["runs", "list", "--workflow", "nope"], "is not a UUID"),
         (["runs", "list", "--trigger-type", "cron"], "invalid choice"),
-        (["backfill", str(uuid.uuid4()), "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z"], "no schedule with id"),
-        (["backfill", str(uuid.uuid4()), "--from", "yesterday", "--to", "2026-01-02T00:00:00Z"], "not an RFC 3339"),
-        (["start", "manual", "--tenant", "a", "--workflow", str(uuid.uuid4()), "--version", "1", "--payload", "[1"], "not JSON"),
+        (
+            [
+                "backfill",
+                str(uuid.uuid4()),
+                "--from",
+                "2026-01-01T00:00:00Z",
+                "--to",
+                "2026-01-02T00:00:00Z",
+            ],
+            "no schedule with id",
+        ),
+        (
+            ["backfill", str(uuid.uuid4()), "--from", "yesterday", "--to", "2026-01-02T00:00:00Z"],
+            "not an RFC 3339",
+        ),
+        (
+            [
+                "start",
+                "manual",
+                "--tenant",
+                "a",
+                "--workflow",
+                str(uuid.uuid4()),
+                "--version",
+                "1",
+                "--payload",
+                "[1",
+            ],
+            "not JSON",
+        ),
     ],
-)  # fmt: skip
+)
 def test_garbage_input_exits_2_with_a_clear_message_and_writes_nothing(
     python_env, engine, args, message
 ):

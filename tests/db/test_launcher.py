@@ -10,6 +10,8 @@ import jsonschema
 import psycopg
 import pytest
 import wfclock
+from wfclock.core.fires import fire_key_for
+from wfclock.core.model import WorkflowClockTriggerV1
 from wfclock.db.store import get_schedule, list_fires, list_runs, mark_deleted, update_schedule
 from wfclock.launcher import (
     ClockFire,
@@ -17,10 +19,8 @@ from wfclock.launcher import (
     FireNotDue,
     ManualStart,
     UnknownSchedule,
-    fire_key_for,
     launch,
 )
-from wfclock.model import WorkflowClockTriggerV1
 
 from ..conftest import NOW, make_state, one_time_state
 
@@ -100,11 +100,15 @@ def test_clock_payloads_validate_against_the_shipped_schema(conn, engine, add_sc
 
 def test_shipped_schema_refuses_payloads_with_foreign_fields():
     payload = {
-        "triggerType": "recurring", "scheduleId": str(uuid.uuid4()),
-        "scheduledFor": "2026-03-08T14:00:00Z", "firedAt": "2026-03-08T14:00:01.250Z",
-        "timezone": "America/New_York", "workflowId": str(uuid.uuid4()), "workflowVersion": 3,
+        "triggerType": "recurring",
+        "scheduleId": str(uuid.uuid4()),
+        "scheduledFor": "2026-03-08T14:00:00Z",
+        "firedAt": "2026-03-08T14:00:01.250Z",
+        "timezone": "America/New_York",
+        "workflowId": str(uuid.uuid4()),
+        "workflowVersion": 3,
         "cron": "0 14 * * *",
-    }  # fmt: skip
+    }
     assert_valid_clock_payload(payload)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**payload, "injected": "x"}, SCHEMA)

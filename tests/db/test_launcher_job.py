@@ -63,13 +63,28 @@ def test_one_time_fire_uses_wfclock_scheduled_for(python_env, engine, add_schedu
         ({"WFCLOCK_JOB_NAME": "other-29393040"}, "expected wfs-x-<unix minutes>"),
         ({"WFCLOCK_SCHEDULED_FOR": "tomorrow at nine"}, "not an RFC 3339 timestamp"),
         ({"WFCLOCK_SCHEDULED_FOR": "2026-03-08T14:00:00"}, "not an RFC 3339 timestamp"),
-        ({"WFCLOCK_SCHEDULE_ID": "not-a-uuid", "WFCLOCK_JOB_NAME": "wfs-x-29393040"}, "is not a UUID"),
-        ({"WFCLOCK_SCHEDULE_ID": str(uuid.uuid4()), "WFCLOCK_JOB_NAME": "wfs-x-29393040"}, "no schedule with id"),
-        ({"WFCLOCK_DATABASE_URL": "mysql://nope", "WFCLOCK_JOB_NAME": "wfs-x-29393040"}, "postgresql:// URL"),
-        ({"WFCLOCK_DATABASE_URL": "postgresql://h/db?sslmode=bogus=1", "WFCLOCK_JOB_NAME": "wfs-x-29393040"}, "not a usable Postgres URL"),
+        (
+            {"WFCLOCK_SCHEDULE_ID": "not-a-uuid", "WFCLOCK_JOB_NAME": "wfs-x-29393040"},
+            "is not a UUID",
+        ),
+        (
+            {"WFCLOCK_SCHEDULE_ID": str(uuid.uuid4()), "WFCLOCK_JOB_NAME": "wfs-x-29393040"},
+            "no schedule with id",
+        ),
+        (
+            {"WFCLOCK_DATABASE_URL": "mysql://nope", "WFCLOCK_JOB_NAME": "wfs-x-29393040"},
+            "postgresql:// URL",
+        ),
+        (
+            {
+                "WFCLOCK_DATABASE_URL": "postgresql://h/db?sslmode=bogus=1",
+                "WFCLOCK_JOB_NAME": "wfs-x-29393040",
+            },
+            "not a usable Postgres URL",
+        ),
         ({}, "set WFCLOCK_JOB_NAME"),
     ],
-)  # fmt: skip
+)
 def test_unusable_input_exits_2_with_a_clear_message_and_writes_nothing(
     python_env, engine, add_schedule, env, message
 ):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import tzdata
-from wfclock.firetime import CronError, _offset_changes, next_fire_times, parse_cron, zone
+from wfclock.core.firetime import CronError, _offset_changes, next_fire_times, parse_cron, zone
 
 ROOT = Path(__file__).resolve().parents[2]
 DST_ZONES = [
@@ -34,8 +34,10 @@ FIRES_PER_CASE = 4
 def reference():
     out = subprocess.run(
         [str(ROOT / "scripts" / "build-control-plane.sh"), "cronref"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     binary = Path(out.stdout.strip().splitlines()[-1]).parents[0] / "cronref"
     env = {**os.environ, "WFCLOCK_TZDATA_DIR": str(Path(tzdata.__file__).parent / "zoneinfo")}
 

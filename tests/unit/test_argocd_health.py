@@ -21,9 +21,10 @@ def schedule(phase=None, ready=None, reason="Registered", generation=1, observed
     obj = {"metadata": {"generation": generation}}
     if ready is not None:
         obj["status"] = {
-            "phase": phase, "observedGeneration": observed,
+            "phase": phase,
+            "observedGeneration": observed,
             "conditions": [{"type": "Ready", "status": ready, "reason": reason, "message": "m"}],
-        }  # fmt: skip
+        }
     return obj
 
 

@@ -4,8 +4,19 @@ from wfclock.cli import main
 
 
 def test_preview_lists_local_and_utc_times_with_dst_notes(capsys):
-    code = main(["preview", "--cron", "30 1 * * *", "--timezone", "America/New_York",
-                 "--from", "2026-10-31T12:00:00Z", "--count", "3"])  # fmt: skip
+    code = main(
+        [
+            "preview",
+            "--cron",
+            "30 1 * * *",
+            "--timezone",
+            "America/New_York",
+            "--from",
+            "2026-10-31T12:00:00Z",
+            "--count",
+            "3",
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     assert code == 0 and len(lines) == 3
     assert lines[0].startswith("2026-11-01T01:30:00-04:00  2026-11-01T05:30:00Z")

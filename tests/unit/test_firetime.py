@@ -3,9 +3,9 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from wfclock.firetime import is_fire_instant, minimum_gap, next_fire_times, parse_cron, utc_iso
-from wfclock.launcher import fire_key_for, scheduled_for_from_job_name
-from wfclock.schedule_view import next_fires_view
+from wfclock.core.fires import utc_iso
+from wfclock.core.firetime import is_fire_instant, minimum_gap, next_fire_times, parse_cron
+from wfclock.core.nextfires import next_fires_view
 
 
 def fires(cron, zone, start, n=3):
@@ -49,27 +49,6 @@ def test_0130_new_york_on_fall_back_day_fires_in_both_repeated_hours():
     assert "note" not in view[2]
 
 
-def test_next_fires_view_is_the_same_anywhere_within_a_minute_and_callers_cannot_change_it():
-    spec = parse_cron("*/15 * * * *")
-    minute = datetime(2026, 3, 29, 0, 44, tzinfo=UTC)  # Berlin springs forward at 01:00 UTC
-    views = [
-        next_fires_view(spec, "Europe/Berlin", minute + timedelta(seconds=s), 3)
-        for s in (0, 0.5, 30, 59.999)
-    ]
-    assert all(v == views[0] for v in views)
-    assert [v["at"] for v in views[0]] == [
-        "2026-03-29T00:45:00Z",
-        "2026-03-29T01:00:00Z",
-        "2026-03-29T01:15:00Z",
-    ]
-    assert views[0][1]["local"] == "2026-03-29T03:00:00+02:00"
-    views[0][0]["at"] = "changed"
-    assert next_fires_view(spec, "Europe/Berlin", minute, 3)[0]["at"] == "2026-03-29T00:45:00Z"
-    # A fire on the minute itself is not "after" it, from any second of that minute.
-    at_fire = next_fires_view(spec, "Europe/Berlin", minute + timedelta(minutes=1, seconds=20), 1)
-    assert at_fire[0]["at"] == "2026-03-29T01:00:00Z"
-
-
 def test_lord_howe_half_hour_shift():
     start = datetime(2026, 4, 4, 12, tzinfo=UTC)  # DST ends 5 Apr 02:00 -> 01:30
     got = fires("45 1 * * *", "Australia/Lord_Howe", start, 3)
@@ -99,17 +78,3 @@ def test_is_fire_instant():
     spec = parse_cron("0 * * * *")
     assert is_fire_instant(spec, "Asia/Kolkata", datetime(2026, 1, 1, 10, 30, tzinfo=UTC))
     assert not is_fire_instant(spec, "Asia/Kolkata", datetime(2026, 1, 1, 10, 0, tzinfo=UTC))
-
-
-def test_fire_key_uses_the_scheduled_instant_in_utc():
-    at = datetime(2026, 3, 8, 15, 0, tzinfo=UTC).astimezone()
-    key = fire_key_for("6c0a", at)
-    assert key == "workflow-schedule-fire:6c0a:2026-03-08T15:00:00Z"
-
-
-def test_job_name_carries_unix_minutes():
-    assert scheduled_for_from_job_name("wfs-a-b-29393040", "wfs-a-b") == datetime(
-        2025, 11, 19, 20, 0, tzinfo=UTC
-    )
-    with pytest.raises(ValueError, match="kubectl create job"):
-        scheduled_for_from_job_name("wfs-a-b-manual", "wfs-a-b")

@@ -18,7 +18,11 @@ def test_image_install_steps_give_working_operator_and_launcher_commands(tmp_pat
             step in dockerfile.replace("/opt/wfclock/bin/", "") and step.split(" ", 1)[1] in script
         )
     assert "USER 65532" in dockerfile
-    done = subprocess.run([str(ROOT / "scripts" / "check-image-install.sh"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "check-image-install.sh"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "launcher and operator commands start" in done.stdout

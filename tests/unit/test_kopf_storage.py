@@ -10,8 +10,12 @@ FULL = {
     "apiVersion": "wfclock.dev/v1alpha1",
     "kind": "WorkflowSchedule",
     "metadata": {
-        "name": "nightly", "namespace": "acme", "uid": "u-1", "generation": 3,
-        "resourceVersion": "42", "finalizers": ["wfclock.dev/finalizer"],
+        "name": "nightly",
+        "namespace": "acme",
+        "uid": "u-1",
+        "generation": 3,
+        "resourceVersion": "42",
+        "finalizers": ["wfclock.dev/finalizer"],
         "labels": {"team": "data"},
         "annotations": {
             "kubectl.kubernetes.io/last-applied-configuration": "{}",
@@ -20,11 +24,17 @@ FULL = {
         },
         "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {"f:paused": {}}}}],
     },
-    "spec": {"tenant": "acme", "paused": False,
-             "trigger": {"type": "recurring", "cron": "0 3 * * *", "timezone": "UTC"}},
-    "status": {"phase": "Scheduled", "nextFires": [{"at": "2026-11-27T03:00:00Z"}],
-               "kopf": {"lastHandledConfiguration": "{}"}},
-}  # fmt: skip
+    "spec": {
+        "tenant": "acme",
+        "paused": False,
+        "trigger": {"type": "recurring", "cron": "0 3 * * *", "timezone": "UTC"},
+    },
+    "status": {
+        "phase": "Scheduled",
+        "nextFires": [{"at": "2026-11-27T03:00:00Z"}],
+        "kopf": {"lastHandledConfiguration": "{}"},
+    },
+}
 
 
 def without(body: dict, *path: str) -> dict:
@@ -36,10 +46,15 @@ def without(body: dict, *path: str) -> dict:
 
 @pytest.mark.parametrize(
     "body",
-    [FULL, without(FULL, "status"), without(FULL, "metadata", "labels"),
-     without(FULL, "metadata", "annotations"), {"spec": {}, "metadata": {}}],
+    [
+        FULL,
+        without(FULL, "status"),
+        without(FULL, "metadata", "labels"),
+        without(FULL, "metadata", "annotations"),
+        {"spec": {}, "metadata": {}},
+    ],
     ids=["full", "no-status", "no-labels", "no-annotations", "bare"],
-)  # fmt: skip
+)
 def test_slim_diff_base_builds_the_same_essence_as_kopfs(body):
     theirs = kopf.StatusDiffBaseStorage(field=FIELD).build(body=Body(body))
     ours = SlimStatusDiffBase(field=FIELD).build(body=Body(body))

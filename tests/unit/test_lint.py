@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PATHS = ["operator", "launcher_job", "tests", "bench"]
+PATHS = ["operator", "launcher_job", "devstack", "tests", "bench"]
 
 
 def test_ruff_check_and_format():

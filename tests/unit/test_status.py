@@ -1,35 +1,16 @@
 """The status a schedule shows, computed against fixed dates (DST days included)."""
 
-import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from wfclock.controller.builders import Schedule, build_cronjob, build_one_time_job
-from wfclock.controller.reconciler import Context, status_for
-from wfclock.model import Rules, validate_spec
-from wfclock.settings import Settings
+from wfclock.core.status import condition, invalid_status, status_for
 
-SETTINGS = Settings(database_url="postgresql://x/y")
+from ._schedules import schedule, state_row
 
 
-def schedule(trigger, now, **spec):
-    parsed = validate_spec(
-        {"tenant": "acme", "workflowId": str(uuid.uuid4()), "workflowVersion": 2, "trigger": trigger, **spec},
-        Rules(now=now),
-    )  # fmt: skip
-    return Schedule("daily", "acme", str(uuid.uuid4()), parsed)
-
-
-def row(s: Schedule):
-    return {
-        "status": "scheduled", "trigger_type": s.spec.trigger.type, "timezone": s.spec.trigger.timezone,
-        "registered_kind": "CronJob", "registered_name": "daily-x", "last_fire_at": None,
-        "last_run_id": None, "last_run_status": None, "last_error": None, "run_at": None,
-    }  # fmt: skip
-
-
-def status_at(now, trigger):
+def status_at(now, trigger, **row):
     s = schedule(trigger, now)
-    return status_for(Context(SETTINGS, None, None, clock=lambda: now), s, row(s), 1, [])
+    cron = s.spec.trigger.spec if s.recurring else None
+    return status_for(state_row(s, **row), cron, 1, [], now)
 
 
 def test_status_shows_the_skipped_0230_on_berlins_spring_forward_day():
@@ -54,37 +35,28 @@ def test_status_shows_both_0130_fires_on_new_yorks_fall_back_day():
     assert "doubled" in first["note"] and "doubled" in second["note"] and "note" not in third
 
 
-def test_missed_fire_policies_set_the_cronjob_deadline():
+def test_a_missed_one_time_schedule_is_not_ready_and_says_why():
     now = datetime(2026, 11, 25, tzinfo=UTC)
-    trigger = {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"}
-    latest = build_cronjob(schedule(trigger, now, startingDeadlineSeconds=600), SETTINGS)
-    skip = build_cronjob(schedule(trigger, now, missedFires="skip"), SETTINGS)
-    assert latest["spec"]["startingDeadlineSeconds"] == 600
-    assert skip["spec"]["startingDeadlineSeconds"] == 30
+    trigger = {"type": "schedule", "runAt": "2026-12-01T09:00:00Z"}
+    status = status_at(
+        now, trigger, status="failed", last_run_status="missed", last_error="too late"
+    )
+    assert status["phase"] == "Missed" and status["nextFires"] == []
+    ready = status["conditions"][0]
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", "Missed", "too late")
 
 
-def test_builders_make_restricted_launcher_pods_and_deterministic_names():
-    now = datetime(2026, 11, 25, tzinfo=UTC)
-    s = schedule({"type": "schedule", "runAt": "2026-12-01T09:00:00+01:00"}, now)
-    job = build_one_time_job(s, SETTINGS)
-    assert job == build_one_time_job(s, SETTINGS)
-    assert job["spec"]["suspend"] is True and len(job["metadata"]["name"]) <= 63
-    pod = job["spec"]["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False
-    container = pod["containers"][0]
-    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    env = {e["name"]: e for e in container["env"]}
-    assert env["WFCLOCK_SCHEDULED_FOR"]["value"] == "2026-12-01T08:00:00Z"
-    assert "secretKeyRef" in env["WFCLOCK_DATABASE_URL"]["valueFrom"]
-    long = Schedule("x" * 250, "acme", s.uid, s.spec)
-    assert len(build_one_time_job(long, SETTINGS)["metadata"]["name"]) <= 63
+def test_condition_keeps_its_transition_time_while_the_status_holds():
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    first = condition("Ready", True, "Registered", "ok", 1, [], t0)
+    same = condition("Ready", True, "Registered", "ok", 2, [first], t0 + timedelta(hours=1))
+    flipped = condition("Ready", False, "Missed", "late", 3, [same], t0 + timedelta(hours=2))
+    assert same["lastTransitionTime"] == first["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert flipped["lastTransitionTime"] == "2026-01-01T02:00:00Z"
 
 
-def test_run_at_is_judged_against_the_publish_time_of_a_first_generation():
-    from wfclock.controller.reconciler import published_at
-
-    now = datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC)
-    ctx = Context(SETTINGS, None, None, clock=lambda: now)
-    created = {"creationTimestamp": "2026-11-25T12:00:00Z", "generation": 1}
-    assert published_at(ctx, created) == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-    assert published_at(ctx, {**created, "generation": 2}) == now
+def test_invalid_status_registers_nothing_and_names_the_reason():
+    status = invalid_status("TooFrequent", "spec.trigger.cron: ...", 4, [], datetime.now(UTC))
+    assert status["phase"] == "Invalid" and status["nextFireAt"] is None
+    assert status["conditions"][0]["reason"] == "TooFrequent"
+    assert status["conditions"][0]["observedGeneration"] == 4

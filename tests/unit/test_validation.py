@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from wfclock.model import Rules, SpecError, validate_spec
+from wfclock.core.model import Rules, SpecError, validate_spec
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 RULES = Rules(now=NOW)
@@ -36,7 +36,12 @@ ACCEPTED = [
 REFUSED = [
     ("seconds field", recurring("0 0 12 * * *"), "spec.trigger.cron", "expected exactly 5"),
     ("four fields", recurring("0 12 * *"), "spec.trigger.cron", "expected exactly 5"),
-    ("too long", recurring("0 " + ",".join(["1"] * 70) + " * * *"), "spec.trigger.cron", "at most 128"),
+    (
+        "too long",
+        recurring("0 " + ",".join(["1"] * 70) + " * * *"),
+        "spec.trigger.cron",
+        "at most 128",
+    ),
     ("names", recurring("0 9 * * MON"), "spec.trigger.cron", "only digits"),
     ("macro", recurring("@daily"), "spec.trigger.cron", "expected exactly 5"),
     ("question mark", recurring("0 9 ? * 1"), "spec.trigger.cron", "only digits"),
@@ -47,25 +52,75 @@ REFUSED = [
     ("day-of-week 7", recurring("0 0 * * 7"), "spec.trigger.cron", "out of range 0-6"),
     ("reversed range", recurring("0 5-1 * * *"), "spec.trigger.cron", "starts after it ends"),
     ("step zero", recurring("*/0 * * * *"), "spec.trigger.cron", "step 0"),
-    ("both day fields", recurring("0 0 1 * 1"), "spec.trigger.cron", "both day-of-month and day-of-week"),
+    (
+        "both day fields",
+        recurring("0 0 1 * 1"),
+        "spec.trigger.cron",
+        "both day-of-month and day-of-week",
+    ),
     ("too frequent range", recurring("0-4 * * * *"), "spec.trigger.cron", "minimum interval"),
     ("too frequent step", recurring("*/2 * * * *"), "spec.trigger.cron", "minimum interval"),
-    ("too frequent across midnight", recurring("58 23 * * *".replace("58 23", "0,58 0,23")), "spec.trigger.cron", "2 minutes"),
-    ("unknown zone", recurring("0 9 * * *", "Mars/Olympus_Mons"), "spec.trigger.timezone", "not a known IANA"),
-    ("missing zone", {**BASE, "trigger": {"type": "recurring", "cron": "0 9 * * *"}}, "spec.trigger.timezone", "is required"),
+    (
+        "too frequent across midnight",
+        recurring("58 23 * * *".replace("58 23", "0,58 0,23")),
+        "spec.trigger.cron",
+        "2 minutes",
+    ),
+    (
+        "unknown zone",
+        recurring("0 9 * * *", "Mars/Olympus_Mons"),
+        "spec.trigger.timezone",
+        "not a known IANA",
+    ),
+    (
+        "missing zone",
+        {**BASE, "trigger": {"type": "recurring", "cron": "0 9 * * *"}},
+        "spec.trigger.timezone",
+        "is required",
+    ),
     ("past runAt", one_time("2020-01-01T00:00:00Z"), "spec.trigger.runAt", "in the past"),
     ("runAt equal to now", one_time(NOW.isoformat()), "spec.trigger.runAt", "in the past"),
     ("missing runAt", one_time(None), "spec.trigger.runAt", "is required"),
-    ("runAt without offset", one_time("2027-01-01T09:00:00"), "spec.trigger.runAt", "no UTC offset"),
+    (
+        "runAt without offset",
+        one_time("2027-01-01T09:00:00"),
+        "spec.trigger.runAt",
+        "no UTC offset",
+    ),
     ("runAt garbage", one_time("next tuesday"), "spec.trigger.runAt", "not an RFC 3339"),
-    ("cron on one-time", one_time("2027-01-01T09:00:00Z", cron="0 9 * * *"), "spec.trigger.cron", "not a known field"),
-    ("event trigger", {**BASE, "trigger": {"type": "event", "eventName": "x"}}, "spec.trigger", "not a clock trigger"),
+    (
+        "cron on one-time",
+        one_time("2027-01-01T09:00:00Z", cron="0 9 * * *"),
+        "spec.trigger.cron",
+        "not a known field",
+    ),
+    (
+        "event trigger",
+        {**BASE, "trigger": {"type": "event", "eventName": "x"}},
+        "spec.trigger",
+        "not a clock trigger",
+    ),
     ("no trigger type", {**BASE, "trigger": {"cron": "0 9 * * *"}}, "spec.trigger", "'type'"),
-    ("inferred payload", {**recurring("0 9 * * *"), "payloadSchemaMode": "inferred"}, "spec.payloadSchemaMode", "only 'pinned'"),
+    (
+        "inferred payload",
+        {**recurring("0 9 * * *"), "payloadSchemaMode": "inferred"},
+        "spec.payloadSchemaMode",
+        "only 'pinned'",
+    ),
     ("workflow id", {**recurring("0 9 * * *"), "workflowId": "42"}, "spec.workflowId", "UUID"),
-    ("workflow version", {**recurring("0 9 * * *"), "workflowVersion": 0}, "spec.workflowVersion", "greater than or equal to 1"),
-    ("missing tenant", {k: v for k, v in recurring("0 9 * * *").items() if k != "tenant"}, "spec.tenant", "is required"),
-]  # fmt: skip
+    (
+        "workflow version",
+        {**recurring("0 9 * * *"), "workflowVersion": 0},
+        "spec.workflowVersion",
+        "greater than or equal to 1",
+    ),
+    (
+        "missing tenant",
+        {k: v for k, v in recurring("0 9 * * *").items() if k != "tenant"},
+        "spec.tenant",
+        "is required",
+    ),
+]
 
 
 @pytest.mark.parametrize("name, spec", ACCEPTED, ids=[a[0] for a in ACCEPTED])

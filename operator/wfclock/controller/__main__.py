@@ -19,10 +19,17 @@ def main() -> None:
     # startup handler narrows "error" further.
     verbosity = {"debug": ["--debug"], "info": [], "warning": ["--quiet"], "error": ["--quiet"]}
     sys.argv = [
-        "kopf", "run", *peering, "--log-format=json", *verbosity[settings.log_level],
+        "kopf",
+        "run",
+        *peering,
+        "--log-format=json",
+        *verbosity[settings.log_level],
         f"--liveness=http://0.0.0.0:{settings.health_port}/healthz",
-        *scope, "-m", "wfclock.controller.handlers", *sys.argv[1:],
-    ]  # fmt: skip
+        *scope,
+        "-m",
+        "wfclock.controller.handlers",
+        *sys.argv[1:],
+    ]
     kopf_main()
 
 

@@ -1,6 +1,9 @@
 """The kopf operator: thin handlers over `reconciler`, which does the work.
 
 Run with `python -m wfclock.controller` (or `kopf run -m wfclock.controller.handlers`).
+Errors of the Kubernetes API or the database are temporary (retried after a short delay, the
+Ready condition says so); anything else is a bug and surfaces as kopf reports it, with its
+traceback, retried only after kopf's backoff.
 """
 
 from __future__ import annotations
@@ -8,21 +11,24 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from datetime import UTC, datetime, timedelta
 
 import kopf
+import psycopg
+import sqlalchemy.exc
+import urllib3.exceptions
 from kubernetes import client, config
+from kubernetes.client.rest import ApiException
 from prometheus_client import start_http_server
-from sqlalchemy import select
 
-from wfclock.controller import metrics, reconciler
-from wfclock.controller.builders import SCHEDULE_LABEL, SCHEDULE_UID_LABEL
+from wfclock.controller import metrics, onetime, reconciler
+from wfclock.controller.context import Context
 from wfclock.controller.kube import Kube
 from wfclock.controller.releases import ReleaseQueue
+from wfclock.core.fires import parse_instant
+from wfclock.core.model import API_GROUP, API_VERSION, PLURAL
+from wfclock.core.names import SCHEDULE_UID_LABEL
+from wfclock.core.status import error_condition
 from wfclock.db.store import engine_for
-from wfclock.db.tables import workflow_schedule_fires
-from wfclock.launcher import parse_instant
-from wfclock.model import API_GROUP, API_VERSION, PLURAL
 from wfclock.settings import Settings
 
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -32,6 +38,17 @@ _metrics_started = threading.Event()
 
 WORKERS = 32  # handler threads, and HTTP connections to the API server to match
 RELEASE_WORKERS = 16  # threads that release due one-time Jobs
+RETRY_DELAY_SECONDS = 10  # after an API or database error
+# Failures of what the operator talks to: worth a retry, unlike a bug.
+TEMPORARY_ERRORS = (
+    ApiException,
+    urllib3.exceptions.HTTPError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    psycopg.OperationalError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 def _api_client() -> client.ApiClient:
@@ -102,13 +119,13 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.execution.max_workers = WORKERS
     # The resources are known; watching CRDs for new ones would need rights the operator lacks.
     settings.scanning.disabled = True
-    ctx = reconciler.Context(
+    ctx = Context(
         settings=wf,
         engine=engine_for(wf.database_url, threads=WORKERS + RELEASE_WORKERS + 2),  # + metrics
         kube=Kube(_api_client()),
     )
     ctx.releases = ReleaseQueue(
-        lambda entry, now: reconciler.release(ctx, entry, now), workers=RELEASE_WORKERS
+        lambda entry, now: onetime.release(ctx, entry, now), workers=RELEASE_WORKERS
     )
     ctx.releases.start()
     memo.ctx = ctx
@@ -131,69 +148,53 @@ def cleanup(memo: kopf.Memo, **_) -> None:
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
 def reconcile(meta, spec, status, patch, memo: kopf.Memo, logger, **_) -> None:
+    ctx: Context = memo.ctx
     try:
-        new_status = reconciler.reconcile(memo.ctx, dict(meta), dict(spec), dict(status))
-    except Exception as exc:
+        new_status = reconciler.reconcile(ctx, dict(meta), dict(spec), dict(status))
+    except TEMPORARY_ERRORS as exc:
         metrics.RECONCILES.labels(result="error").inc()
         logger.warning("reconcile failed, retrying: %s", exc)
-        patch.status["conditions"] = [
-            reconciler.condition(
-                "Ready", False, "ReconcileError",
-                f"{type(exc).__name__}: {str(exc)[:300]} (retrying)",
-                meta.get("generation", 1), list(status.get("conditions") or []),
-                datetime.now(UTC),
-            )
-        ]  # fmt: skip
-        raise kopf.TemporaryError(str(exc), delay=10) from exc
+        generation = meta.get("generation", 1)
+        previous = list(status.get("conditions") or [])
+        patch.status["conditions"] = [error_condition(exc, generation, previous, ctx.now())]
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
+    except Exception:
+        metrics.RECONCILES.labels(result="error").inc()
+        raise
     metrics.RECONCILES.labels(result="ok").inc()
     patch.status.update(new_status)
 
 
 @kopf.on.delete(*RESOURCE)
 def delete(meta, memo: kopf.Memo, logger, **_) -> None:
-    reconciler.delete(memo.ctx, dict(meta))
+    try:
+        reconciler.delete(memo.ctx, dict(meta))
+    except TEMPORARY_ERRORS as exc:
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
     logger.info("schedule deleted: state row marked deleted, children removed")
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={SCHEDULE_UID_LABEL: kopf.PRESENT})
-def fire_finished(body, type, memo: kopf.Memo, **_) -> None:  # noqa: A002 - kopf's name
-    """When a fire's Job finishes, report the fire and refresh the schedule's status."""
-    if type == "DELETED":  # forget it, so the set of reported Jobs does not grow forever
-        memo.finished_jobs.discard(body["metadata"]["uid"])
-        return
-    job_status = body.get("status") or {}
-    finished = job_status.get("completionTime") or any(
+def _finished(job_status: dict) -> bool:
+    return bool(job_status.get("completionTime")) or any(
         c.get("type") == "Failed" and c.get("status") == "True"
         for c in job_status.get("conditions") or []
     )
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={SCHEDULE_UID_LABEL: kopf.PRESENT})
+def fire_finished(body, type, memo: kopf.Memo, logger, **_) -> None:  # noqa: A002 - kopf's name
+    """When a fire's Job finishes, report the fire and refresh the schedule's status (once per
+    Job: the set of reported Jobs forgets each one when it is deleted)."""
     uid = body["metadata"]["uid"]
-    if not finished or uid in memo.finished_jobs:
+    if type == "DELETED":
+        memo.finished_jobs.discard(uid)
+        return
+    if not _finished(body.get("status") or {}) or uid in memo.finished_jobs:
         return
     memo.finished_jobs.add(uid)
-    ctx = memo.ctx
-    namespace = body["metadata"]["namespace"]
-    schedule = body["metadata"]["labels"][SCHEDULE_LABEL]
-    name = body["metadata"]["name"]
-    fires = workflow_schedule_fires
-    with ctx.engine.connect() as conn:
-        fire = conn.execute(
-            select(fires.c.outcome, fires.c.reason, fires.c.run_id)
-            .where(fires.c.source == name)
-            .order_by(fires.c.last_delivered_at.desc())
-            .limit(1)
-        ).first()
     created = parse_instant(body["metadata"]["creationTimestamp"])
-    owner = {"name": schedule, "namespace": namespace,
-             "uid": body["metadata"]["labels"][SCHEDULE_UID_LABEL]}  # fmt: skip
-    if datetime.now(UTC) - created < timedelta(minutes=10):
-        if fire is None:
-            ctx.kube.event(
-                owner, "Warning", "FireFailed", f"Job {name} finished without recording a fire"
-            )
-        elif fire.outcome == "launched":
-            ctx.kube.event(owner, "Normal", "Fired", f"Job {name} launched run {fire.run_id}")
-        else:
-            ctx.kube.event(
-                owner, "Normal", "FireSkipped", f"Job {name} started no run: {fire.reason}"
-            )
-    reconciler.refresh_status(ctx, namespace, schedule)
+    try:
+        reconciler.report_finished_job(memo.ctx, dict(body), created)
+    except TEMPORARY_ERRORS as exc:  # an event handler is not retried: the next change reports
+        memo.finished_jobs.discard(uid)
+        logger.warning("could not report finished Job %s: %s", body["metadata"]["name"], exc)

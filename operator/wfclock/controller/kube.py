@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from wfclock.controller.builders import SCHEDULE_UID_LABEL
-from wfclock.firetime import utc_iso
-from wfclock.model import API_GROUP, API_VERSION, KIND, PLURAL
+from wfclock.core.fires import utc_iso
+from wfclock.core.model import API_GROUP, API_VERSION, KIND, PLURAL
+from wfclock.core.names import SCHEDULE_UID_LABEL, TENANT_LABEL
 
 log = logging.getLogger("wfclock.operator")
 
@@ -80,9 +80,12 @@ class Kube:
 
     def delete_cronjob(self, namespace: str, name: str) -> None:
         self._ignore_404(
-            self._write, self.batch.delete_namespaced_cron_job, name, namespace,
+            self._write,
+            self.batch.delete_namespaced_cron_job,
+            name,
+            namespace,
             propagation_policy="Background",
-        )  # fmt: skip
+        )
 
     def delete_job(self, namespace: str, name: str) -> None:
         self._ignore_404(
@@ -120,7 +123,7 @@ class Kube:
         if cached and now - cached[0] < self._tenant_ttl:
             return cached[1]
         labels = self.core.read_namespace(namespace).metadata.labels or {}
-        tenant = labels.get("wfclock.dev/tenant")
+        tenant = labels.get(TENANT_LABEL)
         self._tenants[namespace] = (now, tenant)
         return tenant
 
@@ -146,9 +149,11 @@ class Kube:
 
     def patch_status(self, namespace: str, name: str, status: dict) -> None:
         self._ignore_404(
-            self._write, self.objects.patch_namespaced_custom_object_status,
-            API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status},
-        )  # fmt: skip
+            self._write,
+            self.objects.patch_namespaced_custom_object_status,
+            *(API_GROUP, API_VERSION, namespace, PLURAL, name),
+            {"status": status},
+        )
 
     def get_schedule(self, namespace: str, name: str) -> dict | None:
         return self._ignore_404(
@@ -167,20 +172,26 @@ class Kube:
     def event(self, ref: dict, type_: str, reason: str, message: str) -> None:
         """A Kubernetes Event on the WorkflowSchedule (usable from any thread)."""
         now = datetime.now(UTC)
+        stamp = utc_iso(now.replace(microsecond=0))
         body = {
             "metadata": {"generateName": f"{ref['name']}.", "namespace": ref["namespace"]},
             "involvedObject": {
-                "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND,
-                "name": ref["name"], "namespace": ref["namespace"], "uid": ref["uid"],
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": KIND,
+                "name": ref["name"],
+                "namespace": ref["namespace"],
+                "uid": ref["uid"],
             },
-            "type": type_, "reason": reason, "message": message[:1000],
+            "type": type_,
+            "reason": reason,
+            "message": message[:1000],
             "source": {"component": "wfclock-operator"},
-            "firstTimestamp": utc_iso(now.replace(microsecond=0)),
-            "lastTimestamp": utc_iso(now.replace(microsecond=0)),
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
             "count": 1,
             "reportingComponent": "wfclock.dev/operator",
             "reportingInstance": f"wfclock-{uuid.getnode():x}",
-        }  # fmt: skip
+        }
         try:
             self._write(self.core.create_namespaced_event, ref["namespace"], body)
         except ApiException as exc:

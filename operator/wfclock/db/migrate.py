@@ -8,17 +8,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from wfclock.db.urls import sqlalchemy_url
+
 MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-def sqlalchemy_url(url: str) -> str:
-    """The SQLAlchemy form of a Postgres URL, always with the psycopg 3 driver."""
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    raise ValueError(
-        f"WFCLOCK_DATABASE_URL must start with postgresql:// (got {url.split(':', 1)[0]!r}:...)"
-    )
 
 
 def alembic_config(url: str) -> Config:

@@ -9,8 +9,8 @@ from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, func, select, text, update
 
-from wfclock.db.migrate import sqlalchemy_url
 from wfclock.db.tables import workflow_runs, workflow_schedule_fires, workflow_schedules
+from wfclock.db.urls import sqlalchemy_url
 
 
 @lru_cache(maxsize=8)
@@ -107,9 +107,13 @@ def update_schedule(engine: Engine, schedule_id: uuid.UUID, **values) -> None:
 def mark_deleted(engine: Engine, schedule_id: uuid.UUID) -> None:
     """First step of a delete: from now on the launcher refuses every fire of this schedule."""
     update_schedule(
-        engine, schedule_id, deleted_at=func.now(), enabled=False, status="disabled",
+        engine,
+        schedule_id,
+        deleted_at=func.now(),
+        enabled=False,
+        status="disabled",
         next_fire_at=None,
-    )  # fmt: skip
+    )
 
 
 def get_schedule(engine: Engine, schedule_id: uuid.UUID) -> dict | None:
@@ -171,3 +175,17 @@ def fire_counts(engine: Engine) -> dict[tuple[str, str], int]:
     )
     with engine.connect() as conn:
         return {(o, t): n for o, t, n in conn.execute(query)}
+
+
+def latest_fire_for_job(engine: Engine, job_name: str) -> dict | None:
+    """The ledger's latest record of a fire delivered by the Job `job_name`."""
+    fires = workflow_schedule_fires
+    query = (
+        select(fires.c.outcome, fires.c.reason, fires.c.run_id)
+        .where(fires.c.source == job_name)
+        .order_by(fires.c.last_delivered_at.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        found = conn.execute(query).mappings().first()
+    return dict(found) if found else None

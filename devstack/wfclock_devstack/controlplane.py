@@ -18,11 +18,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wfclock.devstack import certs
-from wfclock.devstack.ports import free_port
-from wfclock.devstack.processes import spawn, terminate, wait_until
+from wfclock_devstack import certs
+from wfclock_devstack.ports import free_port
+from wfclock_devstack.processes import spawn, terminate, wait_until
+from wfclock_devstack.repo import repository
 
-REPO = Path(__file__).resolve().parents[3]
 CONTROLLERS = (
     "cronjob-controller,job-controller,garbage-collector-controller,"
     "namespace-controller,ttl-after-finished-controller,clusterrole-aggregation-controller"
@@ -31,7 +31,7 @@ CONTROLLERS = (
 
 def binaries() -> Path:
     """The folder of pinned binaries; builds them first when one is missing (cached)."""
-    script = REPO / "scripts" / "build-control-plane.sh"
+    script = repository() / "scripts" / "build-control-plane.sh"
     out = subprocess.run([str(script)], check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
@@ -70,18 +70,30 @@ class ControlPlane:
         self.processes["etcd"] = spawn(
             [
                 str(self.bin / "etcd"),
-                "--data-dir", str(self.root / "etcd"),
-                "--listen-client-urls", f"http://127.0.0.1:{self.etcd_port}",
-                "--advertise-client-urls", f"http://127.0.0.1:{self.etcd_port}",
-                "--listen-peer-urls", "http://127.0.0.1:0",
-                "--unsafe-no-fsync", "--log-level", "warn",
+                "--data-dir",
+                str(self.root / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{self.etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{self.etcd_port}",
+                "--listen-peer-urls",
+                "http://127.0.0.1:0",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
             ],
             self.logs("etcd"),
-        )  # fmt: skip
+        )
         wait_until(
-            lambda: json.load(urllib.request.urlopen(f"http://127.0.0.1:{self.etcd_port}/health", timeout=2))["health"] == "true",
-            30, "etcd /health",
-        )  # fmt: skip
+            lambda: (
+                json.load(
+                    urllib.request.urlopen(f"http://127.0.0.1:{self.etcd_port}/health", timeout=2)
+                )["health"]
+                == "true"
+            ),
+            30,
+            "etcd /health",
+        )
 
     def _start_apiserver(self) -> None:
         f = self.files
@@ -89,7 +101,8 @@ class ControlPlane:
             [
                 str(self.bin / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
                 f"--secure-port={self.api_port}",
                 f"--cert-dir={self.root / 'pki'}",
                 f"--tls-cert-file={f['apiserver.crt']}",
@@ -105,7 +118,7 @@ class ControlPlane:
                 "--enable-priority-and-fairness=false",
             ],
             self.logs("kube-apiserver"),
-        )  # fmt: skip
+        )
         context = ssl.create_default_context(cafile=str(f["ca.crt"]))
         context.load_cert_chain(f["admin.crt"], f["admin.key"])
 
@@ -132,21 +145,29 @@ class ControlPlane:
                 "--concurrent-job-syncs=5",
             ],
             self.logs("kube-controller-manager"),
-        )  # fmt: skip
+        )
         time.sleep(0.5)
         self._check_alive()
 
-    def install_crds(self, path: Path = REPO / "crds") -> None:
+    def install_crds(self, path: Path | None = None) -> None:
         """Applies the CRDs and the admission policy that puts wfclock's finalizer on new
         schedules (as the chart does), waits until the CRDs are served, and restarts the
         controller-manager so its garbage collector knows the new kinds at once (it re-reads
         discovery only every 30 s).
         """
-        self.kubectl("apply", "-f", str(path), "-f", str(REPO / "deploy" / "admission"))
         self.kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s",
+            "apply",
+            "-f",
+            str(path or repository() / "crds"),
+            "-f",
+            str(repository() / "deploy" / "admission"),
+        )
+        self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
             "crd/workflowschedules.wfclock.dev",
-        )  # fmt: skip
+        )
         self.wait_schedules_admitted()
         self.start_controller_manager()
 
@@ -155,22 +176,34 @@ class ControlPlane:
         (503 until then). Waits for a server-side dry run that comes back with the finalizer.
         Where the tenant policy is installed, name a namespace and its tenant."""
         wait_until(
-            lambda: self._schedules_admitted(namespace, tenant), 60,
-            "WorkflowSchedules to be admitted", interval=0.2,
-        )  # fmt: skip
+            lambda: self._schedules_admitted(namespace, tenant),
+            60,
+            "WorkflowSchedules to be admitted",
+            interval=0.2,
+        )
 
     def _schedules_admitted(self, namespace: str, tenant: str) -> bool:
         probe = {
-            "apiVersion": "wfclock.dev/v1alpha1", "kind": "WorkflowSchedule",
+            "apiVersion": "wfclock.dev/v1alpha1",
+            "kind": "WorkflowSchedule",
             "metadata": {"name": "admission-probe", "namespace": namespace},
-            "spec": {"tenant": tenant, "workflowId": "00000000-0000-4000-8000-000000000000",
-                     "workflowVersion": 1, "trigger": {"type": "recurring", "cron": "0 3 * * *",
-                                                         "timezone": "UTC"}},
-        }  # fmt: skip
+            "spec": {
+                "tenant": tenant,
+                "workflowId": "00000000-0000-4000-8000-000000000000",
+                "workflowVersion": 1,
+                "trigger": {"type": "recurring", "cron": "0 3 * * *", "timezone": "UTC"},
+            },
+        }
         out = self.kubectl(
-            "create", "--dry-run=server", "-o", "json", "-f", "-",
-            input=json.dumps(probe), check=False,
-        )  # fmt: skip
+            "create",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            "-",
+            input=json.dumps(probe),
+            check=False,
+        )
         try:
             return "wfclock.dev/finalizer" in json.loads(out)["metadata"].get("finalizers", [])
         except ValueError:
@@ -191,18 +224,36 @@ class ControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "wfclock-local", "cluster": {"server": self.url, "certificate-authority-data": b64("ca.crt")}}],
-            "users": [{"name": "admin", "user": {"client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
-            "contexts": [{"name": "wfclock-local", "context": {"cluster": "wfclock-local", "user": "admin"}}],
+            "clusters": [
+                {
+                    "name": "wfclock-local",
+                    "cluster": {"server": self.url, "certificate-authority-data": b64("ca.crt")},
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate-data": b64("admin.crt"),
+                        "client-key-data": b64("admin.key"),
+                    },
+                }
+            ],
+            "contexts": [
+                {"name": "wfclock-local", "context": {"cluster": "wfclock-local", "user": "admin"}}
+            ],
             "current-context": "wfclock-local",
-        }  # fmt: skip
+        }
         self.kubeconfig.write_text(json.dumps(config, indent=2))
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         result = subprocess.run(
             [str(self.bin / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check and result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout if check else result.stdout + result.stderr

@@ -94,9 +94,11 @@ class PodRunner:
                 for pod in listing.items:
                     self._consider(pod)
                 stream = watch.Watch().stream(
-                    self._list_fn(), label_selector=self.selector,
-                    resource_version=listing.metadata.resource_version, timeout_seconds=5,
-                )  # fmt: skip
+                    self._list_fn(),
+                    label_selector=self.selector,
+                    resource_version=listing.metadata.resource_version,
+                    timeout_seconds=5,
+                )
                 for event in stream:
                     if self._stop.is_set():
                         break
@@ -142,9 +144,13 @@ class PodRunner:
             return
         try:
             done = subprocess.run(
-                argv, env=env, capture_output=True, text=True, timeout=self.time_limit,
+                argv,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=self.time_limit,
                 cwd=os.getcwd(),
-            )  # fmt: skip
+            )
             code, output = done.returncode, done.stdout + done.stderr
         except subprocess.TimeoutExpired as exc:
             code = None
@@ -168,13 +174,18 @@ class PodRunner:
                 "phase": phase,
                 "reason": reason,
                 "message": message[-500:] if reason else None,
-                "containerStatuses": [{
-                    "name": container, "image": pod.spec.containers[0].image or "",
-                    "imageID": "", "ready": False, "restartCount": 0,
-                    "state": {"terminated": terminated},
-                }],
+                "containerStatuses": [
+                    {
+                        "name": container,
+                        "image": pod.spec.containers[0].image or "",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"terminated": terminated},
+                    }
+                ],
             }
-        }  # fmt: skip
+        }
         try:
             self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
         except ApiException as exc:
@@ -233,11 +244,14 @@ class PodRunner:
     def _field(self, pod, path: str) -> str:
         meta = pod.metadata
         simple = {
-            "metadata.name": meta.name, "metadata.namespace": meta.namespace,
-            "metadata.uid": meta.uid, "spec.nodeName": pod.spec.node_name or "",
+            "metadata.name": meta.name,
+            "metadata.namespace": meta.namespace,
+            "metadata.uid": meta.uid,
+            "spec.nodeName": pod.spec.node_name or "",
             "spec.serviceAccountName": pod.spec.service_account_name or "",
-            "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1",
-        }  # fmt: skip
+            "status.podIP": "127.0.0.1",
+            "status.hostIP": "127.0.0.1",
+        }
         if path in simple:
             return simple[path]
         match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)

@@ -53,9 +53,12 @@ def up() -> int:
     ENVFILE.unlink(missing_ok=True)
     log = (STATE / "supervisor.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wfclock.localstack", "serve"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "wfclock_devstack.localstack", "serve"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     PIDFILE.write_text(str(proc.pid))
     started = time.monotonic()
     print(
@@ -97,12 +100,12 @@ def down() -> int:
 def serve() -> int:
     """The supervisor: owns every process of the stack; SIGTERM tears it all down."""
     from kubernetes import client, config
-
     from wfclock.db.migrate import upgrade
-    from wfclock.devstack.controlplane import ControlPlane
-    from wfclock.devstack.podrunner import PodRunner
-    from wfclock.devstack.postgres import temporary_server
-    from wfclock.devstack.processes import spawn, terminate
+
+    from wfclock_devstack.controlplane import ControlPlane
+    from wfclock_devstack.podrunner import PodRunner
+    from wfclock_devstack.postgres import temporary_server
+    from wfclock_devstack.processes import spawn, terminate
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -126,10 +129,13 @@ def serve() -> int:
             (DEMO_NAMESPACE, {"wfclock.dev/tenant": DEMO_TENANT}),
         ):
             core.create_namespace({"metadata": {"name": name, "labels": labels}})
-        core.create_namespaced_secret(SYSTEM_NAMESPACE, {
-            "metadata": {"name": "wfclock-database"},
-            "data": {"url": base64.b64encode(url.encode()).decode()},
-        })  # fmt: skip
+        core.create_namespaced_secret(
+            SYSTEM_NAMESPACE,
+            {
+                "metadata": {"name": "wfclock-database"},
+                "data": {"url": base64.b64encode(url.encode()).decode()},
+            },
+        )
         env = {
             **os.environ,
             "KUBECONFIG": str(plane.kubeconfig),
@@ -176,7 +182,8 @@ def serve() -> int:
 
 def demo() -> int:
     """Applies a recurring and a one-time schedule and shows their fires as they happen."""
-    from wfclock.devstack.controlplane import REPO, binaries
+    from wfclock_devstack.controlplane import binaries
+    from wfclock_devstack.repo import repository
 
     if not ENVFILE.exists():
         print("the local stack is not running; run `make up` first", file=sys.stderr)
@@ -188,7 +195,7 @@ def demo() -> int:
     kubectl = [str(binaries() / "kubectl"), "-n", DEMO_NAMESPACE]
     run_at = (datetime.now(UTC) + timedelta(seconds=20)).replace(microsecond=0)
     manifests = (
-        (REPO / "examples" / "demo-schedules.yaml")
+        (repository() / "examples" / "demo-schedules.yaml")
         .read_text()
         .replace("RUN_AT", run_at.isoformat().replace("+00:00", "Z"))
     )
@@ -204,8 +211,21 @@ def demo() -> int:
             schedules = subprocess.run(
                 [*kubectl, "get", "wfs"], capture_output=True, text=True, env=env
             ).stdout
-            runs = subprocess.run([sys.executable, "-m", "wfclock.cli", "runs", "list", "--tenant", DEMO_TENANT, "--json"],
-                                  capture_output=True, text=True, env=env).stdout  # fmt: skip
+            runs = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "wfclock.cli",
+                    "runs",
+                    "list",
+                    "--tenant",
+                    DEMO_TENANT,
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+            ).stdout
             kinds = {
                 r["trigger_type"]
                 for r in json.loads(runs or "[]")
@@ -227,7 +247,7 @@ def demo() -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m wfclock.localstack")
+    parser = argparse.ArgumentParser(prog="python -m wfclock_devstack.localstack")
     parser.add_argument("command", choices=["up", "down", "serve", "demo"])
     return {"up": up, "down": down, "serve": serve, "demo": demo}[parser.parse_args().command]()
 

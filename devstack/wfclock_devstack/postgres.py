@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from wfclock.devstack.ports import free_port
+from wfclock_devstack.ports import free_port
 
 
 def server_bin_dir() -> Path:

@@ -5,14 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 
-from wfclock.firetime import (
-    CronSpec,
-    day_matches,
-    is_fire_instant,
-    next_fire_times,
-    utc_iso,
-    zone,
-)
+from wfclock.core.fires import utc_iso
+from wfclock.core.firetime import CronSpec, day_matches, is_fire_instant, next_fire_times, zone
 
 
 def dst_note(spec: CronSpec, timezone: str, fire: datetime) -> str | None:

@@ -1,9 +1,17 @@
-"""Deterministic child names: the same schedule (and runAt) always gives the same name."""
+"""Deterministic names and labels of what the operator creates: the same schedule (and instant)
+always gives the same name, so a retried create finds its own object (409) instead of a twin."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+
+TENANT_LABEL = "wfclock.dev/tenant"  # on namespaces: the tenant whose schedules may live there
+SCHEDULE_LABEL = "wfclock.dev/schedule"
+SCHEDULE_UID_LABEL = "wfclock.dev/schedule-uid"
+# What a child is: "recurring" (CronJob), "recurring-fire" (its Jobs), "one-time" (Job), or
+# "launcher-pod".
+REGISTRATION_LABEL = "wfclock.dev/registration"
 
 CRONJOB_NAME_MAX = 52  # the CronJob controller appends "-<unix minutes>" (up to 11 chars)
 JOB_NAME_MAX = 63

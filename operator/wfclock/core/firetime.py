@@ -6,7 +6,7 @@ The CronJob controller parses `spec.schedule` with github.com/robfig/cron/v3 and
 including in the skipped and the repeated hour of a daylight-saving change, so this module ports
 that algorithm (and the normalisation Go's `time.Date` applies to a wall time that does not exist
 or exists twice) rather than using a library with different DST rules. The property test in
-`tests/unit/test_firetime_parity.py` compares it with the Go original.
+`tests/parity/test_firetime_parity.py` compares it with the Go original.
 
 Pure functions only: no clock, no I/O beyond reading zone data from the pinned `tzdata` package.
 """
@@ -342,11 +342,3 @@ def _offset_changes(tz, start: datetime, end: datetime) -> list[datetime]:
             last = _offset(following, tz)
         day = following
     return changes
-
-
-def utc_iso(instant: datetime) -> str:
-    """`2026-03-08T14:00:00Z`: the fire key's and the payload's form of an instant."""
-    text = instant.astimezone(UTC).isoformat(
-        timespec="milliseconds" if instant.microsecond else "seconds"
-    )
-    return text.replace("+00:00", "Z")

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 
-from wfclock.controller.names import cronjob_name, one_time_job_name
-from wfclock.firetime import utc_iso
-from wfclock.model import (
+from wfclock.core.fires import utc_iso
+from wfclock.core.model import (
     API_GROUP,
     API_VERSION,
     KIND,
+    OneTimeTrigger,
     RecurringTrigger,
-    ScheduleTrigger,
     WorkflowScheduleSpec,
+)
+from wfclock.core.names import (
+    REGISTRATION_LABEL,
+    SCHEDULE_LABEL,
+    SCHEDULE_UID_LABEL,
+    cronjob_name,
+    one_time_job_name,
 )
 from wfclock.settings import Settings
 
-SCHEDULE_LABEL = "wfclock.dev/schedule"
-SCHEDULE_UID_LABEL = "wfclock.dev/schedule-uid"
-KIND_LABEL = "wfclock.dev/registration"
 # The CronJob controller's deadline for the 'skip' policy: a fire later than this is dropped.
 SKIP_DEADLINE_SECONDS = 30
 
@@ -55,7 +58,7 @@ def _labels(schedule: Schedule, registration: str) -> dict:
         "app.kubernetes.io/component": "launcher",
         SCHEDULE_LABEL: schedule.name,
         SCHEDULE_UID_LABEL: schedule.uid,
-        KIND_LABEL: registration,
+        REGISTRATION_LABEL: registration,
     }
 
 
@@ -171,7 +174,7 @@ def build_cronjob(schedule: Schedule, settings: Settings) -> dict:
 
 def build_one_time_job(schedule: Schedule, settings: Settings) -> dict:
     trigger = schedule.spec.trigger
-    assert isinstance(trigger, ScheduleTrigger)
+    assert isinstance(trigger, OneTimeTrigger)
     run_at = trigger.runAt.astimezone(UTC)
     fire_env = [{"name": "WFCLOCK_SCHEDULED_FOR", "value": utc_iso(run_at)}]
     return {
@@ -186,27 +189,4 @@ def build_one_time_job(schedule: Schedule, settings: Settings) -> dict:
         },
         # Created suspended at publish time; the operator releases it at runAt.
         "spec": {"suspend": True, **_job_spec(schedule, settings, fire_env)},
-    }
-
-
-def condition(
-    type_: str,
-    ok: bool,
-    reason: str,
-    message: str,
-    generation: int,
-    previous: list[dict],
-    now: datetime,
-) -> dict:
-    """A standard condition; lastTransitionTime moves only when the status changes."""
-    status = "True" if ok else "False"
-    old = next((c for c in previous if c.get("type") == type_), None)
-    changed = old is None or old.get("status") != status
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "observedGeneration": generation,
-        "lastTransitionTime": utc_iso(now) if changed else old.get("lastTransitionTime"),
     }

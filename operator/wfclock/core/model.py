@@ -22,14 +22,13 @@ from pydantic import (
     field_validator,
 )
 
-from wfclock.firetime import CronError, CronSpec, minimum_gap, parse_cron, zone
+from wfclock.core.fires import parse_rfc3339
+from wfclock.core.firetime import CronError, CronSpec, minimum_gap, parse_cron, zone
 
 API_GROUP = "wfclock.dev"
 API_VERSION = "v1alpha1"
 KIND = "WorkflowSchedule"
 PLURAL = "workflowschedules"
-TENANT_LABEL = "wfclock.dev/tenant"
-PAYLOAD_SCHEMA_REF = "payload.WorkflowClockTrigger.v1"
 
 
 def _check_zone(name: str) -> str:
@@ -48,13 +47,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class EventTrigger(_Model):
-    type: Literal["event"]
-    eventName: str = Field(min_length=1, max_length=256)
-
-
-class ScheduleTrigger(_Model):
-    """One-time: fires once at `runAt`."""
+class OneTimeTrigger(_Model):
+    """One-time (`type: schedule`, the runtime's name): fires once at `runAt`."""
 
     type: Literal["schedule"]
     runAt: datetime
@@ -63,20 +57,9 @@ class ScheduleTrigger(_Model):
     @field_validator("runAt", mode="before")
     @classmethod
     def _rfc3339_with_offset(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.replace("z", "Z"))
-            except ValueError:
-                raise ValueError(
-                    f"{value!r} is not an RFC 3339 timestamp; use e.g. 2026-12-01T09:00:00+01:00"
-                ) from None
-            value = parsed
         if isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise ValueError("has no UTC offset; write it with 'Z' or an offset such as +01:00")
-            # Fire keys and payloads carry milliseconds at most.
-            value = value.replace(microsecond=value.microsecond // 1000 * 1000)
-        return value
+            value = value.isoformat()
+        return parse_rfc3339(value) if isinstance(value, str) else value
 
 
 class RecurringTrigger(_Model):
@@ -101,9 +84,7 @@ class RecurringTrigger(_Model):
         return parse_cron(self.cron)
 
 
-ClockTrigger = Annotated[ScheduleTrigger | RecurringTrigger, Field(discriminator="type")]
-# The full Workflow V2 trigger union; "no trigger" is the absence of one (None).
-Trigger = Annotated[EventTrigger | ScheduleTrigger | RecurringTrigger, Field(discriminator="type")]
+ClockTrigger = Annotated[OneTimeTrigger | RecurringTrigger, Field(discriminator="type")]
 
 MissedFirePolicy = Literal["latest", "skip", "catchUp"]
 
@@ -182,7 +163,7 @@ def validate_spec(data: dict, rules: Rules, *, check_run_at: bool = True) -> Wor
     except ValidationError as exc:
         raise SpecError([_problem(err) for err in exc.errors()]) from None
     trigger = spec.trigger
-    if isinstance(trigger, ScheduleTrigger):
+    if isinstance(trigger, OneTimeTrigger):
         if check_run_at and trigger.runAt <= rules.now:
             raise SpecError(
                 [
@@ -235,42 +216,6 @@ def _problem(err: dict) -> Problem:
     elif kind == "uuid_parsing":
         message = f"{err.get('input')!r} is not a UUID"
     return Problem(path, message)
-
-
-class Condition(_Model):
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str = ""
-    observedGeneration: int | None = None
-    lastTransitionTime: str | None = None
-
-
-class RegisteredObject(_Model):
-    kind: Literal["CronJob", "Job"]
-    name: str
-
-
-class NextFire(_Model):
-    at: str
-    local: str
-    note: str | None = None
-
-
-Phase = Literal["Scheduled", "Paused", "Completed", "Missed", "Invalid", "Failed"]
-
-
-class WorkflowScheduleStatus(_Model):
-    phase: Phase | None = None
-    conditions: list[Condition] = []
-    observedGeneration: int | None = None
-    registered: RegisteredObject | None = None
-    nextFireAt: str | None = None
-    nextFires: list[NextFire] = []
-    lastFireAt: str | None = None
-    lastRunId: str | None = None
-    lastResult: str | None = None
-    lastError: str | None = None
 
 
 def trigger_label(trigger_type: str, metadata: dict | None = None) -> str:

@@ -1,0 +1,30 @@
+"""What every reconcile step works with: settings, the database, the Kubernetes surface, the
+one-time release queue and the clock (injectable, as in kubebuilder's CronJob controller)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from wfclock.controller.kube import Kube
+from wfclock.controller.releases import ReleaseQueue
+from wfclock.settings import Settings
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    engine: Engine
+    kube: Kube
+    releases: ReleaseQueue | None = None
+    clock: Callable[[], datetime] = _wall_clock
+
+    def now(self) -> datetime:
+        return self.clock()

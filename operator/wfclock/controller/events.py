@@ -1,0 +1,26 @@
+"""The Events a schedule shows for what the operator did to it."""
+
+from __future__ import annotations
+
+from wfclock.controller.context import Context
+from wfclock.core.builders import Schedule
+
+
+def ref_of(obj) -> dict:
+    """What an Event names: a schedule's name, namespace and uid (from metadata or an object)."""
+    if isinstance(obj, dict):
+        return {"name": obj["name"], "namespace": obj["namespace"], "uid": obj["uid"]}
+    return {"name": obj.name, "namespace": obj.namespace, "uid": obj.uid}
+
+
+def announce(ctx: Context, schedule: Schedule, previous, action: str, what: str) -> None:
+    """Registered, Paused, Resumed or Rescheduled, from the previous state row and this change."""
+    ref = ref_of(schedule)
+    if previous is None:
+        ctx.kube.event(ref, "Normal", "Registered", f"registered {what}")
+    elif schedule.spec.paused and previous["status"] != "paused":
+        ctx.kube.event(ref, "Normal", "Paused", f"paused {what}")
+    elif not schedule.spec.paused and previous["status"] == "paused":
+        ctx.kube.event(ref, "Normal", "Resumed", f"resumed {what}")
+    elif previous["registered_name"] != what.split()[-1] or action == "updated":
+        ctx.kube.event(ref, "Normal", "Rescheduled", f"{action} {what}")

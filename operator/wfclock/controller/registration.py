@@ -1,0 +1,124 @@
+"""Registering a schedule with Kubernetes and the state row, in the order that never leaves a
+fire without a registration or a registration without a current state row:
+
+1. the new child first (CronJob created or patched in place; one-time Job created suspended),
+2. then the state row (from here the launcher refuses fires planned under an older trigger),
+3. then older children go (a one-time Job of an earlier runAt, a CronJob after a type switch).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC
+
+from wfclock.controller.catchup import catch_up
+from wfclock.controller.context import Context
+from wfclock.controller.events import announce
+from wfclock.controller.releases import Release
+from wfclock.core.builders import Schedule, build_cronjob, build_one_time_job, child_name
+from wfclock.core.firetime import next_fire_after
+from wfclock.core.model import RecurringTrigger
+from wfclock.core.names import REGISTRATION_LABEL
+from wfclock.db import store
+
+
+def schedule_state(
+    schedule: Schedule, generation: int, kind: str, name: str, next_fire
+) -> store.ScheduleState:
+    """The state row a registration writes."""
+    spec, trigger = schedule.spec, schedule.spec.trigger
+    recurring = isinstance(trigger, RecurringTrigger)
+    return store.ScheduleState(
+        schedule_id=uuid.UUID(schedule.uid),
+        tenant=spec.tenant,
+        namespace=schedule.namespace,
+        name=schedule.name,
+        workflow_id=spec.workflowId,
+        workflow_version=spec.workflowVersion,
+        trigger_type=trigger.type,
+        run_at=None if recurring else trigger.runAt.astimezone(UTC),
+        cron=trigger.cron if recurring else None,
+        timezone=trigger.timezone,
+        status="paused" if spec.paused else "scheduled",
+        missed_fires=spec.missedFires,
+        catch_up_window_seconds=spec.catchUpWindowSeconds,
+        generation=generation,
+        registered_kind=kind,
+        registered_name=name,
+        next_fire_at=next_fire,
+    )
+
+
+def _children_to_replace(ctx: Context, schedule: Schedule, previous, kind: str, name: str):
+    """The registrations that may need replacing: none when the schedule is new or keeps its
+    registration (the common case, which then costs no list calls), else everything it owns."""
+    if previous is None or (
+        previous["registered_kind"] == kind and previous["registered_name"] == name
+    ):
+        return [], []
+    return ctx.kube.owned(schedule.namespace, schedule.uid)
+
+
+def _is_one_time(job) -> bool:
+    return job.metadata.labels.get(REGISTRATION_LABEL) == "one-time"
+
+
+def register_recurring(ctx: Context, schedule: Schedule, previous, generation: int) -> dict:
+    trigger = schedule.spec.trigger
+    now = ctx.now()
+    body = build_cronjob(schedule, ctx.settings)
+    name = body["metadata"]["name"]
+    cronjobs, jobs = _children_to_replace(ctx, schedule, previous, "CronJob", name)
+    action = ctx.kube.create_or_patch_cronjob(body)
+    next_fire = (
+        None if schedule.spec.paused else next_fire_after(trigger.spec, trigger.timezone, now)
+    )
+    state = schedule_state(schedule, generation, "CronJob", name, next_fire)
+    row = store.upsert_schedule(ctx.engine, state, now=now)
+    for job in jobs:
+        if _is_one_time(job):
+            ctx.kube.delete_job(schedule.namespace, job.metadata.name)
+    for cronjob in cronjobs:
+        if cronjob.metadata.name != name:
+            ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
+    if ctx.releases:
+        ctx.releases.forget(schedule.uid)
+    announce(ctx, schedule, previous, action, f"CronJob {name}")
+    if schedule.spec.missedFires == "catchUp" and not schedule.spec.paused:
+        catch_up(ctx, schedule, row, now)
+    return row
+
+
+def register_one_time(ctx: Context, schedule: Schedule, previous, generation: int) -> dict:
+    trigger = schedule.spec.trigger
+    run_at = trigger.runAt.astimezone(UTC)
+    now = ctx.now()
+    name = child_name(schedule)
+    cronjobs, jobs = _children_to_replace(ctx, schedule, previous, "Job", name)
+    same_fire_done = (
+        previous is not None
+        and previous["run_at"] == run_at
+        and previous["status"] in ("completed", "failed")
+    )
+    if not same_fire_done:
+        for cronjob in cronjobs:  # a type switch: the CronJob must not fire any more
+            ctx.kube.suspend_cronjob(schedule.namespace, cronjob.metadata.name)
+        created = ctx.kube.create_job_if_absent(build_one_time_job(schedule, ctx.settings))
+    state = schedule_state(schedule, generation, "Job", name, run_at)
+    row = store.upsert_schedule(ctx.engine, state, now=now)
+    for cronjob in cronjobs:
+        ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
+    for job in jobs:
+        if _is_one_time(job) and job.metadata.name != name:
+            ctx.kube.delete_job(schedule.namespace, job.metadata.name)
+    if ctx.releases is not None:
+        if row["status"] == "scheduled":
+            deadline = schedule.spec.startingDeadlineSeconds
+            ctx.releases.schedule(
+                Release(run_at, schedule.uid, schedule.namespace, schedule.name, name, deadline)
+            )
+        else:
+            ctx.releases.forget(schedule.uid)
+    if not same_fire_done:
+        announce(ctx, schedule, previous, "created" if created else "kept", f"Job {name}")
+    return row

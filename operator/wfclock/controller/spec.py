@@ -1,0 +1,57 @@
+"""A WorkflowSchedule's spec as the operator accepts it: the pure validation of `core.model`, at
+the moment it was published, plus the one rule that needs the cluster (the namespace's tenant)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from wfclock.controller.context import Context
+from wfclock.core.builders import Schedule
+from wfclock.core.fires import parse_instant
+from wfclock.core.model import Problem, Rules, SpecError, validate_spec
+from wfclock.core.names import TENANT_LABEL
+
+
+def published_at(meta: dict, now: datetime) -> datetime:
+    """When the spec was published: "runAt in the future" is judged at that moment, not when a
+    busy operator gets to it. A first generation was published at creation; for later edits the
+    operator cannot know the moment, so it uses now."""
+    created = meta.get("creationTimestamp")
+    if meta.get("generation", 1) == 1 and created:
+        return min(now, parse_instant(str(created)))
+    return now
+
+
+def _accepted_run_at(previous: dict | None, spec: dict) -> bool:
+    """A one-time runAt that was accepted before stays acceptable once it is due."""
+    if not previous or previous["trigger_type"] != "schedule":
+        return False
+    try:
+        return parse_instant(str((spec.get("trigger") or {}).get("runAt"))) == previous["run_at"]
+    except ValueError:
+        return False
+
+
+def parse_schedule(ctx: Context, meta: dict, spec: dict, previous: dict | None) -> Schedule:
+    """The schedule to register; raises SpecError naming every problem."""
+    settings = ctx.settings
+    rules = Rules(
+        now=published_at(meta, ctx.now()),
+        edition=settings.edition,
+        minimum_interval=timedelta(minutes=settings.minimum_interval_minutes),
+    )
+    parsed = validate_spec(spec, rules, check_run_at=not _accepted_run_at(previous, spec))
+    tenant = ctx.kube.namespace_tenant(meta["namespace"])
+    if tenant != parsed.tenant:
+        raise SpecError(
+            [
+                Problem(
+                    "spec.tenant",
+                    f"{parsed.tenant!r} does not match namespace {meta['namespace']!r}, whose "
+                    f"{TENANT_LABEL} label is {tenant!r}; schedules may only start "
+                    "workflows of their namespace's tenant",
+                )
+            ],
+            reason="TenantMismatch",
+        )
+    return Schedule(meta["name"], meta["namespace"], meta["uid"], parsed)

@@ -1,0 +1,122 @@
+"""A fake of the operator's small `Kube` surface, for ordering tests of the reconciler that run in
+milliseconds. It keeps the children it was asked to create and records every call, together
+with the state row as it stood at that moment, so a test can say "the CronJob was patched before
+the state row changed". Behaviour against a real API server is what the cluster tests check."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from wfclock.core.names import SCHEDULE_UID_LABEL
+from wfclock.db import store
+
+
+def _object(body: dict) -> SimpleNamespace:
+    metadata = SimpleNamespace(name=body["metadata"]["name"], labels=body["metadata"]["labels"])
+    return SimpleNamespace(metadata=metadata, body=body)
+
+
+@dataclass
+class Call:
+    name: str
+    args: tuple
+    row: dict | None  # the schedule's state row when the call was made
+
+
+@dataclass
+class FakeKube:
+    engine: object
+    tenants: dict[str, str] = field(default_factory=lambda: {"acme": "acme"})
+    cronjobs: dict[tuple[str, str], dict] = field(default_factory=dict)
+    jobs: dict[tuple[str, str], dict] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def _record(self, name: str, *args, uid: str | None = None) -> None:
+        row = store.get_schedule(self.engine, uuid.UUID(uid)) if uid else None
+        self.calls.append(Call(name, args, row))
+
+    def names(self) -> list[str]:
+        return [call.name for call in self.calls]
+
+    def call(self, name: str) -> Call:
+        return next(c for c in self.calls if c.name == name)
+
+    def _uid_of(self, store_: dict, namespace: str, name: str) -> str | None:
+        body = store_.get((namespace, name))
+        return body["metadata"]["labels"][SCHEDULE_UID_LABEL] if body else None
+
+    # --- the Kube surface ---
+
+    def owned(self, namespace: str, uid: str):
+        def mine(objects):
+            return [
+                _object(b)
+                for (ns, _), b in objects.items()
+                if ns == namespace and b["metadata"]["labels"][SCHEDULE_UID_LABEL] == uid
+            ]
+
+        self._record("owned", namespace, uid=uid)
+        return mine(self.cronjobs), mine(self.jobs)
+
+    def create_or_patch_cronjob(self, body: dict) -> str:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        action = "updated" if key in self.cronjobs else "created"
+        self._record(
+            "create_or_patch_cronjob", *key, uid=body["metadata"]["labels"][SCHEDULE_UID_LABEL]
+        )
+        self.cronjobs[key] = body
+        return action
+
+    def create_job_if_absent(self, body: dict) -> bool:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        self._record(
+            "create_job_if_absent", *key, uid=body["metadata"]["labels"][SCHEDULE_UID_LABEL]
+        )
+        if key in self.jobs:
+            return False
+        self.jobs[key] = body
+        return True
+
+    def suspend_cronjob(self, namespace: str, name: str) -> None:
+        self._record(
+            "suspend_cronjob", namespace, name, uid=self._uid_of(self.cronjobs, namespace, name)
+        )
+        if (namespace, name) in self.cronjobs:
+            self.cronjobs[(namespace, name)]["spec"]["suspend"] = True
+
+    def release_job(self, namespace: str, name: str) -> bool:
+        self._record("release_job", namespace, name, uid=self._uid_of(self.jobs, namespace, name))
+        if (namespace, name) not in self.jobs:
+            return False
+        self.jobs[(namespace, name)]["spec"]["suspend"] = False
+        return True
+
+    def delete_cronjob(self, namespace: str, name: str) -> None:
+        self._record(
+            "delete_cronjob", namespace, name, uid=self._uid_of(self.cronjobs, namespace, name)
+        )
+        self.cronjobs.pop((namespace, name), None)
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        self._record("delete_job", namespace, name, uid=self._uid_of(self.jobs, namespace, name))
+        self.jobs.pop((namespace, name), None)
+
+    def namespace_tenant(self, namespace: str) -> str | None:
+        return self.tenants.get(namespace)
+
+    def copy_secret(self, source: str, namespace: str, name: str) -> None:
+        self._record("copy_secret", source, namespace, name)
+
+    def patch_status(self, namespace: str, name: str, status: dict) -> None:
+        self._record("patch_status", namespace, name)
+
+    def get_schedule(self, namespace: str, name: str) -> dict | None:
+        return None
+
+    def event(self, ref: dict, type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+    event_later = event
