@@ -28,6 +28,12 @@ class UnknownSchedule(LookupError):
     """No state row for the schedule id: unusable input, nothing is written."""
 
 
+class NotAFire(ValueError):
+    """An instant the schedule's own cron does not fire at, asked for without a Job of the
+    CronJob controller behind it (backfill, catch-up, a hand-made request): unusable input,
+    nothing is written."""
+
+
 class FireNotDue(ValueError):
     """A fire for an instant still in the future: unusable input, nothing is written (the real
     fire must still be able to claim its key when its time comes)."""
@@ -114,6 +120,11 @@ def launch(conn, request: ClockFire | EventStart | ManualStart, *, now: datetime
                     f"no schedule with id {request.schedule_id} in workflow_schedules"
                 )
             registration = Registration(*row)
+            if registration.cron and not _is_fire(registration, request.scheduled_for):
+                raise NotAFire(
+                    f"{registration.cron!r} in {registration.timezone} does not fire at "
+                    f"{utc_iso(request.scheduled_for)}"
+                )
         return _launch_clock_fire(conn, request, registration, now)
 
 
@@ -133,13 +144,11 @@ WITH schedule AS (
             THEN 'superseded: the schedule now runs at '
                  || to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
         WHEN trigger_type = 'recurring' AND %(at)s < trigger_effective_from
-            THEN 'superseded: scheduled before the trigger''s last change'
+            THEN 'superseded: scheduled before the trigger''s last change (an edit, a resume '
+                 || 'or a fix); fires of a paused or invalid window never run'
         WHEN trigger_type = 'recurring'
              AND (cron IS DISTINCT FROM %(cron)s OR timezone IS DISTINCT FROM %(timezone)s)
             THEN 'superseded: the Job was created for another cron or time zone'
-        WHEN trigger_type = 'recurring' AND NOT %(is_fire)s
-            THEN 'superseded: ' || quote_literal(cron) || ' in ' || timezone
-                 || ' does not fire at ' || %(at_iso)s
         END AS reason
     FROM workflow_schedules s WHERE schedule_id = %(schedule_id)s FOR UPDATE
 ), claim AS (
@@ -165,7 +174,10 @@ WITH schedule AS (
            || CASE WHEN s.trigger_type = 'recurring' THEN jsonb_build_object('cron', s.cron)
                    ELSE '{}'::jsonb END,
            %(schema_ref)s, s.trigger_type,
-           jsonb_build_object('fireKey', claim.fire_key, 'source', %(source)s::text),
+           jsonb_build_object('fireKey', claim.fire_key, 'source', %(source)s::text)
+           || CASE WHEN %(is_fire)s THEN '{}'::jsonb
+                   ELSE jsonb_build_object('note', 'this instant is not a fire of the cron by '
+                        || 'the launcher''s time-zone data; the CronJob controller''s counts') END,
            claim.fire_key, s.schedule_id
     FROM claim, schedule s WHERE claim.run_id IS NOT NULL
     RETURNING run_id, tenant
@@ -179,9 +191,11 @@ WITH schedule AS (
         last_error = CASE WHEN claim.run_id IS NOT NULL THEN NULL ELSE s.last_error END,
         status = CASE WHEN claim.run_id IS NOT NULL AND s.trigger_type = 'schedule'
                       THEN 'completed' ELSE s.status END,
-        next_fire_at = CASE WHEN claim.run_id IS NOT NULL AND s.trigger_type = 'schedule' THEN NULL
-                            WHEN s.trigger_type = 'recurring' AND s.status = 'scheduled'
-                            THEN coalesce(%(next_fire)s, s.next_fire_at)
+        -- Only a launched fire belongs to the current trigger: a refused one must not move
+        -- next_fire_at by the cron it was planned under.
+        next_fire_at = CASE WHEN claim.run_id IS NULL THEN s.next_fire_at
+                            WHEN s.trigger_type = 'schedule' THEN NULL
+                            WHEN s.status = 'scheduled' THEN coalesce(%(next_fire)s, s.next_fire_at)
                             ELSE s.next_fire_at END,
         updated_at = now()
     FROM claim WHERE s.schedule_id = %(schedule_id)s
@@ -251,7 +265,10 @@ def _next_fire(registration: Registration, after: datetime) -> datetime | None:
 
 
 def _is_fire(registration: Registration, instant: datetime) -> bool:
-    """Whether the registration's cron fires at `instant` (robfig/cron semantics)."""
+    """Whether the registration's cron fires at `instant` (robfig/cron semantics). Only noted on
+    the run: a Job of the current cron and zone was made by the CronJob controller, which is the
+    authority on timing; refusing it because this process's time-zone data differs from the
+    controller's would spend the key of a real fire."""
     if not registration.cron or not registration.timezone:
         return False
     try:

@@ -60,9 +60,7 @@ def _invalid(ctx: Context, meta: dict, status: dict, previous, error: SpecError)
     """An invalid spec registers nothing; a schedule that was valid before stops firing."""
     uid = meta["uid"]
     if previous is not None and previous["deleted_at"] is None:
-        store.update_schedule(
-            ctx.engine, uuid.UUID(uid), status="disabled", next_fire_at=None, last_error=str(error)
-        )
+        store.disable_schedule(ctx.engine, uuid.UUID(uid), str(error))
         cronjobs, _ = ctx.kube.owned(meta["namespace"], uid)
         for cronjob in cronjobs:
             ctx.kube.suspend_cronjob(meta["namespace"], cronjob.metadata.name)

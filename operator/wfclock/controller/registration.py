@@ -9,7 +9,6 @@ fire without a registration or a registration without a current state row:
 from __future__ import annotations
 
 import uuid
-from datetime import UTC
 
 from wfclock.controller.catchup import catch_up
 from wfclock.controller.context import Context
@@ -36,7 +35,7 @@ def schedule_state(
         workflow_id=spec.workflowId,
         workflow_version=spec.workflowVersion,
         trigger_type=trigger.type,
-        run_at=None if recurring else trigger.runAt.astimezone(UTC),
+        run_at=None if recurring else trigger.instant,
         cron=trigger.cron if recurring else None,
         timezone=trigger.timezone,
         status="paused" if spec.paused else "scheduled",
@@ -74,7 +73,7 @@ def register_recurring(ctx: Context, schedule: Schedule, previous, generation: i
         None if schedule.spec.paused else next_fire_after(trigger.spec, trigger.timezone, now)
     )
     state = schedule_state(schedule, generation, "CronJob", name, next_fire)
-    row = store.upsert_schedule(ctx.engine, state, now=now)
+    row = store.upsert_schedule(ctx.engine, state, published_at=schedule.published_at or now)
     for job in jobs:
         if _is_one_time(job):
             ctx.kube.delete_job(schedule.namespace, job.metadata.name)
@@ -91,7 +90,7 @@ def register_recurring(ctx: Context, schedule: Schedule, previous, generation: i
 
 def register_one_time(ctx: Context, schedule: Schedule, previous, generation: int) -> dict:
     trigger = schedule.spec.trigger
-    run_at = trigger.runAt.astimezone(UTC)
+    run_at = trigger.instant
     now = ctx.now()
     name = child_name(schedule)
     cronjobs, jobs = _children_to_replace(ctx, schedule, previous, "Job", name)
@@ -105,7 +104,7 @@ def register_one_time(ctx: Context, schedule: Schedule, previous, generation: in
             ctx.kube.suspend_cronjob(schedule.namespace, cronjob.metadata.name)
         created = ctx.kube.create_job_if_absent(build_one_time_job(schedule, ctx.settings))
     state = schedule_state(schedule, generation, "Job", name, run_at)
-    row = store.upsert_schedule(ctx.engine, state, now=now)
+    row = store.upsert_schedule(ctx.engine, state, published_at=schedule.published_at or now)
     for cronjob in cronjobs:
         ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
     for job in jobs:

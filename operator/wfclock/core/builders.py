@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import datetime
 
 from wfclock.core.fires import utc_iso
 from wfclock.core.model import (
@@ -35,6 +35,8 @@ class Schedule:
     namespace: str
     uid: str
     spec: WorkflowScheduleSpec
+    # When this spec was published (applied); fires before it belong to an earlier spec.
+    published_at: datetime | None = None
 
     @property
     def recurring(self) -> bool:
@@ -66,7 +68,7 @@ def child_name(schedule: Schedule) -> str:
     trigger = schedule.spec.trigger
     if isinstance(trigger, RecurringTrigger):
         return cronjob_name(schedule.name, schedule.uid)
-    return one_time_job_name(schedule.name, schedule.uid, trigger.runAt)
+    return one_time_job_name(schedule.name, schedule.uid, trigger.instant)
 
 
 def _pod_template(schedule: Schedule, settings: Settings, fire_env: list[dict]) -> dict:
@@ -175,7 +177,7 @@ def build_cronjob(schedule: Schedule, settings: Settings) -> dict:
 def build_one_time_job(schedule: Schedule, settings: Settings) -> dict:
     trigger = schedule.spec.trigger
     assert isinstance(trigger, OneTimeTrigger)
-    run_at = trigger.runAt.astimezone(UTC)
+    run_at = trigger.instant
     fire_env = [{"name": "WFCLOCK_SCHEDULED_FOR", "value": utc_iso(run_at)}]
     return {
         "apiVersion": "batch/v1",

@@ -44,22 +44,34 @@ class ScheduleState:
     last_error: str | None = None
 
 
-# A changed trigger moves trigger_effective_from to now, so the launcher refuses fires planned
-# under the old configuration. A one-time schedule that completed (or failed) stays so unless its
-# trigger changes; a deleted row is never revived. (Plain SQL: compiled once, run often.)
+# What the upsert keeps, and why (plain SQL: compiled once, run often):
+# - A changed trigger (for a one-time schedule: its instant or its type; its time zone only
+#   labels the instant) and a return to `scheduled` from paused or invalid move
+#   trigger_effective_from to the publish time: the launcher refuses fires planned before it, so
+#   neither an old trigger's Jobs nor the fires of a paused or invalid window ever run.
+# - A one-time schedule whose instant already fired (the ledger has its launched key) is
+#   completed whatever the edit; one that completed or failed stays so unless its instant changes.
+# - An older generation never overwrites a newer one; a deleted row is never revived.
 _TRIGGER_CHANGED = """(s.trigger_type IS DISTINCT FROM excluded.trigger_type
-    OR s.run_at IS DISTINCT FROM excluded.run_at OR s.cron IS DISTINCT FROM excluded.cron
-    OR s.timezone IS DISTINCT FROM excluded.timezone)"""
+    OR s.run_at IS DISTINCT FROM excluded.run_at
+    OR (excluded.trigger_type = 'recurring'
+        AND (s.cron IS DISTINCT FROM excluded.cron OR s.timezone IS DISTINCT FROM excluded.timezone)))"""
+_RESUMED = "(s.status IN ('paused', 'disabled') AND excluded.status = 'scheduled')"
+_FIRED = """(excluded.trigger_type = 'schedule' AND EXISTS (
+    SELECT 1 FROM workflow_schedule_fires f
+    WHERE f.schedule_id = excluded.schedule_id AND f.scheduled_for = excluded.run_at
+      AND f.outcome = 'launched'))"""
 _UPSERT = text(
     """
 INSERT INTO workflow_schedules AS s
     (schedule_id, tenant, namespace, name, workflow_id, workflow_version, trigger_type, run_at,
      cron, timezone, status, missed_fires, catch_up_window_seconds, generation, registered_kind,
-     registered_name, next_fire_at, last_error, enabled, trigger_effective_from)
+     registered_name, next_fire_at, last_error, enabled, trigger_effective_from, accounted_until)
 VALUES
     (:schedule_id, :tenant, :namespace, :name, :workflow_id, :workflow_version, :trigger_type,
      :run_at, :cron, :timezone, :status, :missed_fires, :catch_up_window_seconds, :generation,
-     :registered_kind, :registered_name, :next_fire_at, :last_error, true, :now)
+     :registered_kind, :registered_name, :next_fire_at, :last_error, true, :published_at,
+     :published_at)
 ON CONFLICT (schedule_id) DO UPDATE SET
     tenant = excluded.tenant, namespace = excluded.namespace, name = excluded.name,
     workflow_id = excluded.workflow_id, workflow_version = excluded.workflow_version,
@@ -69,29 +81,55 @@ ON CONFLICT (schedule_id) DO UPDATE SET
     generation = excluded.generation, registered_kind = excluded.registered_kind,
     registered_name = excluded.registered_name, last_error = excluded.last_error,
     enabled = true,
-    status = CASE WHEN {final} THEN s.status ELSE excluded.status END,
-    next_fire_at = CASE WHEN {final} THEN s.next_fire_at ELSE excluded.next_fire_at END,
-    trigger_effective_from = CASE WHEN {changed} THEN excluded.trigger_effective_from
+    status = CASE WHEN {fired} THEN 'completed' WHEN {final} THEN s.status
+                  ELSE excluded.status END,
+    next_fire_at = CASE WHEN {fired} THEN NULL WHEN {final} THEN s.next_fire_at
+                        ELSE excluded.next_fire_at END,
+    trigger_effective_from = CASE WHEN {changed} OR {resumed}
+                                  THEN excluded.trigger_effective_from
                                   ELSE s.trigger_effective_from END,
+    accounted_until = CASE WHEN {changed} OR {resumed}
+                           THEN greatest(s.accounted_until, excluded.trigger_effective_from)
+                           ELSE s.accounted_until END,
     updated_at = now()
-WHERE s.deleted_at IS NULL
+WHERE s.deleted_at IS NULL AND s.generation <= excluded.generation
 RETURNING s.*
 """.format(
         changed=_TRIGGER_CHANGED,
+        resumed=_RESUMED,
+        fired=_FIRED,
         final=f"s.status IN ('completed', 'failed') AND NOT {_TRIGGER_CHANGED}",
     )
 )
 
 
-def upsert_schedule(engine: Engine, state: ScheduleState, *, now: datetime) -> dict:
-    """Inserts or updates the state row and returns it (see `_UPSERT` for what is kept)."""
+def upsert_schedule(engine: Engine, state: ScheduleState, *, published_at: datetime) -> dict:
+    """Inserts or updates the state row and returns it (see `_UPSERT` for what is kept);
+    `published_at` is when the spec it registers was published."""
     with engine.begin() as conn:
-        row = conn.execute(_UPSERT, {**asdict(state), "now": now}).mappings().first()
-        if row is None:  # deleted: left as it is
+        row = conn.execute(_UPSERT, {**asdict(state), "published_at": published_at})
+        row = row.mappings().first()
+        if row is None:  # deleted, or a newer generation is registered: left as it is
             table = workflow_schedules
             query = select(table).where(table.c.schedule_id == state.schedule_id)
             row = conn.execute(query).mappings().first()
     return dict(row)
+
+
+def disable_schedule(engine: Engine, schedule_id: uuid.UUID, error: str) -> None:
+    """An invalid spec: the launcher refuses fires from now on. A one-time schedule that already
+    completed or missed keeps that outcome (the spec error shows in the resource's status)."""
+    table = workflow_schedules
+    with engine.begin() as conn:
+        conn.execute(
+            update(table)
+            .where(
+                table.c.schedule_id == schedule_id,
+                table.c.deleted_at.is_(None),
+                table.c.status.not_in(["completed", "failed"]),
+            )
+            .values(status="disabled", next_fire_at=None, last_error=error, updated_at=func.now())
+        )
 
 
 def update_schedule(engine: Engine, schedule_id: uuid.UUID, **values) -> None:

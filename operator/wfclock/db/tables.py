@@ -46,6 +46,8 @@ workflow_schedules = Table(
     # When the current trigger configuration took effect: fires scheduled before it belong to an
     # older configuration and are refused by the launcher.
     Column("trigger_effective_from", DateTime(timezone=True), nullable=False, server_default=now),
+    # Every fire of the current trigger up to this instant is accounted for in the ledger.
+    Column("accounted_until", DateTime(timezone=True), nullable=False),
     Column("missed_fires", Text, nullable=False, server_default="latest"),
     Column("catch_up_window_seconds", Integer, nullable=False, server_default="3600"),
     Column("generation", Integer, nullable=False, server_default="1"),

@@ -1,0 +1,28 @@
+"""Fire accounting: how far each schedule's fires are accounted for in the ledger.
+
+Revision ID: 0003
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Every fire of the current trigger up to this instant is in the ledger (launched, skipped,
+    # or missed with its reason); the operator's accounting sweep moves it forward.
+    op.add_column(
+        "workflow_schedules",
+        sa.Column("accounted_until", sa.DateTime(timezone=True)),
+    )
+    op.execute("UPDATE workflow_schedules SET accounted_until = trigger_effective_from")
+    op.alter_column("workflow_schedules", "accounted_until", nullable=False)
+
+
+def downgrade() -> None:
+    op.drop_column("workflow_schedules", "accounted_until")
