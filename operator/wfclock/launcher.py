@@ -189,6 +189,9 @@ WITH schedule AS (
         last_run_id = coalesce(claim.run_id, s.last_run_id),
         last_run_status = CASE WHEN claim.run_id IS NOT NULL THEN 'queued' ELSE 'skipped' END,
         last_error = CASE WHEN claim.run_id IS NOT NULL THEN NULL ELSE s.last_error END,
+        fire_problem = CASE WHEN claim.run_id IS NOT NULL
+                             AND %(source)s NOT IN ('recovery', 'catch-up', 'backfill')
+                            THEN NULL ELSE s.fire_problem END,
         status = CASE WHEN claim.run_id IS NOT NULL AND s.trigger_type = 'schedule'
                       THEN 'completed' ELSE s.status END,
         -- Only a launched fire belongs to the current trigger: a refused one must not move

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # kopf peering for an active/standby pair (empty: standalone, a single operator).
     peering: str = ""
     priority: int = 100
+    # How often every owed fire is accounted for, and every child compared with its schedule.
+    accounting_interval_seconds: float = Field(30, ge=1, le=3600)
+    resync_interval_seconds: float = Field(300, ge=5, le=86400)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = 8080
     health_port: int = 8081

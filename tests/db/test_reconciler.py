@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from wfclock.controller import reconciler
+from wfclock.controller import drift, reconciler
 from wfclock.controller.context import Context
 from wfclock.db import store
 from wfclock.launcher import ClockFire, Registration, launch
@@ -93,7 +93,7 @@ def fire_now(ctx, uid, at, job_name="nightly-x", cron=None, zone="UTC"):
         conn = raw.driver_connection
         conn.autocommit = True
         registration = Registration(cron, zone) if cron else Registration()
-        return launch(conn, ClockFire(uuid.UUID(uid), at, job_name, registration), now=NOW)
+        return launch(conn, ClockFire(uuid.UUID(uid), at, job_name, registration), now=ctx.now())
 
 
 def test_a_completed_one_time_schedule_stays_completed_after_a_zone_edit_or_a_fixed_error(ctx):
@@ -152,3 +152,53 @@ def test_an_older_generation_never_overwrites_a_newer_one(ctx):
     apply(ctx, uid, DAILY, generation=3)
     apply(ctx, uid, HOURLY, generation=2)  # a late, stale reconcile
     assert store.get_schedule(ctx.engine, uuid.UUID(uid))["cron"] == "0 9 * * *"
+
+
+def body_of(uid, trigger, generation=1, **spec):
+    return {
+        "metadata": {
+            "name": "nightly",
+            "namespace": "acme",
+            "uid": uid,
+            "generation": generation,
+            "creationTimestamp": "2026-11-25T11:59:00Z",
+        },
+        "spec": {
+            "tenant": "acme",
+            "workflowId": WORKFLOW,
+            "workflowVersion": 1,
+            "trigger": trigger,
+            **spec,
+        },
+    }
+
+
+def test_a_cronjob_deleted_or_suspended_by_hand_is_restored(ctx):
+    uid = str(uuid.uuid4())
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, HOURLY)
+    apply(ctx, uid, HOURLY)
+    ((key, cronjob),) = ctx.kube.cronjobs.items()
+    del ctx.kube.cronjobs[key]  # kubectl delete cronjob
+    assert drift.resync(ctx) == 1
+    assert key in ctx.kube.cronjobs
+    ctx.kube.cronjobs[key]["spec"]["suspend"] = True  # kubectl patch ... suspend: true
+    drift.cronjob_changed(ctx, ctx.kube.cronjobs[key], deleted=False)
+    assert ctx.kube.cronjobs[key]["spec"]["suspend"] is False
+    assert drift.resync(ctx) == 0  # in step: nothing written
+    assert [e[1] for e in ctx.kube.events].count("ChildRestored") == 2
+
+
+def test_a_pending_one_time_job_deleted_by_hand_comes_back_but_never_after_its_fire(ctx):
+    uid = str(uuid.uuid4())
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, ONCE)
+    apply(ctx, uid, ONCE)
+    ((key, job),) = ctx.kube.jobs.items()
+    del ctx.kube.jobs[key]
+    drift.one_time_job_deleted(ctx, job)
+    assert key in ctx.kube.jobs and ctx.kube.jobs[key]["spec"]["suspend"] is True
+    run_at = datetime.fromisoformat(ONCE["runAt"])
+    ctx.clock = lambda: run_at + timedelta(seconds=1)
+    assert fire_now(ctx, uid, run_at).outcome == "launched"
+    del ctx.kube.jobs[key]
+    drift.one_time_job_deleted(ctx, job)
+    assert drift.resync(ctx) == 0 and key not in ctx.kube.jobs

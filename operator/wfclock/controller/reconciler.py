@@ -91,6 +91,16 @@ def refresh_status(ctx: Context, namespace: str, name: str) -> None:
     ctx.kube.patch_status(namespace, name, status)
 
 
+def restore(ctx: Context, namespace: str, name: str) -> None:
+    """Re-derives what a schedule should have registered and puts it back (a child deleted,
+    suspended or edited by hand): the same reconcile as for a change of the spec."""
+    body = ctx.kube.get_schedule(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    status = reconcile(ctx, body["metadata"], body["spec"], body.get("status") or {})
+    ctx.kube.patch_status(namespace, name, status)
+
+
 def delete(ctx: Context, meta: dict) -> None:
     """Marks the state row deleted first (in-flight fires are refused), then removes children."""
     uid = meta["uid"]

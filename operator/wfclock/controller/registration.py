@@ -15,6 +15,7 @@ from wfclock.controller.context import Context
 from wfclock.controller.events import announce
 from wfclock.controller.releases import Release
 from wfclock.core.builders import Schedule, build_cronjob, build_one_time_job, child_name
+from wfclock.core.fires import fire_key_for
 from wfclock.core.firetime import next_fire_after
 from wfclock.core.model import RecurringTrigger
 from wfclock.core.names import REGISTRATION_LABEL
@@ -41,6 +42,7 @@ def schedule_state(
         status="paused" if spec.paused else "scheduled",
         missed_fires=spec.missedFires,
         catch_up_window_seconds=spec.catchUpWindowSeconds,
+        starting_deadline_seconds=spec.startingDeadlineSeconds,
         generation=generation,
         registered_kind=kind,
         registered_name=name,
@@ -94,10 +96,14 @@ def register_one_time(ctx: Context, schedule: Schedule, previous, generation: in
     now = ctx.now()
     name = child_name(schedule)
     cronjobs, jobs = _children_to_replace(ctx, schedule, previous, "Job", name)
+    # A one-time Job whose fire is done or in the ledger is never made again.
     same_fire_done = (
         previous is not None
         and previous["run_at"] == run_at
-        and previous["status"] in ("completed", "failed")
+        and (
+            previous["status"] in ("completed", "failed")
+            or store.fire_recorded(ctx.engine, fire_key_for(schedule.uid, run_at))
+        )
     )
     if not same_fire_done:
         for cronjob in cronjobs:  # a type switch: the CronJob must not fire any more

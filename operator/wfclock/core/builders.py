@@ -103,6 +103,8 @@ def _pod_template(schedule: Schedule, settings: Settings, fire_env: list[dict]) 
                     "image": settings.launcher_image,
                     "imagePullPolicy": "IfNotPresent",
                     "command": list(settings.launcher_command),
+                    # The launcher's JSON line becomes the container's termination message.
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
                     "env": env,
                     "resources": {
                         "requests": {"cpu": "50m", "memory": "64Mi"},
@@ -119,9 +121,37 @@ def _pod_template(schedule: Schedule, settings: Settings, fire_env: list[dict]) 
     }
 
 
+# A fire's Job may stay active this long at least, whatever its deadline: a pod needs time to
+# be scheduled and started, and a launcher's retries to reach the database.
+MIN_ACTIVE_SECONDS = 120
+
+
+def active_deadline_seconds(schedule: Schedule) -> int:
+    """How long a fire's Job may stay active: a pod that cannot start (image, Secret, quota) or
+    a launcher that hangs must not keep the Job active forever, or `concurrencyPolicy: Forbid`
+    would skip every later fire. The operator's accounting launches or records the fire."""
+    return max(schedule.spec.startingDeadlineSeconds, MIN_ACTIVE_SECONDS)
+
+
+# Exit 2 is unusable input: retrying cannot help, so the Job fails at once. Exit 75 (the
+# database unreachable) counts against backoffLimit and is retried. A pod evicted or preempted
+# (DisruptionTarget) is retried without counting.
+POD_FAILURE_POLICY = {
+    "rules": [
+        {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": "launcher", "operator": "In", "values": [2]},
+        },
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    ]
+}
+
+
 def _job_spec(schedule: Schedule, settings: Settings, fire_env: list[dict]) -> dict:
     return {
         "backoffLimit": schedule.spec.backoffLimit,
+        "activeDeadlineSeconds": active_deadline_seconds(schedule),
+        "podFailurePolicy": POD_FAILURE_POLICY,
         "template": _pod_template(schedule, settings, fire_env),
     }
 

@@ -42,6 +42,7 @@ class ScheduleState:
     registered_name: str | None
     next_fire_at: datetime | None
     last_error: str | None = None
+    starting_deadline_seconds: int = 300
 
 
 # What the upsert keeps, and why (plain SQL: compiled once, run often):
@@ -66,18 +67,20 @@ _UPSERT = text(
 INSERT INTO workflow_schedules AS s
     (schedule_id, tenant, namespace, name, workflow_id, workflow_version, trigger_type, run_at,
      cron, timezone, status, missed_fires, catch_up_window_seconds, generation, registered_kind,
-     registered_name, next_fire_at, last_error, enabled, trigger_effective_from, accounted_until)
+     registered_name, next_fire_at, last_error, enabled, trigger_effective_from, accounted_until,
+     starting_deadline_seconds)
 VALUES
     (:schedule_id, :tenant, :namespace, :name, :workflow_id, :workflow_version, :trigger_type,
      :run_at, :cron, :timezone, :status, :missed_fires, :catch_up_window_seconds, :generation,
      :registered_kind, :registered_name, :next_fire_at, :last_error, true, :published_at,
-     :published_at)
+     :published_at, :starting_deadline_seconds)
 ON CONFLICT (schedule_id) DO UPDATE SET
     tenant = excluded.tenant, namespace = excluded.namespace, name = excluded.name,
     workflow_id = excluded.workflow_id, workflow_version = excluded.workflow_version,
     trigger_type = excluded.trigger_type, run_at = excluded.run_at, cron = excluded.cron,
     timezone = excluded.timezone, missed_fires = excluded.missed_fires,
     catch_up_window_seconds = excluded.catch_up_window_seconds,
+    starting_deadline_seconds = excluded.starting_deadline_seconds,
     generation = excluded.generation, registered_kind = excluded.registered_kind,
     registered_name = excluded.registered_name, last_error = excluded.last_error,
     enabled = true,
@@ -227,3 +230,114 @@ def latest_fire_for_job(engine: Engine, job_name: str) -> dict | None:
     with engine.connect() as conn:
         found = conn.execute(query).mappings().first()
     return dict(found) if found else None
+
+
+def live_schedules(engine: Engine, namespaces: list[str] | None = None) -> list[dict]:
+    """Schedules that are registered and not deleted (scheduled or paused)."""
+    table = workflow_schedules
+    query = select(table).where(
+        table.c.deleted_at.is_(None), table.c.status.in_(["scheduled", "paused"])
+    )
+    if namespaces:
+        query = query.where(table.c.namespace.in_(namespaces))
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def recorded_keys(engine: Engine, keys: list[str]) -> set[str]:
+    """Which of `keys` the ledger holds."""
+    if not keys:
+        return set()
+    fires = workflow_schedule_fires
+    with engine.connect() as conn:
+        found = conn.execute(select(fires.c.fire_key).where(fires.c.fire_key.in_(keys)))
+        return {key for (key,) in found}
+
+
+# The key is claimed as skipped (so no late delivery can launch it) and the state row says so,
+# in one statement that locks the schedule row first, as the launcher does; only while the row
+# is still the one the decision was made from (same trigger, not deleted).
+_RECORD_MISSED = text(
+    """
+WITH schedule AS (
+    SELECT schedule_id, trigger_type FROM workflow_schedules
+    WHERE schedule_id = :schedule_id AND deleted_at IS NULL AND status = 'scheduled'
+      AND trigger_effective_from = :effective_from
+    FOR UPDATE
+), claim AS (
+    INSERT INTO workflow_schedule_fires
+        (fire_key, schedule_id, scheduled_for, outcome, reason, source)
+    SELECT :key, schedule_id, :scheduled_for, 'skipped', :reason, 'operator' FROM schedule
+    ON CONFLICT (fire_key) DO NOTHING
+    RETURNING fire_key
+)
+UPDATE workflow_schedules s SET
+    status = CASE WHEN s.trigger_type = 'schedule' THEN 'failed' ELSE s.status END,
+    next_fire_at = CASE WHEN s.trigger_type = 'schedule' THEN NULL ELSE s.next_fire_at END,
+    last_run_status = 'missed', last_error = :reason, updated_at = now()
+FROM claim WHERE s.schedule_id = :schedule_id
+RETURNING 1
+"""
+)
+
+
+def record_missed(
+    engine: Engine, row: dict, scheduled_for: datetime, key: str, reason: str
+) -> bool:
+    """Records a fire as missed (see `_RECORD_MISSED`); False when the decision no longer
+    holds (the fire was recorded meanwhile, or the schedule changed)."""
+    values = {
+        "schedule_id": row["schedule_id"],
+        "effective_from": row["trigger_effective_from"],
+        "key": key,
+        "scheduled_for": scheduled_for,
+        "reason": reason,
+    }
+    with engine.begin() as conn:
+        return conn.execute(_RECORD_MISSED, values).first() is not None
+
+
+def advance_accounting(engine: Engine, row: dict, until: datetime) -> None:
+    """Every fire up to `until` is accounted, unless the trigger changed meanwhile."""
+    table = workflow_schedules
+    with engine.begin() as conn:
+        conn.execute(
+            update(table)
+            .where(
+                table.c.schedule_id == row["schedule_id"],
+                table.c.trigger_effective_from == row["trigger_effective_from"],
+                table.c.accounted_until < until,
+            )
+            .values(accounted_until=until)
+        )
+
+
+def fire_recorded(engine: Engine, key: str) -> bool:
+    return bool(recorded_keys(engine, [key]))
+
+
+def registered_schedules(engine: Engine, namespaces: list[str] | None = None) -> list[dict]:
+    """Schedules whose children should exist: not deleted, not finished."""
+    table = workflow_schedules
+    query = select(table).where(
+        table.c.deleted_at.is_(None), table.c.status.in_(["scheduled", "paused", "disabled"])
+    )
+    if namespaces:
+        query = query.where(table.c.namespace.in_(namespaces))
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def set_fire_problem(engine: Engine, schedule_id: uuid.UUID, problem: str) -> bool:
+    """Records a problem with a fire's Job; False when it was already the recorded one."""
+    table = workflow_schedules
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(table)
+            .where(
+                table.c.schedule_id == schedule_id,
+                table.c.fire_problem.is_distinct_from(problem),
+            )
+            .values(fire_problem=problem, updated_at=func.now())
+        )
+        return done.rowcount > 0

@@ -22,7 +22,17 @@ def upgrade() -> None:
     )
     op.execute("UPDATE workflow_schedules SET accounted_until = trigger_effective_from")
     op.alter_column("workflow_schedules", "accounted_until", nullable=False)
+    # How late a fire may still start (the CronJob's startingDeadlineSeconds, spec default 300).
+    # The latest problem with a fire's Job (stuck, failed), shown in the status; cleared when a
+    # fire is delivered by its own Job again.
+    op.add_column("workflow_schedules", sa.Column("fire_problem", sa.Text))
+    op.add_column(
+        "workflow_schedules",
+        sa.Column("starting_deadline_seconds", sa.Integer, nullable=False, server_default="300"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("workflow_schedules", "starting_deadline_seconds")
+    op.drop_column("workflow_schedules", "fire_problem")
     op.drop_column("workflow_schedules", "accounted_until")
