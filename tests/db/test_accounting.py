@@ -11,6 +11,7 @@ from wfclock.controller import accounting, onetime
 from wfclock.controller.context import Context
 from wfclock.controller.releases import Release
 from wfclock.core.fires import fire_key_for
+from wfclock.core.status import status_for
 from wfclock.db import store
 from wfclock.launcher import ClockFire, Registration, launch
 from wfclock.settings import Settings
@@ -181,3 +182,25 @@ def test_fires_their_jobs_recorded_cost_the_sweep_no_run_and_no_event(ctx, engin
     assert accounting.sweep(ctx, now=NOW) == 0
     assert store.get_schedule(engine, state.schedule_id)["accounted_until"] == FIVE_PAST
     assert len(store.list_fires(engine, state.schedule_id)) == 2 and ctx.kube.events == []
+
+
+def test_a_fire_whose_job_is_stuck_is_launched_by_the_operator_and_reported_once(
+    ctx, engine, add_schedule
+):
+    state = every_five_minutes(add_schedule, starting_deadline_seconds=300)
+    stuck_job = ("acme", f"nightly-x-{int(FIVE_PAST.timestamp()) // 60}")
+    ctx.kube.active_jobs.add(stuck_job)  # its pod waits for an image that is not there
+    accounting.sweep(ctx, now=NOW)
+    accounting.sweep(ctx, now=NOW + timedelta(seconds=30))
+    assert ledger(engine, state.schedule_id)[FIVE_PAST]["outcome"] == "launched"
+    reasons = [e[1] for e in ctx.kube.events]
+    assert reasons.count("FireStuck") == 1 and "FireRecovered" in reasons
+    row = store.get_schedule(engine, state.schedule_id)
+    assert "ErrImageNeverPull" in row["fire_problem"]
+    status = status_for(row, None, 1, [], NOW)
+    fires = next(c for c in status["conditions"] if c["type"] == "FiresHealthy")
+    assert (fires["status"], fires["reason"]) == ("False", "FireStuck")
+    # The next fire its own Job delivers clears the problem.
+    later = FIVE_PAST + timedelta(minutes=5)
+    assert job_fire(engine, state.schedule_id, later).outcome == "launched"
+    assert store.get_schedule(engine, state.schedule_id)["fire_problem"] is None

@@ -17,6 +17,7 @@ from wfclock.launcher import (
     ClockFire,
     EventStart,
     FireNotDue,
+    InvalidStart,
     ManualStart,
     NotAFire,
     Registration,
@@ -232,6 +233,19 @@ def test_manual_starts_each_create_a_run(conn, engine):
     for _ in range(2):
         assert launch(conn, ManualStart("acme", workflow, 1), now=NOW).outcome == "launched"
     assert [r["trigger_type"] for r in list_runs(engine)] == ["manual", "manual"]
+
+
+def test_an_event_of_one_tenant_never_dedupes_against_another_tenants(conn, engine):
+    workflow = uuid.uuid4()
+    acme = EventStart("acme", workflow, 1, "order", f"{workflow}:e1", {})
+    assert launch(conn, acme, now=NOW).outcome == "launched"
+    # Spelled to produce acme's key under the old `tenant:workflow:event` format.
+    forged = EventStart(f"acme:{workflow}", workflow, 1, "order", "e1", {})
+    with pytest.raises(InvalidStart, match="tenant"):
+        launch(conn, forged, now=NOW)
+    globex = EventStart("globex", workflow, 1, "order", f"{workflow}:e1", {})
+    assert launch(conn, globex, now=NOW).outcome == "launched"
+    assert len(list_runs(engine)) == 2
 
 
 def test_workers_are_notified_of_new_runs(database_url, conn, add_schedule):

@@ -187,9 +187,10 @@ def test_a_burst_of_fires_beyond_the_connection_limit_ends_in_one_run_each(
     engine.dispose()
     role = f"burst_{uuid.uuid4().hex[:8]}"  # limits bind roles that are not superusers
     with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 3")
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'burst' CONNECTION LIMIT 3")
         admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
-    limited_url = database_url.replace("postgresql://postgres@", f"postgresql://{role}@")
+        admin.execute(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}")
+    limited_url = database_url.replace("postgresql://postgres@", f"postgresql://{role}:burst@")
     envs = [
         {
             "WFCLOCK_DATABASE_URL": limited_url,

@@ -19,7 +19,7 @@ from wfclock.controller import metrics
 from wfclock.controller.context import Context
 from wfclock.controller.events import ref_of
 from wfclock.controller.registration import register_one_time, register_recurring
-from wfclock.controller.spec import parse_schedule
+from wfclock.controller.spec import parse_schedule, published_at
 from wfclock.core.builders import Schedule
 from wfclock.core.model import SpecError
 from wfclock.core.names import SCHEDULE_LABEL, SCHEDULE_UID_LABEL
@@ -60,7 +60,8 @@ def _invalid(ctx: Context, meta: dict, status: dict, previous, error: SpecError)
     """An invalid spec registers nothing; a schedule that was valid before stops firing."""
     uid = meta["uid"]
     if previous is not None and previous["deleted_at"] is None:
-        store.disable_schedule(ctx.engine, uuid.UUID(uid), str(error))
+        published = published_at(meta, ctx.now())
+        store.disable_schedule(ctx.engine, uuid.UUID(uid), str(error), published_at=published)
         cronjobs, _ = ctx.kube.owned(meta["namespace"], uid)
         for cronjob in cronjobs:
             ctx.kube.suspend_cronjob(meta["namespace"], cronjob.metadata.name)

@@ -72,9 +72,13 @@ def plan_accounting(row: dict, recorded: set[str], now: datetime) -> Plan:
     fires = owed_fires(row, now)
     plan = Plan(accounted_until=fires[-1] if fires else None)
     limit = deadline(row)
-    latest = fires[-1] if fires else None
+    live = [fire for fire in fires if not quiet_at(row, fire)]
+    latest = live[-1] if live else None
     for fire in fires:
         if fire_key_for(row["schedule_id"], fire) in recorded:
+            continue
+        if quiet_at(row, fire):
+            plan.launch.append(fire)  # the launcher records it as skipped: paused
             continue
         late = now - fire
         if row["missed_fires"] == "latest" and fire != latest:
@@ -85,13 +89,20 @@ def plan_accounting(row: dict, recorded: set[str], now: datetime) -> Plan:
             plan.missed.append(
                 (
                     fire,
-                    f"missed: not started within {int(limit.total_seconds())}s of "
-                    f"{utc_iso(fire)} (policy {row['missed_fires']})",
+                    f"missed: {utc_iso(fire)} passed {int(late.total_seconds())}s ago, beyond "
+                    f"the {int(limit.total_seconds())}s deadline (policy {row['missed_fires']}); "
+                    "no run was started",
                 )
             )
     return plan
 
 
+def quiet_at(row: dict, instant: datetime) -> bool:
+    """Whether `instant` falls in the schedule's latest paused or invalid window."""
+    start, end = row.get("quiet_from"), row.get("quiet_until")
+    return start is not None and instant >= start and (end is None or instant < end)
+
+
 def paused_over_run_at(row: dict) -> bool:
     """A one-time schedule whose runAt fell in a paused or invalid window: it never fires."""
-    return row["trigger_type"] == "schedule" and row["run_at"] < row["trigger_effective_from"]
+    return row["trigger_type"] == "schedule" and quiet_at(row, row["run_at"])

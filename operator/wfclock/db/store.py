@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine, func, select, text, update
+from sqlalchemy import Engine, case, create_engine, func, select, text, update
 
 from wfclock.db.tables import workflow_runs, workflow_schedule_fires, workflow_schedules
 from wfclock.db.urls import sqlalchemy_url
@@ -47,9 +47,11 @@ class ScheduleState:
 
 # What the upsert keeps, and why (plain SQL: compiled once, run often):
 # - A changed trigger (for a one-time schedule: its instant or its type; its time zone only
-#   labels the instant) and a return to `scheduled` from paused or invalid move
-#   trigger_effective_from to the publish time: the launcher refuses fires planned before it, so
-#   neither an old trigger's Jobs nor the fires of a paused or invalid window ever run.
+#   labels the instant) moves trigger_effective_from to the publish time: the launcher refuses
+#   fires planned before it, so an old trigger's Jobs never run.
+# - A pause opens a quiet window at its publish time and a resume closes it at its own: the
+#   launcher refuses fires scheduled inside, so a paused window never fires, under any policy,
+#   while fires from before the pause that are still owed stay valid.
 # - A one-time schedule whose instant already fired (the ledger has its launched key) is
 #   completed whatever the edit; one that completed or failed stays so unless its instant changes.
 # - An older generation never overwrites a newer one; a deleted row is never revived.
@@ -58,6 +60,7 @@ _TRIGGER_CHANGED = """(s.trigger_type IS DISTINCT FROM excluded.trigger_type
     OR (excluded.trigger_type = 'recurring'
         AND (s.cron IS DISTINCT FROM excluded.cron OR s.timezone IS DISTINCT FROM excluded.timezone)))"""
 _RESUMED = "(s.status IN ('paused', 'disabled') AND excluded.status = 'scheduled')"
+_PAUSED = "(s.status IN ('scheduled', 'completed', 'failed') AND excluded.status = 'paused')"
 _FIRED = """(excluded.trigger_type = 'schedule' AND EXISTS (
     SELECT 1 FROM workflow_schedule_fires f
     WHERE f.schedule_id = excluded.schedule_id AND f.scheduled_for = excluded.run_at
@@ -68,12 +71,13 @@ INSERT INTO workflow_schedules AS s
     (schedule_id, tenant, namespace, name, workflow_id, workflow_version, trigger_type, run_at,
      cron, timezone, status, missed_fires, catch_up_window_seconds, generation, registered_kind,
      registered_name, next_fire_at, last_error, enabled, trigger_effective_from, accounted_until,
-     starting_deadline_seconds)
+     starting_deadline_seconds, quiet_from)
 VALUES
     (:schedule_id, :tenant, :namespace, :name, :workflow_id, :workflow_version, :trigger_type,
      :run_at, :cron, :timezone, :status, :missed_fires, :catch_up_window_seconds, :generation,
      :registered_kind, :registered_name, :next_fire_at, :last_error, true, :published_at,
-     :published_at, :starting_deadline_seconds)
+     :published_at, :starting_deadline_seconds,
+     CASE WHEN :status = 'paused' THEN CAST(:published_at AS timestamptz) END)
 ON CONFLICT (schedule_id) DO UPDATE SET
     tenant = excluded.tenant, namespace = excluded.namespace, name = excluded.name,
     workflow_id = excluded.workflow_id, workflow_version = excluded.workflow_version,
@@ -88,18 +92,22 @@ ON CONFLICT (schedule_id) DO UPDATE SET
                   ELSE excluded.status END,
     next_fire_at = CASE WHEN {fired} THEN NULL WHEN {final} THEN s.next_fire_at
                         ELSE excluded.next_fire_at END,
-    trigger_effective_from = CASE WHEN {changed} OR {resumed}
-                                  THEN excluded.trigger_effective_from
+    trigger_effective_from = CASE WHEN {changed} THEN excluded.trigger_effective_from
                                   ELSE s.trigger_effective_from END,
-    accounted_until = CASE WHEN {changed} OR {resumed}
+    accounted_until = CASE WHEN {changed}
                            THEN greatest(s.accounted_until, excluded.trigger_effective_from)
                            ELSE s.accounted_until END,
+    quiet_from = CASE WHEN {paused} THEN excluded.trigger_effective_from ELSE s.quiet_from END,
+    quiet_until = CASE WHEN {paused} THEN NULL
+                       WHEN {resumed} THEN excluded.trigger_effective_from
+                       ELSE s.quiet_until END,
     updated_at = now()
 WHERE s.deleted_at IS NULL AND s.generation <= excluded.generation
 RETURNING s.*
 """.format(
         changed=_TRIGGER_CHANGED,
         resumed=_RESUMED,
+        paused=_PAUSED,
         fired=_FIRED,
         final=f"s.status IN ('completed', 'failed') AND NOT {_TRIGGER_CHANGED}",
     )
@@ -119,10 +127,14 @@ def upsert_schedule(engine: Engine, state: ScheduleState, *, published_at: datet
     return dict(row)
 
 
-def disable_schedule(engine: Engine, schedule_id: uuid.UUID, error: str) -> None:
-    """An invalid spec: the launcher refuses fires from now on. A one-time schedule that already
-    completed or missed keeps that outcome (the spec error shows in the resource's status)."""
+def disable_schedule(
+    engine: Engine, schedule_id: uuid.UUID, error: str, *, published_at: datetime
+) -> None:
+    """An invalid spec, published at `published_at`: the launcher refuses fires from then on
+    (a quiet window opens). A one-time schedule that already completed or missed keeps that
+    outcome (the spec error shows in the resource's status)."""
     table = workflow_schedules
+    opens = table.c.status != "disabled"
     with engine.begin() as conn:
         conn.execute(
             update(table)
@@ -131,7 +143,14 @@ def disable_schedule(engine: Engine, schedule_id: uuid.UUID, error: str) -> None
                 table.c.deleted_at.is_(None),
                 table.c.status.not_in(["completed", "failed"]),
             )
-            .values(status="disabled", next_fire_at=None, last_error=error, updated_at=func.now())
+            .values(
+                status="disabled",
+                next_fire_at=None,
+                last_error=error,
+                quiet_from=case((opens, published_at), else_=table.c.quiet_from),
+                quiet_until=case((opens, None), else_=table.c.quiet_until),
+                updated_at=func.now(),
+            )
         )
 
 

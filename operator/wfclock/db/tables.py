@@ -60,6 +60,9 @@ workflow_schedules = Table(
     Column("last_run_id", UUID(as_uuid=True)),
     Column("last_run_status", Text),
     Column("last_error", Text),
+    # The latest paused or invalid window [quiet_from, quiet_until): its fires never run.
+    Column("quiet_from", DateTime(timezone=True)),
+    Column("quiet_until", DateTime(timezone=True)),
     # The latest problem with a fire's Job (stuck, failed); cleared by a fire its Job delivers.
     Column("fire_problem", Text),
     Column("deleted_at", DateTime(timezone=True)),

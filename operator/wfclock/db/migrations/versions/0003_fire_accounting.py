@@ -23,6 +23,9 @@ def upgrade() -> None:
     op.execute("UPDATE workflow_schedules SET accounted_until = trigger_effective_from")
     op.alter_column("workflow_schedules", "accounted_until", nullable=False)
     # How late a fire may still start (the CronJob's startingDeadlineSeconds, spec default 300).
+    # The latest paused or invalid window [quiet_from, quiet_until): its fires never run.
+    op.add_column("workflow_schedules", sa.Column("quiet_from", sa.DateTime(timezone=True)))
+    op.add_column("workflow_schedules", sa.Column("quiet_until", sa.DateTime(timezone=True)))
     # The latest problem with a fire's Job (stuck, failed), shown in the status; cleared when a
     # fire is delivered by its own Job again.
     op.add_column("workflow_schedules", sa.Column("fire_problem", sa.Text))
@@ -35,4 +38,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("workflow_schedules", "starting_deadline_seconds")
     op.drop_column("workflow_schedules", "fire_problem")
+    op.drop_column("workflow_schedules", "quiet_until")
+    op.drop_column("workflow_schedules", "quiet_from")
     op.drop_column("workflow_schedules", "accounted_until")
