@@ -58,8 +58,8 @@ demo: up
 bench: deps
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# Users with Docker: the same end-to-end smoke on kind (cannot run on a machine without a
-# container engine, such as this project's CI).
+# Users with Docker: the same end-to-end smoke on kind (cannot run without Docker, as on this
+# project's CI machine).
 kind-e2e:
 	scripts/kind-e2e.sh
 
