@@ -20,7 +20,6 @@ import psycopg
 
 from wfclock_devstack.ports import free_port
 
-
 # The administrator logs in without a password over the loopback (tests and the local stack);
 # every other login, such as a tenant's launcher login, needs its password.
 HBA = """\
