@@ -19,7 +19,15 @@ class Settings(BaseSettings):
     launcher_command: list[str] = ["python", "-m", "launcher_job"]
     database_secret_name: str = "wfclock-database"
     database_secret_key: str = "url"
-    # "namespace/name" of a Secret the operator copies into each schedule's namespace.
+    # Each tenant's launcher pods get a login of their own, which can fire that tenant's
+    # schedules and nothing else; the operator keeps it in the namespace's Secret.
+    tenant_logins: bool = True
+    # The key tenant passwords are derived from (empty: derived from database_url).
+    tenant_credential_key: str = ""
+    # host:port the launcher pods reach Postgres at, when it differs from the operator's.
+    launcher_database_host: str = ""
+    # With tenant_logins off: "namespace/name" of a Secret the operator copies into each
+    # schedule's namespace (every launcher then holds the administrator's credential).
     database_secret_source: str = ""
     namespaces: list[str] = Field(default_factory=list, description="empty: all namespaces")
     # kopf peering for an active/standby pair (empty: standalone, a single operator).

@@ -109,6 +109,10 @@ class FakeKube:
     def namespace_tenant(self, namespace: str) -> str | None:
         return self.tenants.get(namespace)
 
+    def ensure_secret(self, namespace: str, name: str, data: dict, *, force=False) -> bool:
+        self._record("ensure_secret", namespace, name)
+        return True
+
     def copy_secret(self, source: str, namespace: str, name: str) -> None:
         self._record("copy_secret", source, namespace, name)
 

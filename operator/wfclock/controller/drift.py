@@ -9,7 +9,7 @@ import logging
 import uuid
 
 from wfclock.controller.context import Context
-from wfclock.controller.reconciler import restore
+from wfclock.controller.reconciler import keep_launcher_secret, restore
 from wfclock.core.drift import cronjob_drift, one_time_job_missing
 from wfclock.core.fires import fire_key_for
 from wfclock.core.names import SCHEDULE_UID_LABEL
@@ -69,6 +69,11 @@ def resync(ctx: Context) -> int:
     pending = [r for r in rows if r["trigger_type"] == "schedule" and r["status"] != "disabled"]
     keys = [fire_key_for(r["schedule_id"], r["run_at"]) for r in pending]
     fired = store.recorded_keys(ctx.engine, keys)
+    for namespace, tenant in sorted({(r["namespace"], r["tenant"]) for r in rows}):
+        try:  # a Secret deleted or edited by hand, or a rotated credential
+            keep_launcher_secret(ctx, namespace, tenant, force=True)
+        except Exception as exc:  # noqa: BLE001 - the next resync tries again
+            log.warning("launcher Secret of %s: %s", namespace, exc)
     restored = 0
     for row in rows:
         child_key = (row["namespace"], row["registered_name"])

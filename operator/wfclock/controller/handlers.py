@@ -25,6 +25,7 @@ from wfclock.controller.context import Context
 from wfclock.controller.kube import Kube
 from wfclock.controller.periodic import Periodic
 from wfclock.controller.releases import ReleaseQueue
+from wfclock.controller.tenants import TenantLogins
 from wfclock.core.fires import parse_instant
 from wfclock.core.model import API_GROUP, API_VERSION, PLURAL
 from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL
@@ -128,6 +129,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         engine=engine_for(wf.database_url, threads=DATABASE_CONNECTIONS),
         kube=Kube(_api_client()),
     )
+    if wf.tenant_logins:
+        ctx.tenants = TenantLogins(ctx.engine, wf)
     ctx.releases = ReleaseQueue(
         lambda entry, now: onetime.release(ctx, entry, now), workers=RELEASE_WORKERS
     )
@@ -148,7 +151,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     if wf.metrics_port and not _metrics_started.is_set():
         start_http_server(wf.metrics_port)
         _metrics_started.set()
-    safe = wf.model_dump(exclude={"database_url"})
+    safe = wf.model_dump(exclude={"database_url", "tenant_credential_key"})
     log.info("wfclock operator starting with settings %s", safe)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import time
@@ -27,6 +29,7 @@ class Kube:
         self._tenants: dict[str, tuple[float, str | None]] = {}
         self._notices = ThreadPoolExecutor(1, thread_name_prefix="events")
         self._tenant_ttl = tenant_cache_seconds
+        self._secrets: dict[tuple[str, str], str] = {}  # what ensure_secret last saw
 
     # --- children ---
 
@@ -192,6 +195,36 @@ class Kube:
         tenant = labels.get(TENANT_LABEL)
         self._tenants[namespace] = (now, tenant)
         return tenant
+
+    def ensure_secret(
+        self, namespace: str, name: str, data: dict[str, str], *, force=False
+    ) -> bool:
+        """Keeps a Secret of wfclock's with exactly `data` in `namespace`; True when written.
+        Remembered per namespace, so a reconcile costs no call unless `force` (the resync)."""
+        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        digest = hashlib.sha256(repr(sorted(encoded.items())).encode()).hexdigest()
+        if not force and self._secrets.get((namespace, name)) == digest:
+            return False
+        current = self._ignore_404(self.core.read_namespaced_secret, name, namespace)
+        if current is not None and (current.data or {}) == encoded:
+            self._secrets[(namespace, name)] = digest
+            return False
+        body = {
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "wfclock"}},
+            "type": "Opaque",
+            "data": encoded,
+        }
+        if current is None:
+            try:
+                self._write(self.core.create_namespaced_secret, namespace, body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                self._write(self.core.patch_namespaced_secret, name, namespace, {"data": encoded})
+        else:
+            self._write(self.core.patch_namespaced_secret, name, namespace, {"data": encoded})
+        self._secrets[(namespace, name)] = digest
+        return True
 
     def copy_secret(self, source: str, namespace: str, name: str) -> None:
         """Keeps a copy of the database Secret (`source` = "namespace/name") in `namespace`."""

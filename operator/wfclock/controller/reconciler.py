@@ -2,7 +2,7 @@
 
 1. read the state row (the durable truth of what was registered and what fired);
 2. parse the spec as published; an invalid one stops the schedule and says why (`_invalid`);
-3. keep the launcher pods' database Secret in the schedule's namespace;
+3. keep the launcher pods' database Secret (the tenant's own login) in the namespace;
 4. register: the child, then the state row, then older children (`registration`);
 5. derive the status from the state row (`core.status`).
 
@@ -40,15 +40,24 @@ def reconcile(ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
         schedule = parse_schedule(ctx, meta, spec, previous)
     except SpecError as error:
         return _invalid(ctx, meta, status, previous, error)
-    if ctx.settings.database_secret_source:
-        ctx.kube.copy_secret(
-            ctx.settings.database_secret_source,
-            schedule.namespace,
-            ctx.settings.database_secret_name,
-        )
+    keep_launcher_secret(ctx, schedule.namespace, schedule.spec.tenant)
     register = register_recurring if schedule.recurring else register_one_time
     row = register(ctx, schedule, previous, generation)
     return _status(ctx, schedule, row, generation, status.get("conditions") or [])
+
+
+def keep_launcher_secret(ctx: Context, namespace: str, tenant: str, *, force=False) -> None:
+    """The Secret the namespace's launcher pods read: the tenant's own login, or (tenant logins
+    off) a copy of a configured Secret."""
+    settings = ctx.settings
+    if ctx.tenants is not None:
+        url = ctx.tenants.url_for(tenant)
+        data = {settings.database_secret_key: url}
+        ctx.kube.ensure_secret(namespace, settings.database_secret_name, data, force=force)
+    elif settings.database_secret_source:
+        ctx.kube.copy_secret(
+            settings.database_secret_source, namespace, settings.database_secret_name
+        )
 
 
 def _status(ctx: Context, schedule: Schedule, row: dict, generation: int, previous: list) -> dict:

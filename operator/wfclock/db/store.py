@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import lru_cache
 
+import sqlalchemy.exc
 from sqlalchemy import Engine, case, create_engine, func, select, text, update
 
 from wfclock.db.tables import workflow_runs, workflow_schedule_fires, workflow_schedules
@@ -360,3 +361,54 @@ def set_fire_problem(engine: Engine, schedule_id: uuid.UUID, problem: str) -> bo
             .values(fire_problem=problem, updated_at=func.now())
         )
         return done.rowcount > 0
+
+
+def ensure_tenant_login(
+    engine: Engine, login: str, tenant: str, password: str, credential: str
+) -> bool:
+    """Creates the tenant's launcher login, or sets its password when the recorded fingerprint
+    differs; True when anything was written. Needs CREATEROLE (or a superuser)."""
+    import psycopg
+
+    try:
+        return _ensure_tenant_login(engine, login, tenant, password, credential)
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+        # Another replica created the login at the same moment: set its password instead.
+        return _ensure_tenant_login(engine, login, tenant, password, credential)
+    except sqlalchemy.exc.IntegrityError:
+        return _ensure_tenant_login(engine, login, tenant, password, credential)
+
+
+def _ensure_tenant_login(
+    engine: Engine, login: str, tenant: str, password: str, credential: str
+) -> bool:
+    from psycopg import sql
+
+    with engine.begin() as conn:
+        recorded = conn.execute(
+            text("SELECT tenant, credential FROM wfclock_tenant_logins WHERE role_name = :r"),
+            {"r": login},
+        ).first()
+        if recorded is not None and tuple(recorded) == (tenant, credential):
+            return False
+        exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": login})
+        raw = conn.connection.driver_connection
+        role, secret = sql.Identifier(login), sql.Literal(password)
+        if exists.first() is None:
+            statement = sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE wfclock_launcher")
+        else:
+            statement = sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}")
+            raw.execute(sql.SQL("GRANT wfclock_launcher TO {}").format(role))
+        raw.execute(statement.format(role, secret))
+        conn.execute(
+            text(
+                """
+                INSERT INTO wfclock_tenant_logins (role_name, tenant, credential)
+                VALUES (:r, :t, :c)
+                ON CONFLICT (role_name) DO UPDATE
+                SET tenant = excluded.tenant, credential = excluded.credential, updated_at = now()
+                """
+            ),
+            {"r": login, "t": tenant, "c": credential},
+        )
+    return True
