@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The longest a fire can still be delivered after its instant in the normal course: a catch-up
+# window (up to 7 days) plus a starting deadline (up to 1 day), with margin. Pruning the ledger
+# sooner would refuse such late deliveries (see docs/reliability.md, 16).
+MINIMUM_LEDGER_RETENTION_DAYS = 14
+
+
+def check_ledger_retention(days: int) -> int:
+    if days != 0 and not MINIMUM_LEDGER_RETENTION_DAYS <= days <= 36500:
+        raise ValueError(
+            f"WFCLOCK_LEDGER_RETENTION_DAYS must be 0 (never prune) or at least "
+            f"{MINIMUM_LEDGER_RETENTION_DAYS} days (at most 36500): a fire can still be delivered "
+            "up to 8 days after its instant (catch-up window up to 7 days, starting deadline up "
+            f"to 1 day); got {days}"
+        )
+    return days
 
 
 class Settings(BaseSettings):
@@ -28,3 +44,10 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = 8080
     health_port: int = 8081
+    # Ledger rows of fires older than this are pruned by the operator (0: never).
+    ledger_retention_days: int = 90
+
+    @field_validator("ledger_retention_days")
+    @classmethod
+    def _retention(cls, days: int) -> int:
+        return check_ledger_retention(days)

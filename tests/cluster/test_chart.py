@@ -108,6 +108,28 @@ def test_strict_values_schema_refuses_unknown_and_wrong_values(tools):
         )
 
 
+def test_chart_passes_the_ledger_retention_and_refuses_one_too_short(tools):
+    def operator_env(*args):
+        out = helm(tools, "template", "wfclock", str(CHART), "-n", RELEASE_NS, *args).stdout
+        (deployment,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    assert operator_env()["WFCLOCK_LEDGER_RETENTION_DAYS"] == "90"
+    assert operator_env("--set", "ledger.retentionDays=0")["WFCLOCK_LEDGER_RETENTION_DAYS"] == "0"
+    for short in ("7", "-1"):
+        done = helm(
+            tools,
+            "template",
+            "wfclock",
+            str(CHART),
+            "--set",
+            f"ledger.retentionDays={short}",
+            check=False,
+        )
+        assert done.returncode != 0 and "retentionDays" in done.stderr
+
+
 # --- installed ---------------------------------------------------------------------------------
 
 

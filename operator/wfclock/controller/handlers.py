@@ -20,7 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from prometheus_client import start_http_server
 
-from wfclock.controller import metrics, onetime, reconciler
+from wfclock.controller import housekeeping, metrics, onetime, reconciler
 from wfclock.controller.context import Context
 from wfclock.controller.kube import Kube
 from wfclock.controller.releases import ReleaseQueue
@@ -130,6 +130,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     ctx.releases.start()
     memo.ctx = ctx
     memo.finished_jobs = set()
+    memo.pruner = housekeeping.LedgerPruner(ctx.engine, wf.ledger_retention_days).start()
     metrics.register_ledger(ctx.engine)
     if wf.metrics_port and not _metrics_started.is_set():
         start_http_server(wf.metrics_port)
@@ -142,6 +143,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
 def cleanup(memo: kopf.Memo, **_) -> None:
     if getattr(memo, "ctx", None) and memo.ctx.releases:
         memo.ctx.releases.stop()
+    if getattr(memo, "pruner", None):
+        memo.pruner.stop()
 
 
 @kopf.on.resume(*RESOURCE)
