@@ -285,3 +285,32 @@ def test_sigterm_during_a_fire_exits_75_with_its_json_line(
     assert "SIGTERM" in line["reason"]
     code, line, _ = run_launcher(python_env, **_hourly_fire_env(state))
     assert (code, line["outcome"]) == (0, "launched") and len(list_runs(engine)) == 1
+
+
+def test_a_one_time_job_records_its_fire_under_its_own_name(python_env, engine, add_schedule):
+    from wfclock.core.builders import Schedule, build_one_time_job
+    from wfclock.core.model import Rules, validate_spec
+    from wfclock.db.store import latest_fire_for_job
+    from wfclock.settings import Settings
+
+    run_at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    state = add_schedule(one_time_state(run_at))
+    spec = validate_spec(
+        {
+            "tenant": "acme",
+            "workflowId": str(state.workflow_id),
+            "workflowVersion": 3,
+            "trigger": {"type": "schedule", "runAt": run_at.isoformat()},
+        },
+        Rules(now=run_at - timedelta(hours=1)),
+    )
+    job = build_one_time_job(
+        Schedule("once", "acme", str(state.schedule_id), spec), Settings(database_url="x")
+    )
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    code, line, _ = run_launcher(python_env, **env)
+    assert (code, line["outcome"]) == (0, "launched")
+    # What the operator reads when the Job finishes: no false FireFailed.
+    fire = latest_fire_for_job(engine, job["metadata"]["name"])
+    assert fire is not None and fire["outcome"] == "launched"
