@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # kopf peering for an active/standby pair (empty: standalone, a single operator).
     peering: str = ""
     priority: int = 100
+    # How long a replica's peering record stays valid without renewal: a standby takes over at
+    # most this long after the active one dies (renewed every lifetime - 5..10 s by kopf).
+    peering_lifetime_seconds: int = Field(20, ge=10, le=600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = 8080
     health_port: int = 8081

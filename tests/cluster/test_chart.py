@@ -108,6 +108,40 @@ def test_strict_values_schema_refuses_unknown_and_wrong_values(tools):
         )
 
 
+@pytest.mark.parametrize(
+    "args, kind, namespaces",
+    [
+        ([], "ClusterKopfPeering", [None]),
+        (["--set", "watchNamespaces={acme,globex}"], "KopfPeering", ["acme", "globex"]),
+    ],
+)
+def test_standby_renders_the_peering_object_the_operators_name(tools, args, kind, namespaces):
+    out = helm(
+        tools,
+        "template",
+        "wfclock",
+        str(CHART),
+        "-n",
+        RELEASE_NS,
+        "--set",
+        "standby.enabled=true",
+        *args,
+    ).stdout
+    documents = [d for d in yaml.safe_load_all(out) if d]
+    peerings = [d for d in documents if d["kind"] == kind]
+    assert [p["metadata"].get("namespace") for p in peerings] == namespaces
+    deployments = [d for d in documents if d["kind"] == "Deployment"]
+    assert len(deployments) == 2  # the active operator and the standby
+    for deployment in deployments:
+        env = {
+            e["name"]: e.get("value")
+            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert {p["metadata"]["name"] for p in peerings} == {env["WFCLOCK_PEERING"]}
+    crds = list(yaml.safe_load_all((CHART / "crds" / "kopf-peerings.yaml").read_text()))
+    assert {c["spec"]["names"]["kind"] for c in crds} == {"ClusterKopfPeering", "KopfPeering"}
+
+
 def test_chart_passes_the_ledger_retention_and_refuses_one_too_short(tools):
     def operator_env(*args):
         out = helm(tools, "template", "wfclock", str(CHART), "-n", RELEASE_NS, *args).stdout

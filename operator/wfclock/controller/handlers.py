@@ -117,6 +117,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.networking.request_timeout = 30
     settings.posting.level = logging.WARNING  # events are posted by wfclock itself
     settings.execution.max_workers = WORKERS
+    settings.peering.lifetime = wf.peering_lifetime_seconds  # bounds a standby's takeover
     # The resources are known; watching CRDs for new ones would need rights the operator lacks.
     settings.scanning.disabled = True
     ctx = Context(
