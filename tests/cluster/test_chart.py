@@ -179,12 +179,9 @@ def admin(plane):
     return config.new_client_from_config(config_file=str(plane.kubeconfig))
 
 
-@pytest.fixture(scope="module")
-def installed(plane, admin, postgres):
-    url = postgres.create_database("chart_e2e")
-    from wfclock.db.migrate import upgrade
-
-    upgrade(url)
+def install_release(plane, admin, url: str, tenants: dict[str, str], *values: str) -> None:
+    """The release namespace with the database Secret, tenant namespaces, and the chart
+    installed with `values` (--set pairs), ready for schedules."""
     core = client.CoreV1Api(admin)
     core.create_namespace({"metadata": {"name": RELEASE_NS}})
     core.create_namespaced_secret(
@@ -194,29 +191,31 @@ def installed(plane, admin, postgres):
             "data": {"url": base64.b64encode(url.encode()).decode()},
         },
     )
-    for name, tenant in (("acme", "acme"), ("globex", "globex")):
+    for name, tenant in tenants.items():
         core.create_namespace(
             {"metadata": {"name": name, "labels": {"wfclock.dev/tenant": tenant}}}
         )
-    core.create_namespaced_secret(
-        "globex", {"metadata": {"name": "payroll"}, "stringData": {"k": "v"}}
-    )
-    helm(
-        plane,
-        "install",
-        "wfclock",
-        str(CHART),
-        "-n",
-        RELEASE_NS,
-        "--set",
-        "minimumIntervalMinutes=1",
-        "--wait=false",
-    )
+    helm(plane, "install", "wfclock", str(CHART), "-n", RELEASE_NS, *values, "--wait=false")
     plane.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", "crd/workflowschedules.wfclock.dev"
     )
-    plane.wait_schedules_admitted("acme", "acme")  # the chart's finalizer policy applies
+    first = next(iter(tenants))
+    plane.wait_schedules_admitted(first, tenants[first])  # the chart's finalizer policy applies
     plane.start_controller_manager()  # GC and role aggregation see the new kinds and roles
+
+
+@pytest.fixture(scope="module")
+def installed(plane, admin, postgres):
+    url = postgres.create_database("chart_e2e")
+    from wfclock.db.migrate import upgrade
+
+    upgrade(url)
+    install_release(
+        plane, admin, url, {"acme": "acme", "globex": "globex"}, "--set", "minimumIntervalMinutes=1"
+    )
+    client.CoreV1Api(admin).create_namespaced_secret(
+        "globex", {"metadata": {"name": "payroll"}, "stringData": {"k": "v"}}
+    )
     return url
 
 

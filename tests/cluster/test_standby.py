@@ -6,7 +6,6 @@ after the kill fires exactly once."""
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from wfclock_devstack.ports import free_port
 from wfclock_devstack.processes import spawn, terminate, wait_until
 
 from .conftest import Cluster
-from .test_chart import CHART, RELEASE_NS, _token_client, helm
+from .test_chart import RELEASE_NS, _token_client, install_release
 
 log = logging.getLogger("wfclock.tests")
 PEERING = "wfclock"  # the chart's fullname for release "wfclock", which WFCLOCK_PEERING names
@@ -46,22 +45,7 @@ def installed(plane, postgres):
     url = postgres.create_database("standby_e2e")
     upgrade(url)
     admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
-    core = client.CoreV1Api(admin)
-    core.create_namespace({"metadata": {"name": RELEASE_NS}})
-    core.create_namespace({"metadata": {"name": "acme", "labels": {"wfclock.dev/tenant": "acme"}}})
-    core.create_namespaced_secret(
-        RELEASE_NS,
-        {
-            "metadata": {"name": "wfclock-database"},
-            "data": {"url": base64.b64encode(url.encode()).decode()},
-        },
-    )
-    helm(plane, "install", "wfclock", str(CHART), "-n", RELEASE_NS, "--set", "standby.enabled=true")
-    plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/workflowschedules.wfclock.dev"
-    )
-    plane.wait_schedules_admitted("acme", "acme")
-    plane.start_controller_manager()
+    install_release(plane, admin, url, {"acme": "acme"}, "--set", "standby.enabled=true")
     runner = PodRunner(admin).start()
     yield url, admin
     runner.stop()
