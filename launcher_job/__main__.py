@@ -5,11 +5,15 @@ CronJob-created Job's name, from the downward API) or WFCLOCK_SCHEDULED_FOR (RFC
 Jobs). Optional WFCLOCK_CRONJOB_NAME makes the Job name check exact.
 
 Prints one JSON line and exits 0 (launched, duplicate, skipped), 75 when a retry may succeed
-(database unreachable), or 2 for unusable input. Imports neither kopf nor the Kubernetes client.
+(database unreachable, busy, read-only, statement timeout, SIGTERM), 2 for unusable input
+(including a database without wfclock's tables or a role without rights), or 70 for an error
+it does not know (with its traceback on stderr). Imports neither kopf nor the Kubernetes client.
 """
 
+import signal
 import sys
 
-from launcher_job.main import main
+from launcher_job.main import main, raise_terminated
 
+signal.signal(signal.SIGTERM, raise_terminated)
 sys.exit(main())

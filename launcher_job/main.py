@@ -7,6 +7,7 @@ import os
 import random
 import sys
 import time
+import traceback
 import uuid
 from datetime import UTC, datetime
 
@@ -22,7 +23,11 @@ from wfclock.launcher import (
     launch,
 )
 
-EX_OK, EX_USAGE, EX_TEMPFAIL = 0, 2, 75
+# 70 (EX_SOFTWARE): an error the launcher does not know, a bug or a database in an unforeseen
+# state. It is neither "retry" (75) nor "unusable input" (2), so the Job's backoff retries it
+# like any failure (harmless: the fire key makes a retry a duplicate at worst), and a dashboard
+# can tell it from an outage.
+EX_OK, EX_USAGE, EX_SOFTWARE, EX_TEMPFAIL = 0, 2, 70, 75
 
 # How long one launcher keeps trying to connect (the database restarting, or out of connection
 # slots at the top of the hour) before it exits 75 and leaves the retry to the Job: attempts
@@ -96,12 +101,21 @@ def connect(url: str, budget: float, *, sleep=time.sleep, clock=time.monotonic):
     while True:
         try:
             return psycopg.connect(url, **CONNECTION_OPTIONS)
-        except psycopg.OperationalError:
+        except psycopg.OperationalError as exc:
+            if not _worth_waiting(exc):
+                raise
             attempt += 1
             delay = random.uniform(0, min(MAX_BACKOFF_SECONDS, 0.05 * 2**attempt))
             if clock() - started + delay > budget:
                 raise
             sleep(delay)
+
+
+def _worth_waiting(exc: psycopg.OperationalError) -> bool:
+    """A server away, starting, or out of connection slots passes within seconds; a refused
+    login or a missing database does not (a new pod brings a rotated password)."""
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state in ("53300", "57P03") or state.startswith("08")
 
 
 def _budget(env: dict[str, str]) -> float:
@@ -117,6 +131,63 @@ def _fail(code: int, reason: str, key: str | None = None) -> int:
     return code
 
 
+class Terminated(Exception):
+    """SIGTERM (the pod deleted, or its Job past its deadline) while the fire was under way."""
+
+
+def raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# SQLSTATEs, or their two-character classes, that a retry of the same pod can get past: the
+# server is restarting, failing over, busy or out of a resource, or the transaction lost a race.
+_RETRY_CLASSES = {"08", "40", "53", "55", "57", "58"}
+_READ_ONLY = "25006"  # connected to a standby: a failover in progress, or a pooler's old target
+_STATEMENT_TIMEOUT = "57014"
+# A database that is not (or not yet) wfclock's: a missing table, column, function or schema.
+_SCHEMA_STATES = {"42P01", "42703", "42883", "3F000"}
+_PERMISSION_DENIED = "42501"
+# Raised by the ledger's guard (migration 0002): the fire is older than what pruning removed.
+_PRUNED = "WF001"
+
+
+def database_failure(exc: psycopg.Error, url: str) -> tuple[int, str]:
+    """The exit code and reason for a database error: 75 when a retry may succeed, 2 when the
+    database at the URL cannot serve this launcher as configured, 70 for anything unforeseen."""
+    state, first = exc.sqlstate, _first_line(exc)
+    if state == _STATEMENT_TIMEOUT:
+        return (
+            EX_TEMPFAIL,
+            f"the database did not answer within the statement timeout, retry later: {first}",
+        )
+    if state == _READ_ONLY:
+        return (
+            EX_TEMPFAIL,
+            f"the database is read-only (a standby or a failover), retry later: {first}",
+        )
+    if isinstance(exc, psycopg.OperationalError) or (state or "")[:2] in _RETRY_CLASSES:
+        return EX_TEMPFAIL, f"database unavailable, retry later: {first}"
+    if state in _SCHEMA_STATES:
+        return EX_USAGE, (
+            f"the database in WFCLOCK_DATABASE_URL has no wfclock tables, or an older schema "
+            f"({first}); run `wfclock db upgrade` against it"
+        )
+    if state == _PERMISSION_DENIED:
+        role = psycopg.conninfo.conninfo_to_dict(url).get("user") or "(default)"
+        return EX_USAGE, (
+            f"permission denied for database role {role!r} ({first}); give the launcher a role "
+            "that may fire schedules"
+        )
+    if state == _PRUNED:
+        return EX_USAGE, first
+    return EX_SOFTWARE, f"unexpected error {type(exc).__name__}: {first}"
+
+
 def main(env: dict[str, str] | None = None) -> int:
     env = dict(os.environ) if env is None else env
     try:
@@ -129,8 +200,17 @@ def main(env: dict[str, str] | None = None) -> int:
             result = launch(conn, fire, now=datetime.now(UTC))
     except (UnknownSchedule, FireNotDue, NotAFire) as exc:
         return _fail(EX_USAGE, str(exc))
-    except psycopg.OperationalError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return _fail(EX_TEMPFAIL, f"database unavailable, retry later: {first_line}")
+    except psycopg.Error as exc:
+        code, reason = database_failure(exc, url)
+        if code == EX_SOFTWARE:
+            traceback.print_exc()
+        return _fail(code, reason)
+    except Terminated:
+        return _fail(
+            EX_TEMPFAIL, "terminated (SIGTERM) during the fire; a retry reports whether it launched"
+        )
+    except Exception as exc:  # noqa: BLE001 - every exit prints its JSON line
+        traceback.print_exc()
+        return _fail(EX_SOFTWARE, f"unexpected error {type(exc).__name__}: {_first_line(exc)}")
     print(result.as_json())
     return EX_OK

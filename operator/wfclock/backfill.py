@@ -11,9 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from wfclock.core.fires import fires_between
+from wfclock.core.fires import fires_between, utc_iso
 from wfclock.db.urls import libpq_url
 from wfclock.launcher import ClockFire, LaunchResult, UnknownSchedule, launch
+
+
+class FiresPruned(ValueError):
+    """The window starts before the ledger's horizon: fires there may have been pruned."""
 
 
 def backfill(
@@ -37,6 +41,16 @@ def backfill(
         conn.commit()
         if schedule is None:
             raise UnknownSchedule(f"no schedule with id {schedule_id} in workflow_schedules")
+        horizon = cur.execute(
+            "SELECT pruned_before FROM workflow_schedule_fires_horizon"
+        ).fetchone()
+        conn.commit()
+        if horizon and begin < horizon["pruned_before"]:
+            raise FiresPruned(
+                f"--from {utc_iso(begin)} is before the fire ledger's horizon "
+                f"{utc_iso(horizon['pruned_before'])}: fires before it may have been pruned, so "
+                "whether they already ran is unknown; backfill from the horizon on"
+            )
         fires = fires_between(
             schedule, begin - timedelta(microseconds=1), end - timedelta(microseconds=1)
         )

@@ -90,13 +90,53 @@ def cmd_db(args) -> int:
     from wfclock.db import migrate
 
     url = _database_url(args)
-    if args.action == "upgrade":
-        migrate.upgrade(url, args.revision or "head")
+    if args.db_command == "upgrade":
+        migrate.upgrade(url, args.revision)
+        print(f"database upgraded to {args.revision}")
+        return EX_OK
+    if not args.revision:
+        raise UsageError(
+            "name the revision to downgrade to (base, or a revision such as 0001). Downgrading "
+            "to base drops every table, the fire ledger included, after which old fire keys "
+            "could be claimed again; it needs `wfclock db downgrade base "
+            f"{migrate.LEDGER_LOSS_FLAG}`"
+        )
+    try:
+        migrate.downgrade(url, args.revision, allow_ledger_loss=args.allow_ledger_loss)
+    except ValueError as exc:  # LedgerLossRefused or an unknown revision
+        raise UsageError(str(exc)) from None
+    print(f"database downgraded to {args.revision}")
+    return EX_OK
+
+
+def cmd_db_prune(args) -> int:
+    from wfclock.core.fires import utc_iso
+    from wfclock.db.store import prune_fires
+    from wfclock.settings import Settings, check_ledger_retention
+
+    days = args.retention_days
+    if days is None:
+        days = Settings().ledger_retention_days
+    try:
+        check_ledger_retention(days)
+    except ValueError as exc:
+        raise UsageError(f"--retention-days {days}: {exc}") from None
+    if days == 0:
+        print("ledger retention is 0 (never prune): nothing pruned")
+        return EX_OK
+    horizon = datetime.now(UTC) - timedelta(days=days)
+    pruned = prune_fires(_engine(args), older_than=horizon, dry_run=args.dry_run)
+    before = utc_iso(horizon.replace(microsecond=0))
+    if args.dry_run:
+        print(
+            f"{pruned.rows} ledger row(s) would be pruned: fires before {before} "
+            "(each schedule's latest fire is kept)"
+        )
     else:
-        migrate.downgrade(url, args.revision or "base")
-    print(
-        f"database {args.action}d to {args.revision or ('head' if args.action == 'upgrade' else 'base')}"
-    )
+        print(
+            f"pruned {pruned.rows} ledger row(s): fires before {before}, each schedule's latest "
+            "kept; fires before it are never launched from now on"
+        )
     return EX_OK
 
 
@@ -229,13 +269,16 @@ def cmd_preview(args) -> int:
 
 
 def cmd_backfill(args) -> int:
-    from wfclock.backfill import backfill
+    from wfclock.backfill import FiresPruned, backfill
 
     if args.end <= args.begin:
         raise UsageError("--to must be after --from")
-    results = backfill(
-        _database_url(args), args.schedule, args.begin, args.end, dry_run=args.dry_run
-    )
+    try:
+        results = backfill(
+            _database_url(args), args.schedule, args.begin, args.end, dry_run=args.dry_run
+        )
+    except FiresPruned as exc:
+        raise UsageError(str(exc)) from None
     for fire, result in results:
         print(f"{fire.astimezone(UTC).isoformat().replace('+00:00', 'Z')}  {result}")
     print(
@@ -292,10 +335,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", help="default: $WFCLOCK_DATABASE_URL")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    db = sub.add_parser("db", help="database migrations")
-    db.add_argument("action", choices=["upgrade", "downgrade"])
-    db.add_argument("revision", nargs="?")
-    db.set_defaults(func=cmd_db)
+    db = sub.add_parser("db", help="database migrations and the fire ledger")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply migrations (default: to head)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(func=cmd_db)
+    downgrade = db_sub.add_parser(
+        "downgrade", help="undo migrations; below 0002 needs a loud flag (the fire ledger goes)"
+    )
+    downgrade.add_argument("revision", nargs="?", help="base, or a revision such as 0001")
+    downgrade.add_argument(
+        "--i-understand-this-deletes-the-fire-ledger",
+        dest="allow_ledger_loss",
+        action="store_true",
+        help="allow a downgrade that drops the fire ledger or its pruning guard",
+    )
+    downgrade.set_defaults(func=cmd_db)
+    prune = db_sub.add_parser(
+        "prune", help="delete ledger rows of old fires (each schedule's latest is kept)"
+    )
+    prune.add_argument(
+        "--retention-days",
+        type=int,
+        help="keep fires of the last N days (default: $WFCLOCK_LEDGER_RETENTION_DAYS, 90)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    prune.set_defaults(func=cmd_db_prune)
 
     runs = sub.add_parser("runs", help="workflow runs")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)

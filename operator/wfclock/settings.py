@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The longest a fire can still be delivered after its instant in the normal course: a catch-up
+# window (up to 7 days) plus a starting deadline (up to 1 day), with margin. Pruning the ledger
+# sooner would refuse such late deliveries (see docs/reliability.md, 16).
+MINIMUM_LEDGER_RETENTION_DAYS = 14
+
+
+def check_ledger_retention(days: int) -> int:
+    if days != 0 and not MINIMUM_LEDGER_RETENTION_DAYS <= days <= 36500:
+        raise ValueError(
+            f"WFCLOCK_LEDGER_RETENTION_DAYS must be 0 (never prune) or at least "
+            f"{MINIMUM_LEDGER_RETENTION_DAYS} days (at most 36500): a fire can still be delivered "
+            "up to 8 days after its instant (catch-up window up to 7 days, starting deadline up "
+            f"to 1 day); got {days}"
+        )
+    return days
 
 
 class Settings(BaseSettings):
@@ -36,6 +52,16 @@ class Settings(BaseSettings):
     # How often every owed fire is accounted for, and every child compared with its schedule.
     accounting_interval_seconds: float = Field(30, ge=1, le=3600)
     resync_interval_seconds: float = Field(300, ge=5, le=86400)
+    # How long a replica's peering record stays valid without renewal: a standby takes over at
+    # most this long after the active one dies (renewed every lifetime - 5..10 s by kopf).
+    peering_lifetime_seconds: int = Field(20, ge=10, le=600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = 8080
     health_port: int = 8081
+    # Ledger rows of fires older than this are pruned by the operator (0: never).
+    ledger_retention_days: int = 90
+
+    @field_validator("ledger_retention_days")
+    @classmethod
+    def _retention(cls, days: int) -> int:
+        return check_ledger_retention(days)

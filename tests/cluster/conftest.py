@@ -232,6 +232,7 @@ class Cluster:
             "metadata": {
                 "name": name,
                 "labels": template["metadata"]["labels"],
+                "annotations": template["metadata"].get("annotations"),
                 "ownerReferences": [
                     {
                         "apiVersion": "batch/v1",

@@ -108,6 +108,62 @@ def test_strict_values_schema_refuses_unknown_and_wrong_values(tools):
         )
 
 
+@pytest.mark.parametrize(
+    "args, kind, namespaces",
+    [
+        ([], "ClusterKopfPeering", [None]),
+        (["--set", "watchNamespaces={acme,globex}"], "KopfPeering", ["acme", "globex"]),
+    ],
+)
+def test_standby_renders_the_peering_object_the_operators_name(tools, args, kind, namespaces):
+    out = helm(
+        tools,
+        "template",
+        "wfclock",
+        str(CHART),
+        "-n",
+        RELEASE_NS,
+        "--set",
+        "standby.enabled=true",
+        *args,
+    ).stdout
+    documents = [d for d in yaml.safe_load_all(out) if d]
+    peerings = [d for d in documents if d["kind"] == kind]
+    assert [p["metadata"].get("namespace") for p in peerings] == namespaces
+    deployments = [d for d in documents if d["kind"] == "Deployment"]
+    assert len(deployments) == 2  # the active operator and the standby
+    for deployment in deployments:
+        env = {
+            e["name"]: e.get("value")
+            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert {p["metadata"]["name"] for p in peerings} == {env["WFCLOCK_PEERING"]}
+    crds = list(yaml.safe_load_all((CHART / "crds" / "kopf-peerings.yaml").read_text()))
+    assert {c["spec"]["names"]["kind"] for c in crds} == {"ClusterKopfPeering", "KopfPeering"}
+
+
+def test_chart_passes_the_ledger_retention_and_refuses_one_too_short(tools):
+    def operator_env(*args):
+        out = helm(tools, "template", "wfclock", str(CHART), "-n", RELEASE_NS, *args).stdout
+        (deployment,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    assert operator_env()["WFCLOCK_LEDGER_RETENTION_DAYS"] == "90"
+    assert operator_env("--set", "ledger.retentionDays=0")["WFCLOCK_LEDGER_RETENTION_DAYS"] == "0"
+    for short in ("7", "-1"):
+        done = helm(
+            tools,
+            "template",
+            "wfclock",
+            str(CHART),
+            "--set",
+            f"ledger.retentionDays={short}",
+            check=False,
+        )
+        assert done.returncode != 0 and "retentionDays" in done.stderr
+
+
 # --- installed ---------------------------------------------------------------------------------
 
 
@@ -123,12 +179,9 @@ def admin(plane):
     return config.new_client_from_config(config_file=str(plane.kubeconfig))
 
 
-@pytest.fixture(scope="module")
-def installed(plane, admin, postgres):
-    url = postgres.create_database("chart_e2e")
-    from wfclock.db.migrate import upgrade
-
-    upgrade(url)
+def install_release(plane, admin, url: str, tenants: dict[str, str], *values: str) -> None:
+    """The release namespace with the database Secret, tenant namespaces, and the chart
+    installed with `values` (--set pairs), ready for schedules."""
     core = client.CoreV1Api(admin)
     core.create_namespace({"metadata": {"name": RELEASE_NS}})
     core.create_namespaced_secret(
@@ -138,29 +191,31 @@ def installed(plane, admin, postgres):
             "data": {"url": base64.b64encode(url.encode()).decode()},
         },
     )
-    for name, tenant in (("acme", "acme"), ("globex", "globex")):
+    for name, tenant in tenants.items():
         core.create_namespace(
             {"metadata": {"name": name, "labels": {"wfclock.dev/tenant": tenant}}}
         )
-    core.create_namespaced_secret(
-        "globex", {"metadata": {"name": "payroll"}, "stringData": {"k": "v"}}
-    )
-    helm(
-        plane,
-        "install",
-        "wfclock",
-        str(CHART),
-        "-n",
-        RELEASE_NS,
-        "--set",
-        "minimumIntervalMinutes=1",
-        "--wait=false",
-    )
+    helm(plane, "install", "wfclock", str(CHART), "-n", RELEASE_NS, *values, "--wait=false")
     plane.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", "crd/workflowschedules.wfclock.dev"
     )
-    plane.wait_schedules_admitted("acme", "acme")  # the chart's finalizer policy applies
+    first = next(iter(tenants))
+    plane.wait_schedules_admitted(first, tenants[first])  # the chart's finalizer policy applies
     plane.start_controller_manager()  # GC and role aggregation see the new kinds and roles
+
+
+@pytest.fixture(scope="module")
+def installed(plane, admin, postgres):
+    url = postgres.create_database("chart_e2e")
+    from wfclock.db.migrate import upgrade
+
+    upgrade(url)
+    install_release(
+        plane, admin, url, {"acme": "acme", "globex": "globex"}, "--set", "minimumIntervalMinutes=1"
+    )
+    client.CoreV1Api(admin).create_namespaced_secret(
+        "globex", {"metadata": {"name": "payroll"}, "stringData": {"k": "v"}}
+    )
     return url
 
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from wfclock.db.store import list_runs
+from wfclock.db.store import list_fires, list_runs
 from wfclock.launcher import ClockFire, EventStart, ManualStart, launch
 
 from ..conftest import NOW, make_state, one_time_state
@@ -126,3 +126,63 @@ def test_schedules_shows_state_rows(python_env, add_schedule):
     assert (
         out.returncode == 0 and "acme/hourly" in out.stdout and "CronJob/wfs-nightly" in out.stdout
     )
+
+
+# --- the fire ledger: downgrade and prune ----------------------------------------------------
+
+LOUD_FLAG = "--i-understand-this-deletes-the-fire-ledger"
+
+
+def test_db_downgrade_without_a_revision_is_refused_and_keeps_the_ledger(
+    python_env, engine, three_kinds_of_runs
+):
+    before = list_fires(engine)
+    out = wfclock(python_env, "db", "downgrade")
+    assert out.returncode == 2, out
+    assert "fire ledger" in out.stderr and LOUD_FLAG in out.stderr
+    assert list_fires(engine) == before and len(before) == 2
+
+
+@pytest.mark.parametrize("target", ["base", "0001"])
+def test_db_downgrade_below_the_ledger_needs_the_loud_flag(
+    python_env, engine, three_kinds_of_runs, target
+):
+    refused = wfclock(python_env, "db", "downgrade", target)
+    assert refused.returncode == 2 and LOUD_FLAG in refused.stderr
+    assert "claim" in refused.stderr  # says why: old fire keys could be claimed again
+    assert len(list_fires(engine)) == 2
+    engine.dispose()
+    done = wfclock(python_env, "db", "downgrade", target, LOUD_FLAG)
+    assert done.returncode == 0, done.stderr
+    assert wfclock(python_env, "db", "upgrade").returncode == 0
+
+
+def test_db_prune_removes_old_fires_and_says_what_it_kept(python_env, conn, engine, add_schedule):
+    state = add_schedule(
+        make_state(cron="0 * * * *", timezone="UTC"), effective_from=NOW - timedelta(days=400)
+    )
+    for days in (300, 200, 1):
+        at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=days)
+        launch(conn, ClockFire(state.schedule_id, at, "j"), now=datetime.now(UTC))
+    conn.execute("UPDATE workflow_schedule_fires SET last_delivered_at = scheduled_for")
+    conn.commit()
+    dry = wfclock(python_env, "db", "prune", "--retention-days", "90", "--dry-run")
+    assert dry.returncode == 0 and "2 ledger row(s) would be pruned" in dry.stdout, dry
+    assert len(list_fires(engine)) == 3
+    done = wfclock(python_env, "db", "prune", "--retention-days", "90")
+    assert done.returncode == 0 and "pruned 2 ledger row(s)" in done.stdout, done
+    assert len(list_fires(engine)) == 1
+    too_short = wfclock(python_env, "db", "prune", "--retention-days", "3")
+    assert too_short.returncode == 2 and "at least 14" in too_short.stderr
+
+
+def test_backfill_before_the_pruned_horizon_is_refused(python_env, engine, add_schedule):
+    state = add_schedule(
+        make_state(cron="0 * * * *", timezone="UTC"), effective_from=NOW - timedelta(days=400)
+    )
+    assert wfclock(python_env, "db", "prune", "--retention-days", "90").returncode == 0
+    start = (datetime.now(UTC) - timedelta(days=100)).strftime("%Y-%m-%dT%H:00:00Z")
+    end = (datetime.now(UTC) - timedelta(days=99)).strftime("%Y-%m-%dT%H:00:00Z")
+    out = wfclock(python_env, "backfill", str(state.schedule_id), "--from", start, "--to", end)
+    assert out.returncode == 2 and "pruned" in out.stderr, out
+    assert list_runs(engine) == []

@@ -204,3 +204,171 @@ def test_a_burst_of_fires_beyond_the_connection_limit_ends_in_one_run_each(
         codes = list(pool.map(launcher_main, envs))
     assert codes == [0] * len(envs)
     assert len(list_runs(engine)) == len(envs)
+
+
+# --- database errors other than an unreachable server: every exit prints its JSON line ---------
+
+
+def _hourly_fire_env(state) -> dict[str, str]:
+    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return {
+        "WFCLOCK_SCHEDULE_ID": str(state.schedule_id),
+        "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}",
+    }
+
+
+@pytest.fixture
+def admin(database_url):
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+def test_a_database_without_the_wfclock_tables_exits_2_naming_the_fix(postgres, python_env):
+    url = postgres.create_database(f"no_schema_{uuid.uuid4().hex[:8]}")
+    env = {**_hourly_fire_env(make_state()), "WFCLOCK_DATABASE_URL": url}
+    code, line, stderr = run_launcher(python_env, **env)
+    assert (code, line["outcome"]) == (2, "error"), stderr
+    assert "has no wfclock tables" in line["reason"] and "wfclock db upgrade" in line["reason"]
+    assert "Traceback" not in stderr
+
+
+def test_a_role_without_privileges_exits_2_naming_the_role(
+    postgres, python_env, admin, engine, add_schedule
+):
+    state = add_schedule(make_state(cron="0 * * * *", timezone="UTC"))
+    role = f"nogrants_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")
+    url = python_env["WFCLOCK_DATABASE_URL"].replace("postgres@", f"{role}:pw@")
+    code, line, stderr = run_launcher(
+        python_env, **_hourly_fire_env(state), WFCLOCK_DATABASE_URL=url
+    )
+    assert (code, line["outcome"]) == (2, "error"), stderr
+    assert "permission denied" in line["reason"] and role in line["reason"]
+    assert list_fires(engine) == [] and list_runs(engine) == []
+
+
+def test_a_read_only_database_exits_75_then_the_retry_launches_exactly_once(
+    python_env, admin, engine, add_schedule
+):
+    state = add_schedule(make_state(cron="0 * * * *", timezone="UTC"))
+    database = admin.info.dbname
+    admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    try:
+        code, line, stderr = run_launcher(python_env, **_hourly_fire_env(state))
+    finally:
+        admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+    assert (code, line["outcome"]) == (75, "error"), stderr
+    assert "read-only" in line["reason"] and "retry" in line["reason"]
+    assert list_fires(engine) == []
+    outcomes = [run_launcher(python_env, **_hourly_fire_env(state))[1]["outcome"] for _ in "ab"]
+    assert outcomes == ["launched", "duplicate"] and len(list_runs(engine)) == 1
+
+
+def test_a_statement_timeout_exits_75_then_the_retry_launches_exactly_once(
+    python_env, database_url, engine, add_schedule
+):
+    import psycopg
+
+    state = add_schedule(make_state(cron="0 * * * *", timezone="UTC"))
+    impatient = f"{database_url}?options=-c%20statement_timeout%3D300"
+    with psycopg.connect(database_url) as holder:  # another session holds the schedule's row
+        holder.execute(
+            "SELECT 1 FROM workflow_schedules WHERE schedule_id = %s FOR UPDATE",
+            (state.schedule_id,),
+        )
+        code, line, stderr = run_launcher(
+            python_env, **_hourly_fire_env(state), WFCLOCK_DATABASE_URL=impatient
+        )
+    assert (code, line["outcome"]) == (75, "error"), stderr
+    assert "statement timeout" in line["reason"] and "retry" in line["reason"]
+    assert list_fires(engine) == []
+    code, line, _ = run_launcher(
+        python_env, **_hourly_fire_env(state), WFCLOCK_DATABASE_URL=impatient
+    )
+    assert (code, line["outcome"]) == (0, "launched") and len(list_runs(engine)) == 1
+
+
+def test_an_unexpected_database_error_exits_70_with_its_json_line_and_traceback(
+    python_env, admin, engine, add_schedule
+):
+    state = add_schedule(make_state(cron="0 * * * *", timezone="UTC"))
+    admin.execute(
+        "CREATE FUNCTION refuse_runs() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'runs are frozen by the test'; END $$"
+    )
+    admin.execute(
+        "CREATE TRIGGER refuse_runs BEFORE INSERT ON workflow_runs "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_runs()"
+    )
+    code, line, stderr = run_launcher(python_env, **_hourly_fire_env(state))
+    assert (code, line["outcome"]) == (70, "error")
+    assert line["reason"].startswith("unexpected error") and "runs are frozen" in line["reason"]
+    assert "Traceback" in stderr  # for whoever reads the pod's log
+    assert list_fires(engine) == [] and list_runs(engine) == []
+
+
+def test_sigterm_during_a_fire_exits_75_with_its_json_line(
+    python_env, database_url, engine, add_schedule
+):
+    import signal
+
+    import psycopg
+    from wfclock_devstack.processes import wait_until
+
+    state = add_schedule(make_state(cron="0 * * * *", timezone="UTC"))
+    with psycopg.connect(database_url) as holder:  # the fire waits on the schedule's row lock
+        holder.execute(
+            "SELECT 1 FROM workflow_schedules WHERE schedule_id = %s FOR UPDATE",
+            (state.schedule_id,),
+        )
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "launcher_job"],
+            env={**python_env, **_hourly_fire_env(state)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = 'wfclock-launcher' AND wait_event_type = 'Lock'"
+        )
+        with psycopg.connect(database_url, autocommit=True) as watcher:
+            wait_until(lambda: watcher.execute(waiting).fetchone()[0], 30, "the fire to wait")
+        launcher.send_signal(signal.SIGTERM)
+        out, err = launcher.communicate(timeout=30)
+    (line,) = [json.loads(x) for x in out.strip().splitlines()]
+    assert (launcher.returncode, line["outcome"]) == (75, "error"), err
+    assert "SIGTERM" in line["reason"]
+    code, line, _ = run_launcher(python_env, **_hourly_fire_env(state))
+    assert (code, line["outcome"]) == (0, "launched") and len(list_runs(engine)) == 1
+
+
+def test_a_one_time_job_records_its_fire_under_its_own_name(python_env, engine, add_schedule):
+    from wfclock.core.builders import Schedule, build_one_time_job
+    from wfclock.core.model import Rules, validate_spec
+    from wfclock.db.store import latest_fire_for_job
+    from wfclock.settings import Settings
+
+    run_at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    state = add_schedule(one_time_state(run_at))
+    spec = validate_spec(
+        {
+            "tenant": "acme",
+            "workflowId": str(state.workflow_id),
+            "workflowVersion": 3,
+            "trigger": {"type": "schedule", "runAt": run_at.isoformat()},
+        },
+        Rules(now=run_at - timedelta(hours=1)),
+    )
+    job = build_one_time_job(
+        Schedule("once", "acme", str(state.schedule_id), spec), Settings(database_url="x")
+    )
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    code, line, _ = run_launcher(python_env, **env)
+    assert (code, line["outcome"]) == (0, "launched")
+    # What the operator reads when the Job finishes: no false FireFailed.
+    fire = latest_fire_for_job(engine, job["metadata"]["name"])
+    assert fire is not None and fire["outcome"] == "launched"

@@ -82,7 +82,7 @@ def test_upgrade_from_empty_creates_the_contract_tables_matching_the_model(empty
 
 def test_downgrade_to_base_then_upgrade_again(empty_url):
     upgrade(empty_url)
-    downgrade(empty_url, "base")
+    downgrade(empty_url, "base", allow_ledger_loss=True)
     engine_for(empty_url).dispose()
     assert set(_tables(empty_url)) == {"alembic_version"}
     engine_for(empty_url).dispose()
@@ -96,3 +96,39 @@ def test_fire_key_is_unique_in_runs_and_ledger(database_url):
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_workflow_runs_trigger_fire_key'"
         ).fetchone()[0]
     assert "UNIQUE" in unique and "trigger_fire_key IS NOT NULL" in unique
+
+
+def test_a_downgrade_that_drops_the_ledger_is_refused_unless_allowed(empty_url):
+    from wfclock.db.migrate import LedgerLossRefused
+
+    upgrade(empty_url)
+    for target in ("base", "0001"):
+        with pytest.raises(LedgerLossRefused, match="--i-understand-this-deletes-the-fire-ledger"):
+            downgrade(empty_url, target)
+    engine_for(empty_url).dispose()
+    assert {"workflow_schedule_fires", "workflow_schedule_fire_counts"} <= set(_tables(empty_url))
+
+
+def test_0002_counts_the_fires_already_in_the_ledger(empty_url):
+    from wfclock.db.store import fire_counts
+
+    upgrade(empty_url, "0001")
+    with psycopg.connect(empty_url) as conn:
+        conn.execute(
+            "INSERT INTO workflow_schedules (schedule_id, tenant, namespace, name, workflow_id, "
+            "workflow_version, trigger_type, cron, timezone, status) VALUES "
+            "('00000000-0000-0000-0000-000000000001', 'acme', 'acme', 'x', "
+            "'00000000-0000-0000-0000-000000000002', 1, 'recurring', '0 * * * *', 'UTC', "
+            "'scheduled')"
+        )
+        conn.execute(
+            "INSERT INTO workflow_schedule_fires (fire_key, schedule_id, scheduled_for, outcome) "
+            "SELECT 'k' || i, '00000000-0000-0000-0000-000000000001', now(), "
+            "CASE WHEN i % 3 = 0 THEN 'skipped' ELSE 'launched' END "
+            "FROM generate_series(1, 30) AS i"
+        )
+    upgrade(empty_url)
+    assert fire_counts(engine_for(empty_url)) == {
+        ("launched", "recurring"): 20,
+        ("skipped", "recurring"): 10,
+    }

@@ -66,3 +66,41 @@ def test_one_time_names_and_keys_come_from_the_utc_instant_for_any_offset(offset
     same_instant_in_utc = schedule({"type": "schedule", "runAt": "2026-12-01T09:00:00Z"}, NOW)
     renamed = Schedule(s.name, s.namespace, s.uid, same_instant_in_utc.spec)
     assert child_name(renamed) == child_name(s)
+
+
+def _label_and_annotation_holders(s: Schedule) -> list[dict]:
+    """Every metadata a child carries, with what the CronJob controller copies to its Jobs."""
+    if s.recurring:
+        cronjob = build_cronjob(s, SETTINGS)
+        template = cronjob["spec"]["jobTemplate"]
+        return [cronjob["metadata"], template["metadata"], template["spec"]["template"]["metadata"]]
+    job = build_one_time_job(s, SETTINGS)
+    return [job["metadata"], job["spec"]["template"]["metadata"]]
+
+
+def test_a_253_character_schedule_name_gives_valid_labels_and_keeps_the_full_name():
+    from wfclock.core.names import SCHEDULE_LABEL, schedule_name_of
+
+    name = ("nightly-report." * 17)[:252] + "x"
+    assert len(name) == 253
+    for trigger in (
+        {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"},
+        {"type": "schedule", "runAt": "2026-12-01T09:00:00+01:00"},
+    ):
+        s = schedule(trigger, NOW, name=name)
+        holders = _label_and_annotation_holders(s)
+        for metadata in holders:
+            assert all(len(v) <= 63 for v in metadata["labels"].values()), metadata["labels"]
+        child = holders[0]
+        assert len(child["labels"][SCHEDULE_LABEL]) <= 63
+        assert schedule_name_of(child) == name  # what the operator reads back from a Job
+        if s.recurring:
+            assert schedule_name_of(holders[1]) == name  # copied onto every CronJob Job
+
+
+def test_a_one_time_job_tells_the_launcher_its_own_name():
+    s = schedule({"type": "schedule", "runAt": "2026-12-01T09:00:00+01:00"}, NOW)
+    job = build_one_time_job(s, SETTINGS)
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["WFCLOCK_JOB_NAME"] == job["metadata"]["name"]

@@ -20,7 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from prometheus_client import start_http_server
 
-from wfclock.controller import accounting, drift, metrics, onetime, reconciler
+from wfclock.controller import accounting, drift, housekeeping, metrics, onetime, reconciler
 from wfclock.controller.context import Context
 from wfclock.controller.kube import Kube
 from wfclock.controller.periodic import Periodic
@@ -122,6 +122,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.networking.request_timeout = 30
     settings.posting.level = logging.WARNING  # events are posted by wfclock itself
     settings.execution.max_workers = WORKERS
+    settings.peering.lifetime = wf.peering_lifetime_seconds  # bounds a standby's takeover
     # The resources are known; watching CRDs for new ones would need rights the operator lacks.
     settings.scanning.disabled = True
     ctx = Context(
@@ -147,6 +148,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         Periodic("resync", lambda: drift.resync(ctx), wf.resync_interval_seconds).start(),
     ]
     memo.finished_jobs = set()
+    memo.pruner = housekeeping.LedgerPruner(ctx.engine, wf.ledger_retention_days).start()
     metrics.register_ledger(ctx.engine)
     if wf.metrics_port and not _metrics_started.is_set():
         start_http_server(wf.metrics_port)
@@ -161,6 +163,8 @@ def cleanup(memo: kopf.Memo, **_) -> None:
         task.stop()
     if getattr(memo, "ctx", None) and memo.ctx.releases:
         memo.ctx.releases.stop()
+    if getattr(memo, "pruner", None):
+        memo.pruner.stop()
 
 
 @kopf.on.resume(*RESOURCE)

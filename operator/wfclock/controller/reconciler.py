@@ -22,7 +22,7 @@ from wfclock.controller.registration import register_one_time, register_recurrin
 from wfclock.controller.spec import parse_schedule, published_at
 from wfclock.core.builders import Schedule
 from wfclock.core.model import SpecError
-from wfclock.core.names import SCHEDULE_LABEL, SCHEDULE_UID_LABEL
+from wfclock.core.names import SCHEDULE_UID_LABEL, schedule_name_of
 from wfclock.core.status import invalid_status, status_for
 from wfclock.db import store
 
@@ -128,7 +128,7 @@ def report_finished_job(ctx: Context, job: dict, created: datetime) -> None:
     """A fire's Job finished: post what the fire did (from the ledger) and refresh the status."""
     labels = job["metadata"]["labels"]
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    schedule = labels[SCHEDULE_LABEL]
+    schedule = schedule_name_of(job["metadata"])
     owner = {"name": schedule, "namespace": namespace, "uid": labels[SCHEDULE_UID_LABEL]}
     if ctx.now() - created < FIRE_EVENT_WINDOW:
         fire = store.latest_fire_for_job(ctx.engine, name)

@@ -17,9 +17,11 @@ from wfclock.core.model import (
 from wfclock.core.names import (
     REGISTRATION_LABEL,
     SCHEDULE_LABEL,
+    SCHEDULE_NAME_ANNOTATION,
     SCHEDULE_UID_LABEL,
     cronjob_name,
     one_time_job_name,
+    schedule_label_value,
 )
 from wfclock.settings import Settings
 
@@ -58,10 +60,14 @@ def _labels(schedule: Schedule, registration: str) -> dict:
     return {
         "app.kubernetes.io/managed-by": "wfclock",
         "app.kubernetes.io/component": "launcher",
-        SCHEDULE_LABEL: schedule.name,
+        SCHEDULE_LABEL: schedule_label_value(schedule.name),
         SCHEDULE_UID_LABEL: schedule.uid,
         REGISTRATION_LABEL: registration,
     }
+
+
+def _annotations(schedule: Schedule) -> dict:
+    return {SCHEDULE_NAME_ANNOTATION: schedule.name}  # any length, unlike a label value
 
 
 def child_name(schedule: Schedule) -> str:
@@ -184,6 +190,7 @@ def build_cronjob(schedule: Schedule, settings: Settings) -> dict:
             "name": name,
             "namespace": schedule.namespace,
             "labels": _labels(schedule, "recurring"),
+            "annotations": _annotations(schedule),
             "ownerReferences": [owner_reference(schedule)],
         },
         "spec": {
@@ -197,7 +204,10 @@ def build_cronjob(schedule: Schedule, settings: Settings) -> dict:
             "successfulJobsHistoryLimit": schedule.spec.successfulJobsHistoryLimit,
             "failedJobsHistoryLimit": schedule.spec.failedJobsHistoryLimit,
             "jobTemplate": {
-                "metadata": {"labels": _labels(schedule, "recurring-fire")},
+                "metadata": {
+                    "labels": _labels(schedule, "recurring-fire"),
+                    "annotations": _annotations(schedule),
+                },
                 "spec": _job_spec(schedule, settings, fire_env),
             },
         },
@@ -208,7 +218,14 @@ def build_one_time_job(schedule: Schedule, settings: Settings) -> dict:
     trigger = schedule.spec.trigger
     assert isinstance(trigger, OneTimeTrigger)
     run_at = trigger.instant
-    fire_env = [{"name": "WFCLOCK_SCHEDULED_FOR", "value": utc_iso(run_at)}]
+    fire_env = [
+        {"name": "WFCLOCK_SCHEDULED_FOR", "value": utc_iso(run_at)},
+        # The ledger records the fire under the Job's name, where the operator looks for it.
+        {
+            "name": "WFCLOCK_JOB_NAME",
+            "value": one_time_job_name(schedule.name, schedule.uid, run_at),
+        },
+    ]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -216,7 +233,7 @@ def build_one_time_job(schedule: Schedule, settings: Settings) -> dict:
             "name": one_time_job_name(schedule.name, schedule.uid, run_at),
             "namespace": schedule.namespace,
             "labels": _labels(schedule, "one-time"),
-            "annotations": {"wfclock.dev/run-at": utc_iso(run_at)},
+            "annotations": {"wfclock.dev/run-at": utc_iso(run_at), **_annotations(schedule)},
             "ownerReferences": [owner_reference(schedule)],
         },
         # Created suspended at publish time; the operator releases it at runAt.

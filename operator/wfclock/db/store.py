@@ -10,7 +10,13 @@ from functools import lru_cache
 import sqlalchemy.exc
 from sqlalchemy import Engine, case, create_engine, func, select, text, update
 
-from wfclock.db.tables import workflow_runs, workflow_schedule_fires, workflow_schedules
+from wfclock.db.tables import (
+    workflow_runs,
+    workflow_schedule_fire_counts,
+    workflow_schedule_fires,
+    workflow_schedule_fires_horizon,
+    workflow_schedules,
+)
 from wfclock.db.urls import sqlalchemy_url
 
 
@@ -227,15 +233,18 @@ def list_fires(engine: Engine, schedule_id: uuid.UUID | None = None) -> list[dic
 
 
 def fire_counts(engine: Engine) -> dict[tuple[str, str], int]:
-    """Fires by (outcome, trigger type) as the ledger records them, for the metrics."""
-    fires, schedules = workflow_schedule_fires, workflow_schedules
+    """Fires recorded by (outcome, trigger type), for the metrics: read from the counts a trigger
+    keeps as fires are recorded (one row per schedule and outcome), never from the ledger."""
+    counts, schedules = workflow_schedule_fire_counts, workflow_schedules
+    total = func.sum(counts.c.fires)
     query = (
-        select(fires.c.outcome, schedules.c.trigger_type, func.count())
-        .select_from(fires.join(schedules, fires.c.schedule_id == schedules.c.schedule_id))
-        .group_by(fires.c.outcome, schedules.c.trigger_type)
+        select(counts.c.outcome, schedules.c.trigger_type, total)
+        .select_from(counts.join(schedules, counts.c.schedule_id == schedules.c.schedule_id))
+        .group_by(counts.c.outcome, schedules.c.trigger_type)
+        .having(total > 0)
     )
     with engine.connect() as conn:
-        return {(o, t): n for o, t, n in conn.execute(query)}
+        return {(o, t): int(n) for o, t, n in conn.execute(query)}
 
 
 def latest_fire_for_job(engine: Engine, job_name: str) -> dict | None:
@@ -412,3 +421,81 @@ def _ensure_tenant_login(
             {"r": login, "t": tenant, "c": credential},
         )
     return True
+
+
+# --- pruning the ledger -------------------------------------------------------------------------
+
+# Shared by every fire the ledger records (its guard trigger, migration 0002), exclusive here:
+# a prune batch waits for fires in flight, and fires wait for it.
+PRUNE_LOCK = 7406372002
+
+# Per schedule, through the (schedule_id, scheduled_for) index: fires older than the horizon,
+# not delivered since it, and never the schedule's latest fire.
+_PRUNABLE = """
+SELECT f.fire_key
+FROM workflow_schedules s
+CROSS JOIN LATERAL (
+    SELECT f.fire_key FROM workflow_schedule_fires f
+    WHERE f.schedule_id = s.schedule_id
+      AND f.scheduled_for < :horizon AND f.last_delivered_at < :horizon
+      AND f.scheduled_for < (SELECT max(l.scheduled_for) FROM workflow_schedule_fires l
+                             WHERE l.schedule_id = s.schedule_id)
+    LIMIT :batch
+) f
+"""
+_COUNT_PRUNABLE = text(f"SELECT count(*) FROM ({_PRUNABLE.replace('LIMIT :batch', '')}) AS p")
+_RAISE_HORIZON = text(
+    """
+INSERT INTO workflow_schedule_fires_horizon AS h (singleton, pruned_before)
+VALUES (true, :horizon)
+ON CONFLICT (singleton) DO UPDATE
+SET pruned_before = greatest(h.pruned_before, excluded.pruned_before), updated_at = now()
+"""
+)
+_PRUNE_BATCH = text(
+    f"""
+WITH doomed AS ({_PRUNABLE} LIMIT :batch),
+gone AS (
+    DELETE FROM workflow_schedule_fires WHERE fire_key IN (SELECT fire_key FROM doomed)
+    RETURNING 1
+)
+UPDATE workflow_schedule_fires_horizon
+SET pruned_rows = pruned_rows + (SELECT count(*) FROM gone)
+RETURNING (SELECT count(*) FROM gone)
+"""
+)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    horizon: datetime
+    rows: int
+
+
+def prune_fires(
+    engine: Engine, *, older_than: datetime, batch: int = 5000, dry_run: bool = False
+) -> Pruned:
+    """Deletes ledger rows of fires scheduled and last delivered before `older_than`, keeping
+    each schedule's latest fire, and first raises the ledger's horizon to `older_than`: from then
+    on a fire before it is never launched unless its row is still there (a duplicate).
+    Batches of `batch` rows, each its own transaction holding PRUNE_LOCK."""
+    params = {"horizon": older_than, "batch": batch}
+    if dry_run:
+        with engine.connect() as conn:
+            return Pruned(older_than, conn.execute(_COUNT_PRUNABLE, params).scalar_one())
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            conn.execute(select(func.pg_advisory_xact_lock(PRUNE_LOCK)))
+            conn.execute(_RAISE_HORIZON, params)
+            deleted = conn.execute(_PRUNE_BATCH, params).scalar_one()
+        total += deleted
+        if deleted < batch:
+            return Pruned(older_than, total)
+
+
+def ledger_horizon(engine: Engine) -> datetime | None:
+    """Fires scheduled before this may have been pruned from the ledger (None: never pruned)."""
+    horizon = workflow_schedule_fires_horizon
+    with engine.connect() as conn:
+        return conn.execute(select(horizon.c.pruned_before)).scalar_one_or_none()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -122,4 +123,27 @@ workflow_schedule_fires = Table(
     Column("last_delivered_at", DateTime(timezone=True), nullable=False, server_default=now),
     CheckConstraint("outcome IN ('launched', 'skipped')", name="outcome"),
     Index(None, "schedule_id", "scheduled_for"),
+    Index(None, "source", "last_delivered_at"),  # a finished Job's fire (latest_fire_for_job)
+)
+
+# Fires recorded per schedule and outcome, kept by a trigger on the ledger as each fire is
+# recorded (migration 0002): the metrics read these, never the ledger. Pruning lowers no count.
+workflow_schedule_fire_counts = Table(
+    "workflow_schedule_fire_counts",
+    metadata,
+    Column("schedule_id", UUID(as_uuid=True), primary_key=True),
+    Column("outcome", Text, primary_key=True),
+    Column("fires", BigInteger, nullable=False),
+)
+
+# One row once the ledger has been pruned: fires scheduled before `pruned_before` may be gone
+# from it, so a trigger refuses to claim any such key that is not still there (migration 0002).
+workflow_schedule_fires_horizon = Table(
+    "workflow_schedule_fires_horizon",
+    metadata,
+    Column("singleton", Boolean, primary_key=True, server_default=text("true")),
+    Column("pruned_before", DateTime(timezone=True), nullable=False),
+    Column("pruned_rows", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
+    CheckConstraint("singleton", name="singleton"),
 )
