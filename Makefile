@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml devstack/pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help venv postgres control-plane deps test test-unit lint up down demo bench clean kind-e2e image
+.PHONY: faults help venv postgres control-plane deps test test-unit lint up down demo bench clean kind-e2e image
 
 help:
 	@echo "make demo   - start the local stack (control plane, Postgres, operator) and watch schedules fire"
@@ -13,6 +13,7 @@ help:
 	@echo "make up / make down - start / stop the local stack in the background"
 	@echo "make lint   - ruff"
 	@echo "make bench  - benchmarks (print figures)"
+	@echo "make faults - fault scenarios with an independent accounting of every fire"
 	@echo "make image  - build the image with podman (cached); prints its archive for containerd"
 	@echo "make kind-e2e - build the image, install the chart on kind, smoke test (needs Docker)"
 
@@ -54,6 +55,10 @@ down:
 
 demo: up
 	$(PY) -m wfclock_devstack.localstack demo
+
+# Fault scenarios and the full soak: each prints its accounting line (docs/reliability.md).
+faults: deps
+	$(PY) -m pytest -m faults -s tests/cluster/test_faults.py $(PYTEST_ARGS)
 
 bench: deps
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -1,0 +1,61 @@
+"""The independent accounting used by the soak and the fault scenarios finds what it must: a
+lost fire, a duplicated one, a run that no fire owed; and accepts skips with their reasons."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from wfclock_devstack.accounting import Change, account, expected_fires
+
+T0 = datetime(2026, 11, 25, 10, 0, 30, tzinfo=UTC)
+EVERY_MINUTE = {"trigger": {"type": "recurring", "cron": "* * * * *", "timezone": "Asia/Kolkata"}}
+
+
+def test_expected_fires_follow_pauses_edits_and_deletes():
+    history = [
+        Change(T0, EVERY_MINUTE),  # 10:01, 10:02
+        Change(T0 + timedelta(minutes=2), {**EVERY_MINUTE, "paused": True}),  # none
+        Change(T0 + timedelta(minutes=4), EVERY_MINUTE),  # 10:05 (10:06 is near the delete)
+        Change(T0 + timedelta(minutes=6, seconds=10), None),
+    ]
+    certain, boundary = expected_fires(history, T0 + timedelta(hours=1), timedelta(seconds=60))
+    minutes = sorted(f.minute for f in certain)
+    assert minutes == [1, 5] and sorted(f.minute for f in boundary) == [2, 6]
+
+
+def insert_fire(conn, schedule_id, at, outcome="launched", reason=None, runs=1):
+    for n in range(runs if outcome == "launched" else 0):
+        conn.execute(
+            "INSERT INTO workflow_runs (run_id, tenant, workflow_id, workflow_version, payload, "
+            "trigger_type, trigger_fire_key, schedule_id) VALUES (%s, 'acme', %s, 1, %s, "
+            "'recurring', %s, %s)",
+            (uuid.uuid4(), uuid.uuid4(), json.dumps({"scheduledFor": f"{at:%Y-%m-%dT%H:%M:%SZ}"}),
+             f"k{n}-{at}", schedule_id),
+        )  # fmt: skip
+    conn.execute(
+        "INSERT INTO workflow_schedule_fires (fire_key, schedule_id, scheduled_for, outcome, "
+        "reason) VALUES (%s, %s, %s, %s, %s)",
+        (f"key-{schedule_id}-{at}", schedule_id, at, outcome, reason),
+    )
+
+
+def test_the_accounting_reports_lost_duplicated_and_unexpected_fires(conn, database_url):
+    sid = uuid.uuid4()
+    history = {sid: [Change(T0, EVERY_MINUTE)]}
+    until = T0 + timedelta(minutes=4)  # 10:04:30, owes 10:01 ... 10:04
+    minute = T0.replace(second=0)
+    insert_fire(conn, sid, minute + timedelta(minutes=1))
+    insert_fire(conn, sid, minute + timedelta(minutes=2), "skipped", "paused: while paused")
+    insert_fire(conn, sid, minute + timedelta(minutes=3), runs=2)  # two runs for one fire
+    conn.commit()  # 10:04 has no record at all
+    report = account(database_url, history, until)
+    assert report.line() == (
+        "expected 4, launched 2, skipped 1 (paused 1), lost 1, duplicated 1, unexpected 0"
+    )
+    insert_fire(conn, sid, minute + timedelta(minutes=4))
+    insert_fire(conn, sid, minute - timedelta(minutes=5))  # before the schedule existed
+    conn.commit()
+    report = account(database_url, history, until)
+    assert (len(report.lost), len(report.unexpected), report.ok) == (0, 1, False)
