@@ -5,6 +5,7 @@ unexpected 0. Each prints its accounting line; docs/reliability.md keeps the tab
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ def settle_and_account(database_url, histories, end, wait: float = 45, limit: fl
         if time.monotonic() > deadline:
             break
         time.sleep(5)
-    print(f"\naccounting: {report.line()}")
+    sys.__stderr__.write(f"\naccounting: {report.line()}\n")  # past the capture
     assert report.ok, f"{report.line()}: {report.lost + report.duplicated + report.unexpected}"
     return report
 

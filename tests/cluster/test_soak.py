@@ -6,6 +6,7 @@ The full soak and the fault scenarios run with `make faults`."""
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -87,7 +88,7 @@ def test_short_soak_every_fire_accounted(
         if time.monotonic() > deadline:
             break
         time.sleep(5)
-    print(report.line())
+    sys.__stderr__.write(f"\naccounting: {report.line()}\n")  # past the capture
     history = tmp_path / "history.json"  # for `python -m wfclock_devstack.accounting`
     history.write_text(dump_history(histories))
     details = (
