@@ -2,9 +2,16 @@
 #   operator: python -m wfclock.controller
 #   launcher: python -m launcher_job        (the command of every fire's pod)
 # Migrations: wfclock db upgrade
+#
+# The base is the official python image, or where no image registry is reachable a base made from
+# Debian's packages (python3.11 in /usr/lib instead of /usr/local/lib): scripts/build-image.sh,
+# docs/image.md. Both build with this file.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+# PIP_CERT: the build machine's CA bundle, for networks whose proxy re-signs TLS (build-image.sh
+# mounts it read-only during RUN steps and passes its path); empty uses pip's own trust store.
+ARG PIP_CERT=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -19,9 +26,15 @@ RUN python -m venv /opt/wfclock \
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="wfclock" \
       org.opencontainers.image.description="Clock triggers for Workflow V2: operator and launcher"
+# The base's own pip and ensurepip go, wherever the base keeps them (the official image: under
+# /usr/local/lib/python3.11; Debian's python: /usr/lib/python3.11 and /usr/share/python-wheels).
+RUN set -eu; \
+    for dir in $(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"), sysconfig.get_path("purelib"))'); do \
+      rm -rf "$dir/ensurepip" "$dir"/pip "$dir"/pip-*; \
+    done; \
+    rm -rf /usr/share/python-wheels
 ENV PATH=/opt/wfclock/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 COPY --from=build /opt/wfclock /opt/wfclock
-RUN rm -rf /usr/local/lib/python3.11/ensurepip /usr/local/lib/python3.11/site-packages/pip*
 USER 65532:65532
 WORKDIR /tmp
 CMD ["python", "-m", "wfclock.controller"]

@@ -49,6 +49,6 @@ def every_minute_schedule(url: str) -> uuid.UUID:
             registered_name="bench-cron",
             next_fire_at=None,
         ),
-        now=EPOCH - timedelta(days=1),
+        published_at=EPOCH - timedelta(days=1),
     )
     return schedule_id

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
+import time
 import traceback
 import uuid
 from datetime import UTC, datetime
@@ -12,13 +14,38 @@ from datetime import UTC, datetime
 import psycopg
 from wfclock.core.fires import parse_instant, scheduled_for_from_job_name
 from wfclock.db.urls import libpq_url
-from wfclock.launcher import ClockFire, FireNotDue, Registration, UnknownSchedule, launch
+from wfclock.launcher import (
+    ClockFire,
+    FireNotDue,
+    NotAFire,
+    Registration,
+    UnknownSchedule,
+    launch,
+)
 
 # 70 (EX_SOFTWARE): an error the launcher does not know, a bug or a database in an unforeseen
 # state. It is neither "retry" (75) nor "unusable input" (2), so the Job's backoff retries it
 # like any failure (harmless: the fire key makes a retry a duplicate at worst), and a dashboard
 # can tell it from an outage.
 EX_OK, EX_USAGE, EX_SOFTWARE, EX_TEMPFAIL = 0, 2, 70, 75
+
+# How long one launcher keeps trying to connect (the database restarting, or out of connection
+# slots at the top of the hour) before it exits 75 and leaves the retry to the Job: attempts
+# spread out with full jitter, so a burst of fires does not return in step.
+CONNECT_BUDGET_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 5.0
+# Nothing may hang a fire: a dead TCP peer is noticed within about 25 s, a statement (or a lock
+# it waits for) gives up after 30 s; both end in exit 75 and a retry.
+CONNECTION_OPTIONS = {
+    "connect_timeout": 10,
+    "application_name": "wfclock-launcher",
+    "autocommit": True,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "options": "-c statement_timeout=30000 -c idle_in_transaction_session_timeout=30000",
+}
 
 
 class InputError(ValueError):
@@ -66,6 +93,36 @@ def conninfo(url: str) -> str:
     except psycopg.ProgrammingError as exc:
         raise InputError(f"WFCLOCK_DATABASE_URL is not a usable Postgres URL: {exc}") from None
     return url
+
+
+def connect(url: str, budget: float, *, sleep=time.sleep, clock=time.monotonic):
+    """A connection, trying again with jittered backoff while the budget lasts."""
+    started, attempt = clock(), 0
+    while True:
+        try:
+            return psycopg.connect(url, **CONNECTION_OPTIONS)
+        except psycopg.OperationalError as exc:
+            if not _worth_waiting(exc):
+                raise
+            attempt += 1
+            delay = random.uniform(0, min(MAX_BACKOFF_SECONDS, 0.05 * 2**attempt))
+            if clock() - started + delay > budget:
+                raise
+            sleep(delay)
+
+
+def _worth_waiting(exc: psycopg.OperationalError) -> bool:
+    """A server away, starting, or out of connection slots passes within seconds; a refused
+    login or a missing database does not (a new pod brings a rotated password)."""
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state in ("53300", "57P03") or state.startswith("08")
+
+
+def _budget(env: dict[str, str]) -> float:
+    try:
+        return max(0.0, float(env.get("WFCLOCK_CONNECT_BUDGET_SECONDS", CONNECT_BUDGET_SECONDS)))
+    except ValueError:
+        return CONNECT_BUDGET_SECONDS
 
 
 def _fail(code: int, reason: str, key: str | None = None) -> int:
@@ -139,11 +196,9 @@ def main(env: dict[str, str] | None = None) -> int:
     except InputError as exc:
         return _fail(EX_USAGE, str(exc))
     try:
-        with psycopg.connect(
-            url, connect_timeout=10, application_name="wfclock-launcher", autocommit=True
-        ) as conn:
+        with connect(url, _budget(env)) as conn:
             result = launch(conn, fire, now=datetime.now(UTC))
-    except (UnknownSchedule, FireNotDue) as exc:
+    except (UnknownSchedule, FireNotDue, NotAFire) as exc:
         return _fail(EX_USAGE, str(exc))
     except psycopg.Error as exc:
         code, reason = database_failure(exc, url)

@@ -3,9 +3,9 @@
 # cluster, install the chart with a Postgres, publish a one-time and a recurring schedule and
 # check that each fire started exactly one run.
 #
-# This machine has no container engine, so this path is NOT run by `make test` or CI here; the
+# This project's CI machine has no Docker, so this path is NOT run by `make test` or CI there; the
 # local control plane (real kube-apiserver and kube-controller-manager) covers the same
-# behaviour there. Needs: docker, kind, kubectl, helm.
+# behaviour there, and the image itself is built with podman (scripts/build-image.sh). Needs: docker, kind, kubectl, helm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

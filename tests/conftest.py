@@ -98,7 +98,7 @@ def add_schedule(engine):
         state: ScheduleState | None = None, *, effective_from: datetime = NOW - timedelta(days=1)
     ):
         state = state or make_state()
-        upsert_schedule(engine, state, now=effective_from)
+        upsert_schedule(engine, state, published_at=effective_from)
         return state
 
     return add

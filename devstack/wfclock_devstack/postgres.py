@@ -20,6 +20,14 @@ import psycopg
 
 from wfclock_devstack.ports import free_port
 
+# The administrator logs in without a password over the loopback (tests and the local stack);
+# every other login, such as a tenant's launcher login, needs its password.
+HBA = """\
+local all all trust
+host all postgres 127.0.0.1/32 trust
+host all all 127.0.0.1/32 scram-sha-256
+"""
+
 
 def server_bin_dir() -> Path:
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
@@ -73,6 +81,10 @@ class PostgresServer:
             os.chown(self.root, _run_as()["user"], _run_as()["group"])
         if not (self.data / "PG_VERSION").exists():
             self._pg("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8")
+            hba = self.data / "pg_hba.conf"
+            hba.write_text(HBA)
+            if _run_as():
+                os.chown(hba, _run_as()["user"], _run_as()["group"])
 
     def start(self) -> None:
         self.init()

@@ -291,7 +291,7 @@ def cmd_backfill(args) -> int:
 def cmd_start(args) -> int:
     import psycopg
 
-    from wfclock.launcher import EventStart, ManualStart, launch
+    from wfclock.launcher import EventStart, InvalidStart, ManualStart, launch
 
     try:
         payload = json.loads(args.payload)
@@ -306,13 +306,26 @@ def cmd_start(args) -> int:
             args.tenant, args.workflow, args.version, args.event_name, args.event_id, payload
         )
     else:
+        if not args.request_id:
+            raise UsageError(
+                "a manual start needs --request-id: an id of your choosing (a UUID, a ticket "
+                "number) that makes a retried command after an uncertain result one run"
+            )
         request = ManualStart(
-            args.tenant, args.workflow, args.version, payload, os.environ.get("USER", "")
+            args.tenant,
+            args.workflow,
+            args.version,
+            payload,
+            os.environ.get("USER", ""),
+            request_id=args.request_id,
         )
     from wfclock.db.urls import libpq_url
 
-    with psycopg.connect(libpq_url(_database_url(args))) as conn:
-        result = launch(conn, request, now=datetime.now(UTC))
+    try:
+        with psycopg.connect(libpq_url(_database_url(args))) as conn:
+            result = launch(conn, request, now=datetime.now(UTC))
+    except InvalidStart as exc:
+        raise UsageError(str(exc)) from None
     print(result.as_json())
     return EX_OK
 
@@ -396,7 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--version", type=int, required=True)
     start.add_argument("--payload", default="{}")
     start.add_argument("--event-name")
-    start.add_argument("--event-id")
+    start.add_argument("--event-id", help="events are deduplicated on it")
+    start.add_argument(
+        "--request-id", help="manual starts: retrying with the same id starts one run only"
+    )
     start.set_defaults(func=cmd_start)
     return parser
 

@@ -14,9 +14,11 @@ to keep the launcher's cold start short.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from wfclock.core.fires import PAYLOAD_SCHEMA_REF, fire_key_for, utc_iso
 from wfclock.core.firetime import CronError, is_fire_instant, next_fire_after, parse_cron
@@ -26,6 +28,12 @@ NOTIFY_CHANNEL = "wfclock_runs"
 
 class UnknownSchedule(LookupError):
     """No state row for the schedule id: unusable input, nothing is written."""
+
+
+class NotAFire(ValueError):
+    """An instant the schedule's own cron does not fire at, asked for without a Job of the
+    CronJob controller behind it (backfill, catch-up, a hand-made request): unusable input,
+    nothing is written."""
 
 
 class FireNotDue(ValueError):
@@ -114,90 +122,25 @@ def launch(conn, request: ClockFire | EventStart | ManualStart, *, now: datetime
                     f"no schedule with id {request.schedule_id} in workflow_schedules"
                 )
             registration = Registration(*row)
+            if registration.cron and not _is_fire(registration, request.scheduled_for):
+                raise NotAFire(
+                    f"{registration.cron!r} in {registration.timezone} does not fire at "
+                    f"{utc_iso(request.scheduled_for)}"
+                )
         return _launch_clock_fire(conn, request, registration, now)
 
 
 _REGISTRATION = "SELECT cron, timezone FROM workflow_schedules WHERE schedule_id = %s FOR UPDATE"
 
-# One statement: lock the schedule row and decide from its state (Postgres is authoritative at
-# fire time), claim the fire key, and only when this delivery claimed it: insert the run with its
-# fixed payload, update the schedule state and notify workers.
-_CLAIM_AND_LAUNCH = """
-WITH schedule AS (
-    SELECT s.*, CASE
-        WHEN deleted_at IS NOT NULL THEN 'deleted'
-        WHEN status = 'paused' THEN 'paused'
-        WHEN status = 'completed' THEN 'completed'
-        WHEN NOT enabled OR status IN ('disabled', 'failed') THEN 'disabled'
-        WHEN trigger_type = 'schedule' AND run_at IS DISTINCT FROM %(at)s
-            THEN 'superseded: the schedule now runs at '
-                 || to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-        WHEN trigger_type = 'recurring' AND %(at)s < trigger_effective_from
-            THEN 'superseded: scheduled before the trigger''s last change'
-        WHEN trigger_type = 'recurring'
-             AND (cron IS DISTINCT FROM %(cron)s OR timezone IS DISTINCT FROM %(timezone)s)
-            THEN 'superseded: the Job was created for another cron or time zone'
-        WHEN trigger_type = 'recurring' AND NOT %(is_fire)s
-            THEN 'superseded: ' || quote_literal(cron) || ' in ' || timezone
-                 || ' does not fire at ' || %(at_iso)s
-        END AS reason
-    FROM workflow_schedules s WHERE schedule_id = %(schedule_id)s FOR UPDATE
-), claim AS (
-    INSERT INTO workflow_schedule_fires
-        (fire_key, schedule_id, scheduled_for, outcome, reason, run_id, source)
-    SELECT %(key)s, schedule_id, %(at)s,
-           CASE WHEN reason IS NULL THEN 'launched' ELSE 'skipped' END, reason,
-           CASE WHEN reason IS NULL THEN %(run_id)s::uuid END, %(source)s
-    FROM schedule
-    ON CONFLICT (fire_key) DO NOTHING
-    RETURNING fire_key, run_id, reason
-), run AS (
-    INSERT INTO workflow_runs
-        (run_id, tenant, workflow_id, workflow_version, status, payload, payload_schema_ref,
-         trigger_type, trigger_metadata, trigger_fire_key, schedule_id)
-    SELECT claim.run_id, s.tenant, s.workflow_id, s.workflow_version, 'queued',
-           -- payload.WorkflowClockTrigger.v1: schedule metadata only, nothing from outside
-           jsonb_build_object(
-               'triggerType', s.trigger_type, 'scheduleId', s.schedule_id::text,
-               'scheduledFor', %(at_iso)s::text, 'firedAt', %(now_iso)s::text,
-               'timezone', s.timezone, 'workflowId', s.workflow_id::text,
-               'workflowVersion', s.workflow_version)
-           || CASE WHEN s.trigger_type = 'recurring' THEN jsonb_build_object('cron', s.cron)
-                   ELSE '{}'::jsonb END,
-           %(schema_ref)s, s.trigger_type,
-           jsonb_build_object('fireKey', claim.fire_key, 'source', %(source)s::text),
-           claim.fire_key, s.schedule_id
-    FROM claim, schedule s WHERE claim.run_id IS NOT NULL
-    RETURNING run_id, tenant
-), state AS (
-    UPDATE workflow_schedules s SET
-        last_fire_at = CASE WHEN claim.run_id IS NOT NULL THEN %(at)s ELSE s.last_fire_at END,
-        last_fire_key = CASE WHEN claim.run_id IS NOT NULL THEN claim.fire_key
-                             ELSE s.last_fire_key END,
-        last_run_id = coalesce(claim.run_id, s.last_run_id),
-        last_run_status = CASE WHEN claim.run_id IS NOT NULL THEN 'queued' ELSE 'skipped' END,
-        last_error = CASE WHEN claim.run_id IS NOT NULL THEN NULL ELSE s.last_error END,
-        status = CASE WHEN claim.run_id IS NOT NULL AND s.trigger_type = 'schedule'
-                      THEN 'completed' ELSE s.status END,
-        next_fire_at = CASE WHEN claim.run_id IS NOT NULL AND s.trigger_type = 'schedule' THEN NULL
-                            WHEN s.trigger_type = 'recurring' AND s.status = 'scheduled'
-                            THEN coalesce(%(next_fire)s, s.next_fire_at)
-                            ELSE s.next_fire_at END,
-        updated_at = now()
-    FROM claim WHERE s.schedule_id = %(schedule_id)s
-    RETURNING 1
-), notify AS (
-    SELECT pg_notify(%(channel)s, json_build_object('runId', run_id, 'tenant', tenant)::text)
-    FROM run
-)
-SELECT (SELECT count(*) FROM schedule), (SELECT count(*) FROM claim),
-       (SELECT reason FROM claim), (SELECT count(*) FROM notify)
-"""
-
-_DUPLICATE = """
-UPDATE workflow_schedule_fires
-SET attempts = attempts + 1, last_delivered_at = now()
-WHERE fire_key = %s RETURNING outcome, run_id, reason
+# One statement (the function `wfclock_fire`, created by migration 0004): lock the schedule row
+# and decide from its state (Postgres is authoritative at fire time), claim the fire key, and
+# only when this delivery claimed it: insert the run with its fixed payload, update the schedule
+# state and notify workers; a duplicate delivery is counted. A tenant's launcher login may run it
+# for its own tenant's schedules only, and has no other right on any table.
+_FIRE = """
+SELECT r_outcome, r_run_id, r_reason FROM wfclock_fire(
+    %(schedule_id)s, %(at)s, %(key)s, %(at_iso)s, %(now_iso)s, %(cron)s, %(timezone)s,
+    %(is_fire)s, %(next_fire)s, %(run_id)s, %(source)s, %(schema_ref)s, %(channel)s)
 """
 
 
@@ -210,8 +153,8 @@ def _launch_clock_fire(
             f"fire for {utc_iso(fire.scheduled_for)} is not due yet (now {utc_iso(now)})"
         )
     run_id = uuid.uuid4()
-    found, claimed, reason, _ = conn.execute(
-        _CLAIM_AND_LAUNCH,
+    outcome, result_run_id, reason = conn.execute(
+        _FIRE,
         {
             "key": key,
             "schedule_id": fire.schedule_id,
@@ -228,16 +171,9 @@ def _launch_clock_fire(
             "channel": NOTIFY_CHANNEL,
         },
     ).fetchone()
-    if not found:
+    if outcome == "unknown":
         raise UnknownSchedule(f"no schedule with id {fire.schedule_id} in workflow_schedules")
-    if not claimed:
-        # Deliveries of one schedule are serialised by its row lock, so the first claim is
-        # committed and visible to this new statement.
-        outcome, first_run_id, first_reason = conn.execute(_DUPLICATE, (key,)).fetchone()
-        return LaunchResult("duplicate", key, first_run_id, first_reason or f"first {outcome}")
-    if reason:
-        return LaunchResult("skipped", key, None, reason)
-    return LaunchResult("launched", key, run_id)
+    return LaunchResult(outcome, key, result_run_id, reason)
 
 
 def _next_fire(registration: Registration, after: datetime) -> datetime | None:
@@ -251,7 +187,10 @@ def _next_fire(registration: Registration, after: datetime) -> datetime | None:
 
 
 def _is_fire(registration: Registration, instant: datetime) -> bool:
-    """Whether the registration's cron fires at `instant` (robfig/cron semantics)."""
+    """Whether the registration's cron fires at `instant` (robfig/cron semantics). Only noted on
+    the run: a Job of the current cron and zone was made by the CronJob controller, which is the
+    authority on timing; refusing it because this process's time-zone data differs from the
+    controller's would spend the key of a real fire."""
     if not registration.cron or not registration.timezone:
         return False
     try:
@@ -276,19 +215,37 @@ SELECT (SELECT run_id FROM run), (SELECT count(*) FROM notify)
 """
 
 
+class InvalidStart(ValueError):
+    """An event or manual start wfclock refuses; the message says which field and why."""
+
+
+_TENANT = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def start_key(kind: str, tenant: str, workflow_id: uuid.UUID, start_id: str) -> str:
+    """`workflow-{event|manual}:{tenant}:{workflowId}:{id}`. The tenant is a DNS label and the
+    id is percent-encoded, so no two (tenant, workflow, id) can spell the same key."""
+    return f"workflow-{kind}:{tenant}:{workflow_id}:{quote(start_id, safe='')}"
+
+
 def _launch_start(conn, start: EventStart | ManualStart) -> LaunchResult:
-    if not start.tenant:
-        raise ValueError("tenant is required")
+    if not _TENANT.fullmatch(start.tenant or ""):
+        raise InvalidStart(
+            f"tenant {start.tenant!r} is not accepted: a tenant is 1-63 lowercase letters, "
+            "digits or '-', starting and ending with a letter or digit"
+        )
     if not isinstance(start.payload, dict):
-        raise ValueError("payload must be a JSON object")
+        raise InvalidStart("payload must be a JSON object")
     if isinstance(start, EventStart):
         if not start.event_id:
-            raise ValueError("event id is required: events are deduplicated on it")
-        key = f"workflow-event:{start.tenant}:{start.workflow_id}:{start.event_id}"
+            raise InvalidStart("event id is required: events are deduplicated on it")
+        key = start_key("event", start.tenant, start.workflow_id, start.event_id)
         trigger_type, schema_ref = "event", start.payload_schema_ref
         metadata = {"eventName": start.event_name, "eventId": start.event_id}
     else:
-        key = f"workflow-manual:{start.tenant}:{start.workflow_id}:{start.request_id}"
+        if not start.request_id:
+            raise InvalidStart("request id is required: manual starts are deduplicated on it")
+        key = start_key("manual", start.tenant, start.workflow_id, start.request_id)
         trigger_type, schema_ref = "manual", None
         metadata = {"requestedBy": start.requested_by, "requestId": start.request_id}
     run_id = uuid.uuid4()

@@ -35,12 +35,23 @@ class Settings(BaseSettings):
     launcher_command: list[str] = ["python", "-m", "launcher_job"]
     database_secret_name: str = "wfclock-database"
     database_secret_key: str = "url"
-    # "namespace/name" of a Secret the operator copies into each schedule's namespace.
+    # Each tenant's launcher pods get a login of their own, which can fire that tenant's
+    # schedules and nothing else; the operator keeps it in the namespace's Secret.
+    tenant_logins: bool = True
+    # The key tenant passwords are derived from (empty: derived from database_url).
+    tenant_credential_key: str = ""
+    # host:port the launcher pods reach Postgres at, when it differs from the operator's.
+    launcher_database_host: str = ""
+    # With tenant_logins off: "namespace/name" of a Secret the operator copies into each
+    # schedule's namespace (every launcher then holds the administrator's credential).
     database_secret_source: str = ""
     namespaces: list[str] = Field(default_factory=list, description="empty: all namespaces")
     # kopf peering for an active/standby pair (empty: standalone, a single operator).
     peering: str = ""
     priority: int = 100
+    # How often every owed fire is accounted for, and every child compared with its schedule.
+    accounting_interval_seconds: float = Field(30, ge=1, le=3600)
+    resync_interval_seconds: float = Field(300, ge=5, le=86400)
     # How long a replica's peering record stays valid without renewal: a standby takes over at
     # most this long after the active one dies (renewed every lifetime - 5..10 s by kopf).
     peering_lifetime_seconds: int = Field(20, ge=10, le=600)

@@ -269,3 +269,40 @@ def test_refused_spec_gives_a_condition_creates_nothing_and_fixing_it_recovers(
     )
     cluster.wait_status("bad", lambda s: s.get("phase") == "Scheduled")
     assert len(cluster.cronjobs()) == 1
+
+
+def test_a_cronjob_deleted_or_suspended_by_hand_is_put_back(start_operator, cluster):
+    start_operator()
+    cluster.apply("hourly", {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"})
+    cluster.wait_status("hourly", lambda s: s.get("phase") == "Scheduled")
+    (cronjob,) = cluster.cronjobs()
+    name = cronjob.metadata.name
+    cluster.batch.delete_namespaced_cron_job(name, cluster.namespace)
+    wait_until(
+        lambda: [c for c in cluster.cronjobs() if c.metadata.uid != cronjob.metadata.uid],
+        30,
+        "the deleted CronJob to come back",
+    )
+    cluster.batch.patch_namespaced_cron_job(name, cluster.namespace, {"spec": {"suspend": True}})
+    wait_until(
+        lambda: (
+            cluster.batch.read_namespaced_cron_job(name, cluster.namespace).spec.suspend is False
+        ),
+        30,
+        "the hand-suspended CronJob to be resumed",
+    )
+
+
+def test_a_pending_one_time_job_deleted_by_hand_comes_back_and_fires_once(
+    start_operator, cluster, database_url, pod_runner
+):
+    start_operator()
+    run_at = (datetime.now(UTC) + timedelta(seconds=12)).isoformat()
+    cluster.apply("once", {"type": "schedule", "runAt": run_at})
+    cluster.wait_status("once", lambda s: s.get("phase") == "Scheduled")
+    (job,) = cluster.jobs("one-time")
+    cluster.batch.delete_namespaced_job(
+        job.metadata.name, cluster.namespace, propagation_policy="Background"
+    )
+    cluster.wait_status("once", lambda s: s.get("phase") == "Completed", timeout=60)
+    assert len(list_runs(engine_for(database_url))) == 1

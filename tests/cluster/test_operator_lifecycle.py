@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import subprocess
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+from wfclock.core.fires import utc_iso
 from wfclock.db.store import engine_for, get_schedule, list_fires, list_runs
 from wfclock_devstack.processes import wait_until
 
@@ -209,3 +210,15 @@ def test_without_the_admission_policy_the_operator_adds_the_finalizer_itself(
     finally:
         control_plane.kubectl("apply", "-f", str(POLICY))
         wait_until(lambda: _policy_applies(cluster), 30, "the policy to apply again")
+
+
+def test_one_time_schedule_written_with_a_non_utc_offset_fires_once(
+    start_operator, cluster, database_url, pod_runner
+):
+    start_operator()
+    nepal = timezone(timedelta(hours=5, minutes=45))
+    run_at = (datetime.now(UTC) + timedelta(seconds=6)).astimezone(nepal).isoformat()
+    cluster.apply("kathmandu", {"type": "schedule", "runAt": run_at})
+    cluster.wait_status("kathmandu", lambda s: s.get("phase") == "Completed", timeout=40)
+    (run,) = list_runs(engine_for(database_url))
+    assert run["payload"]["scheduledFor"] == utc_iso(datetime.fromisoformat(run_at))

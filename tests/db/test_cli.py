@@ -58,14 +58,18 @@ def test_runs_list_filters_by_real_trigger_type_tenant_and_workflow(
     assert {r["trigger_type"] for r in json.loads(out.stdout)} == expected
 
 
-def test_manual_start_from_the_cli_lists_as_manual(python_env, engine):
+def test_manual_start_from_the_cli_lists_as_manual_and_a_retry_is_one_run(python_env, engine):
     workflow = str(uuid.uuid4())
-    out = wfclock(
-        python_env, "start", "manual", "--tenant", "acme", "--workflow", workflow, "--version", "1"
-    )
+    args = ["start", "manual", "--tenant", "acme", "--workflow", workflow, "--version", "1"]
+    out = wfclock(python_env, *args, "--request-id", "req-1")
     assert out.returncode == 0 and json.loads(out.stdout)["outcome"] == "launched"
+    retried = wfclock(python_env, *args, "--request-id", "req-1")  # after an uncertain result
+    assert json.loads(retried.stdout)["outcome"] == "duplicate"
+    assert len([r for r in list_runs(engine) if str(r["workflow_id"]) == workflow]) == 1
     listed = wfclock(python_env, "runs", "list", "--workflow", workflow)
     assert "Manual" in listed.stdout
+    missing = wfclock(python_env, *args)
+    assert missing.returncode == 2 and "--request-id" in missing.stderr
 
 
 @pytest.mark.parametrize(

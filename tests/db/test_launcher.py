@@ -17,7 +17,10 @@ from wfclock.launcher import (
     ClockFire,
     EventStart,
     FireNotDue,
+    InvalidStart,
     ManualStart,
+    NotAFire,
+    Registration,
     UnknownSchedule,
     launch,
 )
@@ -164,10 +167,28 @@ def test_fire_of_a_superseded_one_time_schedule_is_skipped(conn, engine, add_sch
     assert list_runs(engine) == []
 
 
-def test_fire_the_current_cron_would_not_produce_is_skipped(conn, engine, add_schedule):
+def test_an_instant_the_cron_does_not_fire_at_is_refused_without_spending_its_key(
+    conn, engine, add_schedule
+):
     state = add_schedule(make_state(cron="30 * * * *"))
-    result = fire(conn, state.schedule_id, HOUR)
-    assert result.outcome == "skipped" and "does not fire at" in result.reason
+    with pytest.raises(NotAFire, match="does not fire at"):
+        fire(conn, state.schedule_id, HOUR)
+    assert list_fires(engine) == [] and list_runs(engine) == []
+
+
+def test_a_cronjob_fire_our_time_zone_data_disagrees_with_still_launches_once(
+    conn, engine, add_schedule
+):
+    """The CronJob controller made the Job for the current cron and zone: its time-zone data is
+    the authority. Ours (here: the instant is not a fire by our maths) must not spend the key."""
+    state = add_schedule(make_state(cron="30 * * * *"))
+    registration = Registration("30 * * * *", "Europe/Berlin")
+    request = ClockFire(state.schedule_id, HOUR, "nightly-abc-29393040", registration)
+    conn.autocommit = True
+    first, again = launch(conn, request, now=NOW), launch(conn, request, now=NOW)
+    assert (first.outcome, again.outcome) == ("launched", "duplicate")
+    (run,) = list_runs(engine)
+    assert "time-zone data" in run["trigger_metadata"]["note"]
 
 
 def test_fire_planned_before_the_trigger_changed_is_skipped(conn, engine, add_schedule):
@@ -212,6 +233,19 @@ def test_manual_starts_each_create_a_run(conn, engine):
     for _ in range(2):
         assert launch(conn, ManualStart("acme", workflow, 1), now=NOW).outcome == "launched"
     assert [r["trigger_type"] for r in list_runs(engine)] == ["manual", "manual"]
+
+
+def test_an_event_of_one_tenant_never_dedupes_against_another_tenants(conn, engine):
+    workflow = uuid.uuid4()
+    acme = EventStart("acme", workflow, 1, "order", f"{workflow}:e1", {})
+    assert launch(conn, acme, now=NOW).outcome == "launched"
+    # Spelled to produce acme's key under the old `tenant:workflow:event` format.
+    forged = EventStart(f"acme:{workflow}", workflow, 1, "order", "e1", {})
+    with pytest.raises(InvalidStart, match="tenant"):
+        launch(conn, forged, now=NOW)
+    globex = EventStart("globex", workflow, 1, "order", f"{workflow}:e1", {})
+    assert launch(conn, globex, now=NOW).outcome == "launched"
+    assert len(list_runs(engine)) == 2
 
 
 def test_workers_are_notified_of_new_runs(database_url, conn, add_schedule):

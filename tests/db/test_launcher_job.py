@@ -3,11 +3,16 @@
 import json
 import subprocess
 import sys
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from wfclock.db.store import list_fires, list_runs
+
+from launcher_job.main import main as launcher_main
 
 from ..conftest import make_state, one_time_state
 
@@ -108,7 +113,7 @@ def test_database_down_exits_75_then_the_retry_launches_exactly_once(
     engine.dispose()
     postgres.stop()
     try:
-        code, line, _ = run_launcher(python_env, **env)
+        code, line, _ = run_launcher(python_env, **env, WFCLOCK_CONNECT_BUDGET_SECONDS="2")
         assert code == 75 and "database unavailable" in line["reason"]
     finally:
         postgres.start()
@@ -148,6 +153,59 @@ def test_a_job_registered_for_an_older_cron_starts_no_run(python_env, engine, ad
     assert list_runs(engine) == []
 
 
+def test_a_database_restart_within_the_connect_budget_costs_no_retry_of_the_job(
+    postgres, python_env, engine, add_schedule
+):
+    state = add_schedule(make_state(cron="0 * * * *", timezone="UTC"))
+    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    env = {
+        **python_env,
+        "WFCLOCK_SCHEDULE_ID": str(state.schedule_id),
+        "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}",
+        "WFCLOCK_CONNECT_BUDGET_SECONDS": "40",
+    }
+    engine.dispose()
+    postgres.stop()
+    try:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "launcher_job"], env=env, stdout=subprocess.PIPE, text=True
+        )
+        time.sleep(2)
+    finally:
+        postgres.start()
+    out, _ = launcher.communicate(timeout=60)
+    assert launcher.returncode == 0 and json.loads(out)["outcome"] == "launched"
+
+
+def test_a_burst_of_fires_beyond_the_connection_limit_ends_in_one_run_each(
+    database_url, engine, add_schedule
+):
+    """The top of the hour: far more launchers at once than the database has connections for
+    (here a limit of 3 on the test database); each waits its turn with jitter, none is lost."""
+    states = [add_schedule(make_state(cron="0 * * * *", timezone="UTC")) for _ in range(40)]
+    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    engine.dispose()
+    role = f"burst_{uuid.uuid4().hex[:8]}"  # limits bind roles that are not superusers
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'burst' CONNECTION LIMIT 3")
+        admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        admin.execute(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}")
+    limited_url = database_url.replace("postgresql://postgres@", f"postgresql://{role}:burst@")
+    envs = [
+        {
+            "WFCLOCK_DATABASE_URL": limited_url,
+            "WFCLOCK_SCHEDULE_ID": str(state.schedule_id),
+            "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}",
+            "WFCLOCK_CONNECT_BUDGET_SECONDS": "60",
+        }
+        for state in states
+    ]
+    with ThreadPoolExecutor(len(envs)) as pool:
+        codes = list(pool.map(launcher_main, envs))
+    assert codes == [0] * len(envs)
+    assert len(list_runs(engine)) == len(envs)
+
+
 # --- database errors other than an unreachable server: every exit prints its JSON line ---------
 
 
@@ -181,8 +239,8 @@ def test_a_role_without_privileges_exits_2_naming_the_role(
 ):
     state = add_schedule(make_state(cron="0 * * * *", timezone="UTC"))
     role = f"nogrants_{uuid.uuid4().hex[:8]}"
-    admin.execute(f"CREATE ROLE {role} LOGIN")
-    url = python_env["WFCLOCK_DATABASE_URL"].replace("postgres@", f"{role}@")
+    admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")
+    url = python_env["WFCLOCK_DATABASE_URL"].replace("postgres@", f"{role}:pw@")
     code, line, stderr = run_launcher(
         python_env, **_hourly_fire_env(state), WFCLOCK_DATABASE_URL=url
     )

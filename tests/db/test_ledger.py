@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event
 from wfclock.core.fires import fire_key_for
 from wfclock.db import store
-from wfclock.launcher import ClockFire, launch
+from wfclock.launcher import ClockFire, Registration, launch
 from wfclock_devstack.processes import wait_until
 
 from ..conftest import make_state, one_time_state
@@ -112,7 +112,9 @@ def test_fire_counts_match_the_ledger_and_never_drop_when_it_is_pruned(
     for hours in (24 * 200, 24 * 100, 5, 4, 3):
         fire(conn, hourly.schedule_id, hours_ago(hours))
     fire(conn, hourly.schedule_id, hours_ago(3))  # a duplicate delivery: no new fire
-    fire(conn, hourly.schedule_id, hours_ago(3) + timedelta(minutes=7))  # not a fire: skipped
+    stale = Registration("30 * * * *", "UTC")  # a Job of an older cron: skipped
+    at = hours_ago(3) + timedelta(minutes=30)
+    launch(conn, ClockFire(hourly.schedule_id, at, "job", stale), now=datetime.now(UTC))
     fire(conn, once.schedule_id, hours_ago(1))
     expected = {("launched", "recurring"): 5, ("skipped", "recurring"): 1}
     expected[("launched", "schedule")] = 1

@@ -55,7 +55,7 @@ CONTRACT_COLUMNS = {
 
 
 def test_migrations_have_a_single_head():
-    assert heads() == ["0002"]
+    assert len(heads()) == 1, f"several heads: {heads()}"
 
 
 @pytest.fixture

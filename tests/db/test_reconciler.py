@@ -8,8 +8,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from wfclock.controller import reconciler
+from wfclock.controller import drift, reconciler
 from wfclock.controller.context import Context
+from wfclock.db import store
+from wfclock.launcher import ClockFire, Registration, launch
 from wfclock.settings import Settings
 
 from ..support.fake_kube import FakeKube
@@ -83,3 +85,133 @@ def test_an_invalid_edit_suspends_the_cronjob_and_disables_the_row(ctx):
     suspend = ctx.kube.call("suspend_cronjob")
     assert suspend.row["status"] == "disabled"
     assert all(body["spec"]["suspend"] for body in ctx.kube.cronjobs.values())
+
+
+def fire_now(ctx, uid, at, job_name="nightly-x", cron=None, zone="UTC"):
+    """What a fire's pod does: one launcher call with the Job's registration."""
+    with ctx.engine.raw_connection() as raw:
+        conn = raw.driver_connection
+        conn.autocommit = True
+        registration = Registration(cron, zone) if cron else Registration()
+        return launch(conn, ClockFire(uuid.UUID(uid), at, job_name, registration), now=ctx.now())
+
+
+def test_a_completed_one_time_schedule_stays_completed_after_a_zone_edit_or_a_fixed_error(ctx):
+    uid = str(uuid.uuid4())
+    run_at = NOW - timedelta(seconds=30)
+    ctx.clock = lambda: run_at - timedelta(minutes=1)
+    apply(ctx, uid, {"type": "schedule", "runAt": run_at.isoformat()})
+    ctx.clock = lambda: NOW
+    assert fire_now(ctx, uid, run_at).outcome == "launched"
+    zone_only = {"type": "schedule", "runAt": run_at.isoformat(), "timezone": "Asia/Tokyo"}
+    assert apply(ctx, uid, zone_only, generation=2)["phase"] == "Completed"
+    invalid = {"type": "schedule", "runAt": run_at.isoformat(), "timezone": "Nowhere/Void"}
+    assert apply(ctx, uid, invalid, generation=3)["phase"] == "Invalid"
+    assert apply(ctx, uid, zone_only, generation=4)["phase"] == "Completed"
+    assert store.get_schedule(ctx.engine, uuid.UUID(uid))["status"] == "completed"
+
+
+def test_fires_of_a_paused_window_never_run_after_resume_under_any_policy(ctx):
+    for policy in ("latest", "skip", "catchUp"):
+        uid = str(uuid.uuid4())
+        paused_at = NOW - timedelta(hours=3)
+        ctx.clock = lambda at=paused_at: at
+        apply(ctx, uid, HOURLY, paused=True, missedFires=policy, catchUpWindowSeconds=7200)
+        ctx.clock = lambda: NOW
+        status = apply(ctx, uid, HOURLY, generation=2, missedFires=policy)
+        assert status["phase"] == "Scheduled"
+        # The CronJob controller's Job for the last fire of the pause, just after the resume.
+        paused_fire = NOW - timedelta(hours=1)
+        result = fire_now(ctx, uid, paused_fire, cron="0 * * * *")
+        assert result.outcome == "skipped", policy
+        assert result.reason.startswith("paused")
+        runs = store.list_runs(ctx.engine, schedule_id=uuid.UUID(uid))
+        ran = {run["payload"]["scheduledFor"] for run in runs}
+        assert ran <= {"2026-11-25T12:00:00Z"}, f"{policy}: a fire of the paused window ran"
+
+
+def test_fires_between_apply_and_the_first_reconcile_belong_to_the_schedule(ctx):
+    uid = str(uuid.uuid4())
+    fire = NOW - timedelta(minutes=0)  # 12:00, applied at 11:59, reconciled at 12:00:30
+    ctx.clock = lambda: NOW + timedelta(seconds=30)
+    apply(ctx, uid, HOURLY)
+    assert fire_now(ctx, uid, fire, cron="0 * * * *").outcome == "launched"
+
+
+def test_a_fire_of_the_old_cron_does_not_move_next_fire_at(ctx):
+    uid = str(uuid.uuid4())
+    apply(ctx, uid, HOURLY)
+    apply(ctx, uid, DAILY, generation=2)
+    before = store.get_schedule(ctx.engine, uuid.UUID(uid))["next_fire_at"]
+    stale = fire_now(ctx, uid, NOW, cron="0 * * * *")
+    assert stale.outcome == "skipped"
+    assert store.get_schedule(ctx.engine, uuid.UUID(uid))["next_fire_at"] == before
+
+
+def test_an_older_generation_never_overwrites_a_newer_one(ctx):
+    uid = str(uuid.uuid4())
+    apply(ctx, uid, DAILY, generation=3)
+    apply(ctx, uid, HOURLY, generation=2)  # a late, stale reconcile
+    assert store.get_schedule(ctx.engine, uuid.UUID(uid))["cron"] == "0 9 * * *"
+
+
+def body_of(uid, trigger, generation=1, **spec):
+    return {
+        "metadata": {
+            "name": "nightly",
+            "namespace": "acme",
+            "uid": uid,
+            "generation": generation,
+            "creationTimestamp": "2026-11-25T11:59:00Z",
+        },
+        "spec": {
+            "tenant": "acme",
+            "workflowId": WORKFLOW,
+            "workflowVersion": 1,
+            "trigger": trigger,
+            **spec,
+        },
+    }
+
+
+def test_a_cronjob_deleted_or_suspended_by_hand_is_restored(ctx):
+    uid = str(uuid.uuid4())
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, HOURLY)
+    apply(ctx, uid, HOURLY)
+    ((key, cronjob),) = ctx.kube.cronjobs.items()
+    del ctx.kube.cronjobs[key]  # kubectl delete cronjob
+    assert drift.resync(ctx) == 1
+    assert key in ctx.kube.cronjobs
+    ctx.kube.cronjobs[key]["spec"]["suspend"] = True  # kubectl patch ... suspend: true
+    drift.cronjob_changed(ctx, ctx.kube.cronjobs[key], deleted=False)
+    assert ctx.kube.cronjobs[key]["spec"]["suspend"] is False
+    assert drift.resync(ctx) == 0  # in step: nothing written
+    assert [e[1] for e in ctx.kube.events].count("ChildRestored") == 2
+
+
+def test_a_pending_one_time_job_deleted_by_hand_comes_back_but_never_after_its_fire(ctx):
+    uid = str(uuid.uuid4())
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, ONCE)
+    apply(ctx, uid, ONCE)
+    ((key, job),) = ctx.kube.jobs.items()
+    del ctx.kube.jobs[key]
+    drift.one_time_job_deleted(ctx, job)
+    assert key in ctx.kube.jobs and ctx.kube.jobs[key]["spec"]["suspend"] is True
+    run_at = datetime.fromisoformat(ONCE["runAt"])
+    ctx.clock = lambda: run_at + timedelta(seconds=1)
+    assert fire_now(ctx, uid, run_at).outcome == "launched"
+    del ctx.kube.jobs[key]
+    drift.one_time_job_deleted(ctx, job)
+    assert drift.resync(ctx) == 0 and key not in ctx.kube.jobs
+
+
+def test_a_fire_from_before_a_pause_still_counts_after_the_resume(ctx):
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(hours=3)
+    apply(ctx, uid, HOURLY)
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, HOURLY, generation=2, paused=True)
+    ctx.clock = lambda: NOW
+    apply(ctx, uid, HOURLY, generation=3)
+    before_the_pause = NOW - timedelta(hours=1)  # 11:00, owed, delivered late
+    assert fire_now(ctx, uid, before_the_pause, cron="0 * * * *").outcome == "launched"

@@ -33,6 +33,8 @@ class FakeKube:
     jobs: dict[tuple[str, str], dict] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
+    active_jobs: set[tuple[str, str]] = field(default_factory=set)  # released, not finished
+    schedules: dict[tuple[str, str], dict] = field(default_factory=dict)  # for get_schedule
 
     def _record(self, name: str, *args, uid: str | None = None) -> None:
         row = store.get_schedule(self.engine, uuid.UUID(uid)) if uid else None
@@ -107,6 +109,10 @@ class FakeKube:
     def namespace_tenant(self, namespace: str) -> str | None:
         return self.tenants.get(namespace)
 
+    def ensure_secret(self, namespace: str, name: str, data: dict, *, force=False) -> bool:
+        self._record("ensure_secret", namespace, name)
+        return True
+
     def copy_secret(self, source: str, namespace: str, name: str) -> None:
         self._record("copy_secret", source, namespace, name)
 
@@ -114,7 +120,17 @@ class FakeKube:
         self._record("patch_status", namespace, name)
 
     def get_schedule(self, namespace: str, name: str) -> dict | None:
-        return None
+        return self.schedules.get((namespace, name))
+
+    def job_active(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self.active_jobs
+
+    def stuck_cause(self, namespace: str, job_name: str) -> str:
+        return f"pod {job_name}-p: ErrImageNeverPull: image is not present"
+
+    def list_children(self, namespaces: list[str]) -> tuple[dict, dict]:
+        self._record("list_children")
+        return dict(self.cronjobs), dict(self.jobs)
 
     def event(self, ref: dict, type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))

@@ -2,7 +2,8 @@
 
 from datetime import UTC, datetime
 
-from wfclock.core.builders import Schedule, build_cronjob, build_one_time_job
+import pytest
+from wfclock.core.builders import Schedule, build_cronjob, build_one_time_job, child_name
 
 from ._schedules import SETTINGS, schedule
 
@@ -43,6 +44,28 @@ def test_cronjob_carries_cron_zone_and_pause():
         True,
     )
     assert cronjob["metadata"]["ownerReferences"][0]["controller"] is True
+
+
+@pytest.mark.parametrize("offset", ["+05:45", "-03:30", "+14:00", "+01:00", "Z"])
+def test_one_time_names_and_keys_come_from_the_utc_instant_for_any_offset(offset):
+    local = {
+        "+05:45": "14:45",
+        "-03:30": "05:30",
+        "+14:00": "23:00",
+        "+01:00": "10:00",
+        "Z": "09:00",
+    }
+    s = schedule({"type": "schedule", "runAt": f"2026-12-01T{local[offset]}:00{offset}"}, NOW)
+    job = build_one_time_job(s, SETTINGS)
+    # The name the release queue un-suspends is the name of the Job that was created.
+    assert child_name(s) == job["metadata"]["name"]
+    env = {
+        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["WFCLOCK_SCHEDULED_FOR"] == "2026-12-01T09:00:00Z"
+    same_instant_in_utc = schedule({"type": "schedule", "runAt": "2026-12-01T09:00:00Z"}, NOW)
+    renamed = Schedule(s.name, s.namespace, s.uid, same_instant_in_utc.spec)
+    assert child_name(renamed) == child_name(s)
 
 
 def _label_and_annotation_holders(s: Schedule) -> list[dict]:

@@ -52,15 +52,15 @@ app.kubernetes.io/component: operator
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
-{{- if .Values.database.copyToScheduleNamespaces }}
-# Its copy of the database Secret for launcher pods (create cannot be limited by name).
+{{- if or .Values.database.tenantLogins .Values.database.copyToScheduleNamespaces }}
+# The launcher pods' database Secret (create cannot be limited by name).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create]
 - apiGroups: [""]
   resources: [secrets]
   resourceNames: [{{ .Values.database.existingSecret | quote }}]
-  verbs: [patch]
+  verbs: [get, patch]
 {{- end }}
 {{- if .Values.standby.enabled }}
 - apiGroups: [kopf.dev]

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from wfclock.controller.kube import Kube
 from wfclock.controller.releases import ReleaseQueue
+from wfclock.controller.tenants import TenantLogins
 from wfclock.settings import Settings
 
 
@@ -25,6 +26,7 @@ class Context:
     kube: Kube
     releases: ReleaseQueue | None = None
     clock: Callable[[], datetime] = _wall_clock
+    tenants: TenantLogins | None = None
 
     def now(self) -> datetime:
         return self.clock()

@@ -20,13 +20,15 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from prometheus_client import start_http_server
 
-from wfclock.controller import housekeeping, metrics, onetime, reconciler
+from wfclock.controller import accounting, drift, housekeeping, metrics, onetime, reconciler
 from wfclock.controller.context import Context
 from wfclock.controller.kube import Kube
+from wfclock.controller.periodic import Periodic
 from wfclock.controller.releases import ReleaseQueue
+from wfclock.controller.tenants import TenantLogins
 from wfclock.core.fires import parse_instant
 from wfclock.core.model import API_GROUP, API_VERSION, PLURAL
-from wfclock.core.names import SCHEDULE_UID_LABEL
+from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL
 from wfclock.core.status import error_condition
 from wfclock.db.store import engine_for
 from wfclock.settings import Settings
@@ -39,6 +41,9 @@ _metrics_started = threading.Event()
 WORKERS = 32  # handler threads, and HTTP connections to the API server to match
 RELEASE_WORKERS = 16  # threads that release due one-time Jobs
 RETRY_DELAY_SECONDS = 10  # after an API or database error
+# Connections one replica holds at most (pool plus 5 overflow): handler threads wait their turn
+# rather than crowd the database, whose slots the fires' launchers need at the top of the hour.
+DATABASE_CONNECTIONS = 15
 # Failures of what the operator talks to: worth a retry, unlike a bug.
 TEMPORARY_ERRORS = (
     ApiException,
@@ -122,26 +127,40 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.scanning.disabled = True
     ctx = Context(
         settings=wf,
-        engine=engine_for(wf.database_url, threads=WORKERS + RELEASE_WORKERS + 2),  # + metrics
+        engine=engine_for(wf.database_url, threads=DATABASE_CONNECTIONS),
         kube=Kube(_api_client()),
     )
+    if wf.tenant_logins:
+        ctx.tenants = TenantLogins(ctx.engine, wf)
     ctx.releases = ReleaseQueue(
         lambda entry, now: onetime.release(ctx, entry, now), workers=RELEASE_WORKERS
     )
     ctx.releases.start()
     memo.ctx = ctx
+    memo.periodic = [
+        Periodic(
+            "accounting",
+            lambda: accounting.sweep(
+                ctx, on_change=lambda ns, n: reconciler.refresh_status(ctx, ns, n)
+            ),
+            wf.accounting_interval_seconds,
+        ).start(),
+        Periodic("resync", lambda: drift.resync(ctx), wf.resync_interval_seconds).start(),
+    ]
     memo.finished_jobs = set()
     memo.pruner = housekeeping.LedgerPruner(ctx.engine, wf.ledger_retention_days).start()
     metrics.register_ledger(ctx.engine)
     if wf.metrics_port and not _metrics_started.is_set():
         start_http_server(wf.metrics_port)
         _metrics_started.set()
-    safe = wf.model_dump(exclude={"database_url"})
+    safe = wf.model_dump(exclude={"database_url", "tenant_credential_key"})
     log.info("wfclock operator starting with settings %s", safe)
 
 
 @kopf.on.cleanup()
 def cleanup(memo: kopf.Memo, **_) -> None:
+    for task in getattr(memo, "periodic", []):
+        task.stop()
     if getattr(memo, "ctx", None) and memo.ctx.releases:
         memo.ctx.releases.stop()
     if getattr(memo, "pruner", None):
@@ -192,6 +211,8 @@ def fire_finished(body, type, memo: kopf.Memo, logger, **_) -> None:  # noqa: A0
     uid = body["metadata"]["uid"]
     if type == "DELETED":
         memo.finished_jobs.discard(uid)
+        if (body["metadata"].get("labels") or {}).get(REGISTRATION_LABEL) == "one-time":
+            _guarded(logger, drift.one_time_job_deleted, memo.ctx, dict(body))
         return
     if not _finished(body.get("status") or {}) or uid in memo.finished_jobs:
         return
@@ -202,3 +223,19 @@ def fire_finished(body, type, memo: kopf.Memo, logger, **_) -> None:  # noqa: A0
     except TEMPORARY_ERRORS as exc:  # an event handler is not retried: the next change reports
         memo.finished_jobs.discard(uid)
         logger.warning("could not report finished Job %s: %s", body["metadata"]["name"], exc)
+
+
+@kopf.on.event("batch", "v1", "cronjobs", labels={REGISTRATION_LABEL: "recurring"})
+def cronjob_changed(body, type, memo: kopf.Memo, logger, **_) -> None:  # noqa: A002 - kopf's name
+    """A CronJob deleted, suspended or edited by hand is put back at once."""
+    if type in (None, "ADDED"):  # the initial listing: the resync compares those
+        return
+    _guarded(logger, drift.cronjob_changed, memo.ctx, dict(body), type == "DELETED")
+
+
+def _guarded(logger, check, *args) -> None:
+    """A child's watch event is not retried by kopf; a failed check waits for the resync."""
+    try:
+        check(*args)
+    except TEMPORARY_ERRORS as exc:
+        logger.warning("%s failed, the resync will look again: %s", check.__name__, exc)

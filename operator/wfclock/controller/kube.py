@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -26,6 +29,7 @@ class Kube:
         self._tenants: dict[str, tuple[float, str | None]] = {}
         self._notices = ThreadPoolExecutor(1, thread_name_prefix="events")
         self._tenant_ttl = tenant_cache_seconds
+        self._secrets: dict[tuple[str, str], str] = {}  # what ensure_secret last saw
 
     # --- children ---
 
@@ -34,6 +38,39 @@ class Kube:
         cronjobs = self.batch.list_namespaced_cron_job(namespace, label_selector=selector).items
         jobs = self.batch.list_namespaced_job(namespace, label_selector=selector).items
         return cronjobs, jobs
+
+    def list_children(self, namespaces: list[str]) -> tuple[dict, dict]:
+        """Every CronJob and Job wfclock made, as plain dicts by (namespace, name), in the given
+        namespaces (empty: all)."""
+        selector = "app.kubernetes.io/managed-by=wfclock"
+        if namespaces:
+            cronjobs = [
+                item
+                for ns in namespaces
+                for item in self._items(self.batch.list_namespaced_cron_job, ns, selector)
+            ]
+            jobs = [
+                item
+                for ns in namespaces
+                for item in self._items(self.batch.list_namespaced_job, ns, selector)
+            ]
+        else:
+            cronjobs = self._items(self.batch.list_cron_job_for_all_namespaces, None, selector)
+            jobs = self._items(self.batch.list_job_for_all_namespaces, None, selector)
+
+        def by_name(items):
+            return {(i["metadata"]["namespace"], i["metadata"]["name"]): i for i in items}
+
+        return by_name(cronjobs), by_name(jobs)
+
+    def _items(self, fn, namespace: str | None, selector: str) -> list[dict]:
+        """A list call's items as plain dicts (the raw JSON, no client models)."""
+        args = (namespace,) if namespace else ()
+        response = fn(*args, label_selector=selector, _preload_content=False)
+        try:
+            return json.loads(response.data)["items"]
+        finally:
+            response.release_conn()
 
     def create_or_patch_cronjob(self, body: dict) -> str:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
@@ -77,6 +114,38 @@ class Kube:
             if exc.status == 404:
                 return False
             raise
+
+    def job_active(self, namespace: str, name: str) -> bool:
+        """Whether the Job exists, is released and has not finished (it may still deliver)."""
+        job = self._ignore_404(self.batch.read_namespaced_job, name, namespace)
+        if job is None or job.spec.suspend:
+            return False
+        conditions = job.status.conditions or []
+        return not any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions)
+
+    def stuck_cause(self, namespace: str, job_name: str) -> str:
+        """Why a fire's Job has not delivered: what its pods wait for (image, Secret, node)."""
+        pods = self.core.list_namespaced_pod(
+            namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}"
+        ).items
+        if not pods:
+            return f"Job {job_name} has no pod (quota, admission or a missing node?)"
+        causes = []
+        for pod in pods:
+            for status in pod.status.container_statuses or []:
+                waiting = status.state.waiting if status.state else None
+                if waiting and waiting.reason:
+                    causes.append(
+                        f"pod {pod.metadata.name}: {waiting.reason}: {waiting.message or ''}"
+                    )
+            for condition in pod.status.conditions or []:
+                if condition.type == "PodScheduled" and condition.status == "False":
+                    causes.append(
+                        f"pod {pod.metadata.name}: {condition.reason}: {condition.message}"
+                    )
+        if causes:
+            return "; ".join(c.strip().rstrip(":") for c in causes)[:500]
+        return f"Job {job_name}: pod {pods[0].metadata.name} is {pods[0].status.phase}"
 
     def delete_cronjob(self, namespace: str, name: str) -> None:
         self._ignore_404(
@@ -126,6 +195,36 @@ class Kube:
         tenant = labels.get(TENANT_LABEL)
         self._tenants[namespace] = (now, tenant)
         return tenant
+
+    def ensure_secret(
+        self, namespace: str, name: str, data: dict[str, str], *, force=False
+    ) -> bool:
+        """Keeps a Secret of wfclock's with exactly `data` in `namespace`; True when written.
+        Remembered per namespace, so a reconcile costs no call unless `force` (the resync)."""
+        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        digest = hashlib.sha256(repr(sorted(encoded.items())).encode()).hexdigest()
+        if not force and self._secrets.get((namespace, name)) == digest:
+            return False
+        current = self._ignore_404(self.core.read_namespaced_secret, name, namespace)
+        if current is not None and (current.data or {}) == encoded:
+            self._secrets[(namespace, name)] = digest
+            return False
+        body = {
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "wfclock"}},
+            "type": "Opaque",
+            "data": encoded,
+        }
+        if current is None:
+            try:
+                self._write(self.core.create_namespaced_secret, namespace, body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                self._write(self.core.patch_namespaced_secret, name, namespace, {"data": encoded})
+        else:
+            self._write(self.core.patch_namespaced_secret, name, namespace, {"data": encoded})
+        self._secrets[(namespace, name)] = digest
+        return True
 
     def copy_secret(self, source: str, namespace: str, name: str) -> None:
         """Keeps a copy of the database Secret (`source` = "namespace/name") in `namespace`."""

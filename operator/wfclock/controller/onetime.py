@@ -7,25 +7,30 @@ import uuid
 from datetime import datetime
 
 from wfclock.controller import metrics
+from wfclock.controller.accounting import account
 from wfclock.controller.context import Context
 from wfclock.controller.events import ref_of
-from wfclock.controller.reconciler import refresh_status
+from wfclock.controller.reconciler import refresh_status, restore
 from wfclock.controller.releases import Release
-from wfclock.core.fires import utc_iso
 from wfclock.db import store
 
 log = logging.getLogger("wfclock.operator")
 
 
 def release(ctx: Context, entry: Release, now: datetime) -> None:
-    """Releases a due one-time Job, or marks the schedule Missed when it is too late.
+    """Releases a due one-time Job; when it is too late, the fire is accounted instead (recorded
+    as missed in the ledger and the status, unless it was delivered after all).
 
     On time, the Job is released straight away: a pause, edit or delete already removed the
     entry from the queue, and the launcher re-checks the state row at fire time anyway.
     """
     lateness = (now - entry.run_at).total_seconds()
     if lateness > entry.deadline_seconds:
-        if _mark_missed(ctx, entry, lateness):
+        row = store.get_schedule(ctx.engine, uuid.UUID(entry.uid))
+        if row is None or row["deleted_at"] or row["status"] != "scheduled":
+            return
+        if row["run_at"] == entry.run_at and account(ctx, row, now):
+            metrics.MISSED.inc()
             refresh_status(ctx, entry.namespace, entry.name)
         return
     if ctx.kube.release_job(entry.namespace, entry.job_name):
@@ -33,32 +38,5 @@ def release(ctx: Context, entry: Release, now: datetime) -> None:
         message = f"released Job {entry.job_name} ({lateness:.1f}s after runAt)"
         ctx.kube.event_later(ref_of(entry), "Normal", "Released", message)
     else:
-        log.warning(
-            "one-time Job %s/%s is gone; the next reconcile recreates it",
-            entry.namespace,
-            entry.job_name,
-        )
-
-
-def _mark_missed(ctx: Context, entry: Release, lateness: float) -> bool:
-    """Records the miss unless the schedule changed meanwhile; True when it did."""
-    row = store.get_schedule(ctx.engine, uuid.UUID(entry.uid))
-    if row is None or row["deleted_at"] or row["status"] != "scheduled":
-        return False
-    if row["run_at"] != entry.run_at:
-        return False
-    message = (
-        f"runAt {utc_iso(entry.run_at)} passed {int(lateness)}s ago, beyond the "
-        f"{entry.deadline_seconds}s deadline; no run was started"
-    )
-    store.update_schedule(
-        ctx.engine,
-        row["schedule_id"],
-        status="failed",
-        last_run_status="missed",
-        last_error=message,
-        next_fire_at=None,
-    )
-    ctx.kube.event(ref_of(entry), "Warning", "Missed", message)
-    metrics.MISSED.inc()
-    return True
+        log.warning("one-time Job %s/%s is gone; restoring it", entry.namespace, entry.job_name)
+        restore(ctx, entry.namespace, entry.name)

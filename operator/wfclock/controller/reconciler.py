@@ -2,7 +2,7 @@
 
 1. read the state row (the durable truth of what was registered and what fired);
 2. parse the spec as published; an invalid one stops the schedule and says why (`_invalid`);
-3. keep the launcher pods' database Secret in the schedule's namespace;
+3. keep the launcher pods' database Secret (the tenant's own login) in the namespace;
 4. register: the child, then the state row, then older children (`registration`);
 5. derive the status from the state row (`core.status`).
 
@@ -19,7 +19,7 @@ from wfclock.controller import metrics
 from wfclock.controller.context import Context
 from wfclock.controller.events import ref_of
 from wfclock.controller.registration import register_one_time, register_recurring
-from wfclock.controller.spec import parse_schedule
+from wfclock.controller.spec import parse_schedule, published_at
 from wfclock.core.builders import Schedule
 from wfclock.core.model import SpecError
 from wfclock.core.names import SCHEDULE_UID_LABEL, schedule_name_of
@@ -40,15 +40,24 @@ def reconcile(ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
         schedule = parse_schedule(ctx, meta, spec, previous)
     except SpecError as error:
         return _invalid(ctx, meta, status, previous, error)
-    if ctx.settings.database_secret_source:
-        ctx.kube.copy_secret(
-            ctx.settings.database_secret_source,
-            schedule.namespace,
-            ctx.settings.database_secret_name,
-        )
+    keep_launcher_secret(ctx, schedule.namespace, schedule.spec.tenant)
     register = register_recurring if schedule.recurring else register_one_time
     row = register(ctx, schedule, previous, generation)
     return _status(ctx, schedule, row, generation, status.get("conditions") or [])
+
+
+def keep_launcher_secret(ctx: Context, namespace: str, tenant: str, *, force=False) -> None:
+    """The Secret the namespace's launcher pods read: the tenant's own login, or (tenant logins
+    off) a copy of a configured Secret."""
+    settings = ctx.settings
+    if ctx.tenants is not None:
+        url = ctx.tenants.url_for(tenant)
+        data = {settings.database_secret_key: url}
+        ctx.kube.ensure_secret(namespace, settings.database_secret_name, data, force=force)
+    elif settings.database_secret_source:
+        ctx.kube.copy_secret(
+            settings.database_secret_source, namespace, settings.database_secret_name
+        )
 
 
 def _status(ctx: Context, schedule: Schedule, row: dict, generation: int, previous: list) -> dict:
@@ -60,9 +69,8 @@ def _invalid(ctx: Context, meta: dict, status: dict, previous, error: SpecError)
     """An invalid spec registers nothing; a schedule that was valid before stops firing."""
     uid = meta["uid"]
     if previous is not None and previous["deleted_at"] is None:
-        store.update_schedule(
-            ctx.engine, uuid.UUID(uid), status="disabled", next_fire_at=None, last_error=str(error)
-        )
+        published = published_at(meta, ctx.now())
+        store.disable_schedule(ctx.engine, uuid.UUID(uid), str(error), published_at=published)
         cronjobs, _ = ctx.kube.owned(meta["namespace"], uid)
         for cronjob in cronjobs:
             ctx.kube.suspend_cronjob(meta["namespace"], cronjob.metadata.name)
@@ -90,6 +98,16 @@ def refresh_status(ctx: Context, namespace: str, name: str) -> None:
         return
     generation = previous_status.get("observedGeneration") or 1
     status = _status(ctx, schedule, row, generation, previous_status.get("conditions") or [])
+    ctx.kube.patch_status(namespace, name, status)
+
+
+def restore(ctx: Context, namespace: str, name: str) -> None:
+    """Re-derives what a schedule should have registered and puts it back (a child deleted,
+    suspended or edited by hand): the same reconcile as for a change of the spec."""
+    body = ctx.kube.get_schedule(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    status = reconcile(ctx, body["metadata"], body["spec"], body.get("status") or {})
     ctx.kube.patch_status(namespace, name, status)
 
 

@@ -9,13 +9,13 @@ fire without a registration or a registration without a current state row:
 from __future__ import annotations
 
 import uuid
-from datetime import UTC
 
 from wfclock.controller.catchup import catch_up
 from wfclock.controller.context import Context
 from wfclock.controller.events import announce
 from wfclock.controller.releases import Release
 from wfclock.core.builders import Schedule, build_cronjob, build_one_time_job, child_name
+from wfclock.core.fires import fire_key_for
 from wfclock.core.firetime import next_fire_after
 from wfclock.core.model import RecurringTrigger
 from wfclock.core.names import REGISTRATION_LABEL
@@ -36,12 +36,13 @@ def schedule_state(
         workflow_id=spec.workflowId,
         workflow_version=spec.workflowVersion,
         trigger_type=trigger.type,
-        run_at=None if recurring else trigger.runAt.astimezone(UTC),
+        run_at=None if recurring else trigger.instant,
         cron=trigger.cron if recurring else None,
         timezone=trigger.timezone,
         status="paused" if spec.paused else "scheduled",
         missed_fires=spec.missedFires,
         catch_up_window_seconds=spec.catchUpWindowSeconds,
+        starting_deadline_seconds=spec.startingDeadlineSeconds,
         generation=generation,
         registered_kind=kind,
         registered_name=name,
@@ -74,7 +75,7 @@ def register_recurring(ctx: Context, schedule: Schedule, previous, generation: i
         None if schedule.spec.paused else next_fire_after(trigger.spec, trigger.timezone, now)
     )
     state = schedule_state(schedule, generation, "CronJob", name, next_fire)
-    row = store.upsert_schedule(ctx.engine, state, now=now)
+    row = store.upsert_schedule(ctx.engine, state, published_at=schedule.published_at or now)
     for job in jobs:
         if _is_one_time(job):
             ctx.kube.delete_job(schedule.namespace, job.metadata.name)
@@ -91,21 +92,25 @@ def register_recurring(ctx: Context, schedule: Schedule, previous, generation: i
 
 def register_one_time(ctx: Context, schedule: Schedule, previous, generation: int) -> dict:
     trigger = schedule.spec.trigger
-    run_at = trigger.runAt.astimezone(UTC)
+    run_at = trigger.instant
     now = ctx.now()
     name = child_name(schedule)
     cronjobs, jobs = _children_to_replace(ctx, schedule, previous, "Job", name)
+    # A one-time Job whose fire is done or in the ledger is never made again.
     same_fire_done = (
         previous is not None
         and previous["run_at"] == run_at
-        and previous["status"] in ("completed", "failed")
+        and (
+            previous["status"] in ("completed", "failed")
+            or store.fire_recorded(ctx.engine, fire_key_for(schedule.uid, run_at))
+        )
     )
     if not same_fire_done:
         for cronjob in cronjobs:  # a type switch: the CronJob must not fire any more
             ctx.kube.suspend_cronjob(schedule.namespace, cronjob.metadata.name)
         created = ctx.kube.create_job_if_absent(build_one_time_job(schedule, ctx.settings))
     state = schedule_state(schedule, generation, "Job", name, run_at)
-    row = store.upsert_schedule(ctx.engine, state, now=now)
+    row = store.upsert_schedule(ctx.engine, state, published_at=schedule.published_at or now)
     for cronjob in cronjobs:
         ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
     for job in jobs:

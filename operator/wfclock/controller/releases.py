@@ -9,24 +9,29 @@ releases twice or forgets a release.
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 log = logging.getLogger("wfclock.releases")
+RETRY_SECONDS = 5
 
 
-@dataclass(order=True, frozen=True)
+@dataclass(frozen=True)
 class Release:
+    """One pending release; two entries are the same only when every field is (a new Job name or
+    deadline for the same instant replaces the old entry)."""
+
     run_at: datetime
-    uid: str = field(compare=False)
-    namespace: str = field(compare=False)
-    name: str = field(compare=False)
-    job_name: str = field(compare=False)
-    deadline_seconds: int = field(compare=False)
+    uid: str
+    namespace: str
+    name: str
+    job_name: str
+    deadline_seconds: int
 
 
 class ReleaseQueue:
@@ -40,8 +45,13 @@ class ReleaseQueue:
         # Many schedules due in the same second are released side by side, not one by one.
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="release")
         self._clock = clock
-        self._heap: list[Release] = []
+        # (run_at, sequence, entry): ordered by time only, whatever the entries hold.
+        self._heap: list[tuple[datetime, int, Release]] = []
+        self._sequence = itertools.count()
         self._current: dict[str, Release] = {}  # uid -> the entry that counts
+        # uid -> an entry being released or waiting for a retry; forget() drops it, so a retry
+        # never brings back an entry forgotten (paused, edited, deleted) meanwhile.
+        self._in_flight: dict[str, Release] = {}
         self._wake = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="one-time-releases", daemon=True)
@@ -58,15 +68,23 @@ class ReleaseQueue:
 
     def schedule(self, entry: Release) -> None:
         with self._wake:
+            self._in_flight.pop(entry.uid, None)
             if self._current.get(entry.uid) == entry:
                 return
             self._current[entry.uid] = entry
-            heapq.heappush(self._heap, entry)
+            heapq.heappush(self._heap, (entry.run_at, next(self._sequence), entry))
             self._wake.notify()
 
     def forget(self, uid: str) -> None:
         with self._wake:
             self._current.pop(uid, None)
+            self._in_flight.pop(uid, None)
+
+    def _retry(self, entry: Release) -> None:
+        with self._wake:
+            if self._in_flight.get(entry.uid) is not entry:
+                return  # forgotten or replaced while it waited
+        self.schedule(entry)
 
     def __len__(self) -> int:
         return len(self._current)
@@ -74,15 +92,18 @@ class ReleaseQueue:
     def _next_due(self) -> Release | None:
         with self._wake:
             while not self._stopping:
-                while self._heap and self._current.get(self._heap[0].uid) is not self._heap[0]:
+                while (
+                    self._heap and self._current.get(self._heap[0][2].uid) is not self._heap[0][2]
+                ):
                     heapq.heappop(self._heap)  # superseded or forgotten
                 if not self._heap:
                     self._wake.wait()
                     continue
-                wait = (self._heap[0].run_at - self._clock()).total_seconds()
+                wait = (self._heap[0][0] - self._clock()).total_seconds()
                 if wait <= 0:
-                    entry = heapq.heappop(self._heap)
+                    _, _, entry = heapq.heappop(self._heap)
                     del self._current[entry.uid]
+                    self._in_flight[entry.uid] = entry
                     return entry
                 self._wake.wait(min(wait, 30))
             return None
@@ -96,4 +117,8 @@ class ReleaseQueue:
             self._release(entry, self._clock())
         except Exception:  # noqa: BLE001 - one bad release must not stop the others
             log.exception("release of %s/%s failed; retrying in 5s", entry.namespace, entry.name)
-            threading.Timer(5, self.schedule, args=(entry,)).start()
+            threading.Timer(RETRY_SECONDS, self._retry, args=(entry,)).start()
+            return
+        with self._wake:
+            if self._in_flight.get(entry.uid) is entry:
+                del self._in_flight[entry.uid]

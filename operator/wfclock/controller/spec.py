@@ -13,13 +13,22 @@ from wfclock.core.names import TENANT_LABEL
 
 
 def published_at(meta: dict, now: datetime) -> datetime:
-    """When the spec was published: "runAt in the future" is judged at that moment, not when a
-    busy operator gets to it. A first generation was published at creation; for later edits the
-    operator cannot know the moment, so it uses now."""
+    """When the spec was published, not when a busy operator got to it: "runAt in the future" is
+    judged at that moment, and a changed trigger takes effect from it (so fires between an apply
+    and its reconcile are not lost). A first generation was published at creation; an edit when
+    its writer last wrote `spec` (the API server's managedFields record it to the second); now
+    when neither is known."""
     created = meta.get("creationTimestamp")
     if meta.get("generation", 1) == 1 and created:
         return min(now, parse_instant(str(created)))
-    return now
+    spec_writes = [
+        parse_instant(str(entry["time"]))
+        for entry in meta.get("managedFields") or []
+        if entry.get("time")
+        and entry.get("subresource", "") != "status"
+        and "f:spec" in (entry.get("fieldsV1") or {})
+    ]
+    return min(now, max(spec_writes)) if spec_writes else now
 
 
 def _accepted_run_at(previous: dict | None, spec: dict) -> bool:
@@ -35,8 +44,9 @@ def _accepted_run_at(previous: dict | None, spec: dict) -> bool:
 def parse_schedule(ctx: Context, meta: dict, spec: dict, previous: dict | None) -> Schedule:
     """The schedule to register; raises SpecError naming every problem."""
     settings = ctx.settings
+    published = published_at(meta, ctx.now())
     rules = Rules(
-        now=published_at(meta, ctx.now()),
+        now=published,
         edition=settings.edition,
         minimum_interval=timedelta(minutes=settings.minimum_interval_minutes),
     )
@@ -54,4 +64,4 @@ def parse_schedule(ctx: Context, meta: dict, spec: dict, previous: dict | None) 
             ],
             reason="TenantMismatch",
         )
-    return Schedule(meta["name"], meta["namespace"], meta["uid"], parsed)
+    return Schedule(meta["name"], meta["namespace"], meta["uid"], parsed, published)

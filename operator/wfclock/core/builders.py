@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import datetime
 
 from wfclock.core.fires import utc_iso
 from wfclock.core.model import (
@@ -37,6 +37,8 @@ class Schedule:
     namespace: str
     uid: str
     spec: WorkflowScheduleSpec
+    # When this spec was published (applied); fires before it belong to an earlier spec.
+    published_at: datetime | None = None
 
     @property
     def recurring(self) -> bool:
@@ -72,7 +74,7 @@ def child_name(schedule: Schedule) -> str:
     trigger = schedule.spec.trigger
     if isinstance(trigger, RecurringTrigger):
         return cronjob_name(schedule.name, schedule.uid)
-    return one_time_job_name(schedule.name, schedule.uid, trigger.runAt)
+    return one_time_job_name(schedule.name, schedule.uid, trigger.instant)
 
 
 def _pod_template(schedule: Schedule, settings: Settings, fire_env: list[dict]) -> dict:
@@ -107,6 +109,8 @@ def _pod_template(schedule: Schedule, settings: Settings, fire_env: list[dict]) 
                     "image": settings.launcher_image,
                     "imagePullPolicy": "IfNotPresent",
                     "command": list(settings.launcher_command),
+                    # The launcher's JSON line becomes the container's termination message.
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
                     "env": env,
                     "resources": {
                         "requests": {"cpu": "50m", "memory": "64Mi"},
@@ -123,9 +127,37 @@ def _pod_template(schedule: Schedule, settings: Settings, fire_env: list[dict]) 
     }
 
 
+# A fire's Job may stay active this long at least, whatever its deadline: a pod needs time to
+# be scheduled and started, and a launcher's retries to reach the database.
+MIN_ACTIVE_SECONDS = 120
+
+
+def active_deadline_seconds(schedule: Schedule) -> int:
+    """How long a fire's Job may stay active: a pod that cannot start (image, Secret, quota) or
+    a launcher that hangs must not keep the Job active forever, or `concurrencyPolicy: Forbid`
+    would skip every later fire. The operator's accounting launches or records the fire."""
+    return max(schedule.spec.startingDeadlineSeconds, MIN_ACTIVE_SECONDS)
+
+
+# Exit 2 is unusable input: retrying cannot help, so the Job fails at once. Exit 75 (the
+# database unreachable) counts against backoffLimit and is retried. A pod evicted or preempted
+# (DisruptionTarget) is retried without counting.
+POD_FAILURE_POLICY = {
+    "rules": [
+        {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": "launcher", "operator": "In", "values": [2]},
+        },
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    ]
+}
+
+
 def _job_spec(schedule: Schedule, settings: Settings, fire_env: list[dict]) -> dict:
     return {
         "backoffLimit": schedule.spec.backoffLimit,
+        "activeDeadlineSeconds": active_deadline_seconds(schedule),
+        "podFailurePolicy": POD_FAILURE_POLICY,
         "template": _pod_template(schedule, settings, fire_env),
     }
 
@@ -185,7 +217,7 @@ def build_cronjob(schedule: Schedule, settings: Settings) -> dict:
 def build_one_time_job(schedule: Schedule, settings: Settings) -> dict:
     trigger = schedule.spec.trigger
     assert isinstance(trigger, OneTimeTrigger)
-    run_at = trigger.runAt.astimezone(UTC)
+    run_at = trigger.instant
     fire_env = [
         {"name": "WFCLOCK_SCHEDULED_FOR", "value": utc_iso(run_at)},
         # The ledger records the fire under the Job's name, where the operator looks for it.

@@ -9,7 +9,7 @@ and what is accepted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -53,6 +53,11 @@ class OneTimeTrigger(_Model):
     type: Literal["schedule"]
     runAt: datetime
     timezone: TimeZoneName = "UTC"
+
+    @property
+    def instant(self) -> datetime:
+        """`runAt` as a UTC instant: what every name, key and comparison derives from."""
+        return self.runAt.astimezone(UTC)
 
     @field_validator("runAt", mode="before")
     @classmethod

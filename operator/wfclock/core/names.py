@@ -4,7 +4,7 @@ always gives the same name, so a retried create finds its own object (409) inste
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 
 TENANT_LABEL = "wfclock.dev/tenant"  # on namespaces: the tenant whose schedules may live there
 # The schedule's name as a label value (itself when it fits, see schedule_label_value); the full
@@ -35,8 +35,10 @@ def cronjob_name(schedule_name: str, uid: str) -> str:
 
 
 def one_time_job_name(schedule_name: str, uid: str, run_at: datetime) -> str:
-    minutes = str(int(run_at.timestamp()) // 60)
-    suffix = _short_hash(uid, run_at.isoformat())
+    """Derived from the UTC instant, so `+01:00` and `Z` spellings of one instant name one Job."""
+    instant = run_at.astimezone(UTC)
+    minutes = str(int(instant.timestamp()) // 60)
+    suffix = _short_hash(uid, instant.isoformat())
     budget = JOB_NAME_MAX - len(minutes) - len(suffix) - 2
     return f"{_trim(schedule_name, budget)}-{suffix}-{minutes}"
 

@@ -105,9 +105,24 @@ def status_for(
                 generation,
                 previous,
                 now,
-            )
+            ),
+            _fires_condition(row, generation, previous, now),
         ],
     }
+
+
+def _fires_condition(row: dict, generation: int, previous: list[dict], now: datetime) -> dict:
+    """FiresHealthy: whether fires are delivered by their Jobs and none was missed lately."""
+    if row.get("fire_problem"):
+        return condition(
+            "FiresHealthy", False, "FireStuck", row["fire_problem"], generation, previous, now
+        )
+    if row["last_run_status"] == "missed":
+        message = row["last_error"] or "a fire was missed"
+        return condition("FiresHealthy", False, "FireMissed", message, generation, previous, now)
+    return condition(
+        "FiresHealthy", True, "Delivered", "fires are delivered", generation, previous, now
+    )
 
 
 def invalid_status(

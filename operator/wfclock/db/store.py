@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine, func, select, text, update
+import sqlalchemy.exc
+from sqlalchemy import Engine, case, create_engine, func, select, text, update
 
 from wfclock.db.tables import (
     workflow_runs,
@@ -48,56 +49,116 @@ class ScheduleState:
     registered_name: str | None
     next_fire_at: datetime | None
     last_error: str | None = None
+    starting_deadline_seconds: int = 300
 
 
-# A changed trigger moves trigger_effective_from to now, so the launcher refuses fires planned
-# under the old configuration. A one-time schedule that completed (or failed) stays so unless its
-# trigger changes; a deleted row is never revived. (Plain SQL: compiled once, run often.)
+# What the upsert keeps, and why (plain SQL: compiled once, run often):
+# - A changed trigger (for a one-time schedule: its instant or its type; its time zone only
+#   labels the instant) moves trigger_effective_from to the publish time: the launcher refuses
+#   fires planned before it, so an old trigger's Jobs never run.
+# - A pause opens a quiet window at its publish time and a resume closes it at its own: the
+#   launcher refuses fires scheduled inside, so a paused window never fires, under any policy,
+#   while fires from before the pause that are still owed stay valid.
+# - A one-time schedule whose instant already fired (the ledger has its launched key) is
+#   completed whatever the edit; one that completed or failed stays so unless its instant changes.
+# - An older generation never overwrites a newer one; a deleted row is never revived.
 _TRIGGER_CHANGED = """(s.trigger_type IS DISTINCT FROM excluded.trigger_type
-    OR s.run_at IS DISTINCT FROM excluded.run_at OR s.cron IS DISTINCT FROM excluded.cron
-    OR s.timezone IS DISTINCT FROM excluded.timezone)"""
+    OR s.run_at IS DISTINCT FROM excluded.run_at
+    OR (excluded.trigger_type = 'recurring'
+        AND (s.cron IS DISTINCT FROM excluded.cron OR s.timezone IS DISTINCT FROM excluded.timezone)))"""
+_RESUMED = "(s.status IN ('paused', 'disabled') AND excluded.status = 'scheduled')"
+_PAUSED = "(s.status IN ('scheduled', 'completed', 'failed') AND excluded.status = 'paused')"
+_FIRED = """(excluded.trigger_type = 'schedule' AND EXISTS (
+    SELECT 1 FROM workflow_schedule_fires f
+    WHERE f.schedule_id = excluded.schedule_id AND f.scheduled_for = excluded.run_at
+      AND f.outcome = 'launched'))"""
 _UPSERT = text(
     """
 INSERT INTO workflow_schedules AS s
     (schedule_id, tenant, namespace, name, workflow_id, workflow_version, trigger_type, run_at,
      cron, timezone, status, missed_fires, catch_up_window_seconds, generation, registered_kind,
-     registered_name, next_fire_at, last_error, enabled, trigger_effective_from)
+     registered_name, next_fire_at, last_error, enabled, trigger_effective_from, accounted_until,
+     starting_deadline_seconds, quiet_from)
 VALUES
     (:schedule_id, :tenant, :namespace, :name, :workflow_id, :workflow_version, :trigger_type,
      :run_at, :cron, :timezone, :status, :missed_fires, :catch_up_window_seconds, :generation,
-     :registered_kind, :registered_name, :next_fire_at, :last_error, true, :now)
+     :registered_kind, :registered_name, :next_fire_at, :last_error, true, :published_at,
+     :published_at, :starting_deadline_seconds,
+     CASE WHEN :status = 'paused' THEN CAST(:published_at AS timestamptz) END)
 ON CONFLICT (schedule_id) DO UPDATE SET
     tenant = excluded.tenant, namespace = excluded.namespace, name = excluded.name,
     workflow_id = excluded.workflow_id, workflow_version = excluded.workflow_version,
     trigger_type = excluded.trigger_type, run_at = excluded.run_at, cron = excluded.cron,
     timezone = excluded.timezone, missed_fires = excluded.missed_fires,
     catch_up_window_seconds = excluded.catch_up_window_seconds,
+    starting_deadline_seconds = excluded.starting_deadline_seconds,
     generation = excluded.generation, registered_kind = excluded.registered_kind,
     registered_name = excluded.registered_name, last_error = excluded.last_error,
     enabled = true,
-    status = CASE WHEN {final} THEN s.status ELSE excluded.status END,
-    next_fire_at = CASE WHEN {final} THEN s.next_fire_at ELSE excluded.next_fire_at END,
+    status = CASE WHEN {fired} THEN 'completed' WHEN {final} THEN s.status
+                  ELSE excluded.status END,
+    next_fire_at = CASE WHEN {fired} THEN NULL WHEN {final} THEN s.next_fire_at
+                        ELSE excluded.next_fire_at END,
     trigger_effective_from = CASE WHEN {changed} THEN excluded.trigger_effective_from
                                   ELSE s.trigger_effective_from END,
+    accounted_until = CASE WHEN {changed}
+                           THEN greatest(s.accounted_until, excluded.trigger_effective_from)
+                           ELSE s.accounted_until END,
+    quiet_from = CASE WHEN {paused} THEN excluded.trigger_effective_from ELSE s.quiet_from END,
+    quiet_until = CASE WHEN {paused} THEN NULL
+                       WHEN {resumed} THEN excluded.trigger_effective_from
+                       ELSE s.quiet_until END,
     updated_at = now()
-WHERE s.deleted_at IS NULL
+WHERE s.deleted_at IS NULL AND s.generation <= excluded.generation
 RETURNING s.*
 """.format(
         changed=_TRIGGER_CHANGED,
+        resumed=_RESUMED,
+        paused=_PAUSED,
+        fired=_FIRED,
         final=f"s.status IN ('completed', 'failed') AND NOT {_TRIGGER_CHANGED}",
     )
 )
 
 
-def upsert_schedule(engine: Engine, state: ScheduleState, *, now: datetime) -> dict:
-    """Inserts or updates the state row and returns it (see `_UPSERT` for what is kept)."""
+def upsert_schedule(engine: Engine, state: ScheduleState, *, published_at: datetime) -> dict:
+    """Inserts or updates the state row and returns it (see `_UPSERT` for what is kept);
+    `published_at` is when the spec it registers was published."""
     with engine.begin() as conn:
-        row = conn.execute(_UPSERT, {**asdict(state), "now": now}).mappings().first()
-        if row is None:  # deleted: left as it is
+        row = conn.execute(_UPSERT, {**asdict(state), "published_at": published_at})
+        row = row.mappings().first()
+        if row is None:  # deleted, or a newer generation is registered: left as it is
             table = workflow_schedules
             query = select(table).where(table.c.schedule_id == state.schedule_id)
             row = conn.execute(query).mappings().first()
     return dict(row)
+
+
+def disable_schedule(
+    engine: Engine, schedule_id: uuid.UUID, error: str, *, published_at: datetime
+) -> None:
+    """An invalid spec, published at `published_at`: the launcher refuses fires from then on
+    (a quiet window opens). A one-time schedule that already completed or missed keeps that
+    outcome (the spec error shows in the resource's status)."""
+    table = workflow_schedules
+    opens = table.c.status != "disabled"
+    with engine.begin() as conn:
+        conn.execute(
+            update(table)
+            .where(
+                table.c.schedule_id == schedule_id,
+                table.c.deleted_at.is_(None),
+                table.c.status.not_in(["completed", "failed"]),
+            )
+            .values(
+                status="disabled",
+                next_fire_at=None,
+                last_error=error,
+                quiet_from=case((opens, published_at), else_=table.c.quiet_from),
+                quiet_until=case((opens, None), else_=table.c.quiet_until),
+                updated_at=func.now(),
+            )
+        )
 
 
 def update_schedule(engine: Engine, schedule_id: uuid.UUID, **values) -> None:
@@ -198,6 +259,168 @@ def latest_fire_for_job(engine: Engine, job_name: str) -> dict | None:
     with engine.connect() as conn:
         found = conn.execute(query).mappings().first()
     return dict(found) if found else None
+
+
+def live_schedules(engine: Engine, namespaces: list[str] | None = None) -> list[dict]:
+    """Schedules that are registered and not deleted (scheduled or paused)."""
+    table = workflow_schedules
+    query = select(table).where(
+        table.c.deleted_at.is_(None), table.c.status.in_(["scheduled", "paused"])
+    )
+    if namespaces:
+        query = query.where(table.c.namespace.in_(namespaces))
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def recorded_keys(engine: Engine, keys: list[str]) -> set[str]:
+    """Which of `keys` the ledger holds."""
+    if not keys:
+        return set()
+    fires = workflow_schedule_fires
+    with engine.connect() as conn:
+        found = conn.execute(select(fires.c.fire_key).where(fires.c.fire_key.in_(keys)))
+        return {key for (key,) in found}
+
+
+# The key is claimed as skipped (so no late delivery can launch it) and the state row says so,
+# in one statement that locks the schedule row first, as the launcher does; only while the row
+# is still the one the decision was made from (same trigger, not deleted).
+_RECORD_MISSED = text(
+    """
+WITH schedule AS (
+    SELECT schedule_id, trigger_type FROM workflow_schedules
+    WHERE schedule_id = :schedule_id AND deleted_at IS NULL AND status = 'scheduled'
+      AND trigger_effective_from = :effective_from
+    FOR UPDATE
+), claim AS (
+    INSERT INTO workflow_schedule_fires
+        (fire_key, schedule_id, scheduled_for, outcome, reason, source)
+    SELECT :key, schedule_id, :scheduled_for, 'skipped', :reason, 'operator' FROM schedule
+    ON CONFLICT (fire_key) DO NOTHING
+    RETURNING fire_key
+)
+UPDATE workflow_schedules s SET
+    status = CASE WHEN s.trigger_type = 'schedule' THEN 'failed' ELSE s.status END,
+    next_fire_at = CASE WHEN s.trigger_type = 'schedule' THEN NULL ELSE s.next_fire_at END,
+    last_run_status = 'missed', last_error = :reason, updated_at = now()
+FROM claim WHERE s.schedule_id = :schedule_id
+RETURNING 1
+"""
+)
+
+
+def record_missed(
+    engine: Engine, row: dict, scheduled_for: datetime, key: str, reason: str
+) -> bool:
+    """Records a fire as missed (see `_RECORD_MISSED`); False when the decision no longer
+    holds (the fire was recorded meanwhile, or the schedule changed)."""
+    values = {
+        "schedule_id": row["schedule_id"],
+        "effective_from": row["trigger_effective_from"],
+        "key": key,
+        "scheduled_for": scheduled_for,
+        "reason": reason,
+    }
+    with engine.begin() as conn:
+        return conn.execute(_RECORD_MISSED, values).first() is not None
+
+
+def advance_accounting(engine: Engine, row: dict, until: datetime) -> None:
+    """Every fire up to `until` is accounted, unless the trigger changed meanwhile."""
+    table = workflow_schedules
+    with engine.begin() as conn:
+        conn.execute(
+            update(table)
+            .where(
+                table.c.schedule_id == row["schedule_id"],
+                table.c.trigger_effective_from == row["trigger_effective_from"],
+                table.c.accounted_until < until,
+            )
+            .values(accounted_until=until)
+        )
+
+
+def fire_recorded(engine: Engine, key: str) -> bool:
+    return bool(recorded_keys(engine, [key]))
+
+
+def registered_schedules(engine: Engine, namespaces: list[str] | None = None) -> list[dict]:
+    """Schedules whose children should exist: not deleted, not finished."""
+    table = workflow_schedules
+    query = select(table).where(
+        table.c.deleted_at.is_(None), table.c.status.in_(["scheduled", "paused", "disabled"])
+    )
+    if namespaces:
+        query = query.where(table.c.namespace.in_(namespaces))
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def set_fire_problem(engine: Engine, schedule_id: uuid.UUID, problem: str) -> bool:
+    """Records a problem with a fire's Job; False when it was already the recorded one."""
+    table = workflow_schedules
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(table)
+            .where(
+                table.c.schedule_id == schedule_id,
+                table.c.fire_problem.is_distinct_from(problem),
+            )
+            .values(fire_problem=problem, updated_at=func.now())
+        )
+        return done.rowcount > 0
+
+
+def ensure_tenant_login(
+    engine: Engine, login: str, tenant: str, password: str, credential: str
+) -> bool:
+    """Creates the tenant's launcher login, or sets its password when the recorded fingerprint
+    differs; True when anything was written. Needs CREATEROLE (or a superuser)."""
+    import psycopg
+
+    try:
+        return _ensure_tenant_login(engine, login, tenant, password, credential)
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+        # Another replica created the login at the same moment: set its password instead.
+        return _ensure_tenant_login(engine, login, tenant, password, credential)
+    except sqlalchemy.exc.IntegrityError:
+        return _ensure_tenant_login(engine, login, tenant, password, credential)
+
+
+def _ensure_tenant_login(
+    engine: Engine, login: str, tenant: str, password: str, credential: str
+) -> bool:
+    from psycopg import sql
+
+    with engine.begin() as conn:
+        recorded = conn.execute(
+            text("SELECT tenant, credential FROM wfclock_tenant_logins WHERE role_name = :r"),
+            {"r": login},
+        ).first()
+        if recorded is not None and tuple(recorded) == (tenant, credential):
+            return False
+        exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": login})
+        raw = conn.connection.driver_connection
+        role, secret = sql.Identifier(login), sql.Literal(password)
+        if exists.first() is None:
+            statement = sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE wfclock_launcher")
+        else:
+            statement = sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}")
+            raw.execute(sql.SQL("GRANT wfclock_launcher TO {}").format(role))
+        raw.execute(statement.format(role, secret))
+        conn.execute(
+            text(
+                """
+                INSERT INTO wfclock_tenant_logins (role_name, tenant, credential)
+                VALUES (:r, :t, :c)
+                ON CONFLICT (role_name) DO UPDATE
+                SET tenant = excluded.tenant, credential = excluded.credential, updated_at = now()
+                """
+            ),
+            {"r": login, "t": tenant, "c": credential},
+        )
+    return True
 
 
 # --- pruning the ledger -------------------------------------------------------------------------

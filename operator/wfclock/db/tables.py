@@ -47,8 +47,11 @@ workflow_schedules = Table(
     # When the current trigger configuration took effect: fires scheduled before it belong to an
     # older configuration and are refused by the launcher.
     Column("trigger_effective_from", DateTime(timezone=True), nullable=False, server_default=now),
+    # Every fire of the current trigger up to this instant is accounted for in the ledger.
+    Column("accounted_until", DateTime(timezone=True), nullable=False),
     Column("missed_fires", Text, nullable=False, server_default="latest"),
     Column("catch_up_window_seconds", Integer, nullable=False, server_default="3600"),
+    Column("starting_deadline_seconds", Integer, nullable=False, server_default="300"),
     Column("generation", Integer, nullable=False, server_default="1"),
     Column("registered_kind", Text),
     Column("registered_name", Text),
@@ -58,6 +61,11 @@ workflow_schedules = Table(
     Column("last_run_id", UUID(as_uuid=True)),
     Column("last_run_status", Text),
     Column("last_error", Text),
+    # The latest paused or invalid window [quiet_from, quiet_until): its fires never run.
+    Column("quiet_from", DateTime(timezone=True)),
+    Column("quiet_until", DateTime(timezone=True)),
+    # The latest problem with a fire's Job (stuck, failed); cleared by a fire its Job delivers.
+    Column("fire_problem", Text),
     Column("deleted_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=now),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),

@@ -1,0 +1,114 @@
+"""The accounting sweep: every owed fire ends in the ledger, launched or recorded as missed.
+
+A thread of the operator runs it every `SWEEP_SECONDS` (with jitter). It holds a Postgres
+advisory lock while it works, so of several operator replicas one sweeps at a time. See
+`core.accounting` for what is owed and decided; this module carries the plan out: a fire within
+its deadline goes through the launcher (its fire key makes it one run, whoever else delivers
+it), a fire beyond it is claimed as missed, with its reason, in the ledger and the status.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+
+from wfclock.controller.context import Context
+from wfclock.core.accounting import owed_fires, plan_accounting
+from wfclock.core.fires import fire_key_for, utc_iso
+from wfclock.db import store
+from wfclock.launcher import ClockFire, launch
+
+log = logging.getLogger("wfclock.accounting")
+
+SWEEP_SECONDS = 30
+ADVISORY_LOCK = 0x77667363  # "wfsc": one sweeper at a time across replicas
+
+
+def _ref(row: dict) -> dict:
+    return {"name": row["name"], "namespace": row["namespace"], "uid": str(row["schedule_id"])}
+
+
+def account(ctx: Context, row: dict, now: datetime) -> bool:
+    """Carries out the accounting plan of one schedule; True when anything was recorded."""
+    owed = owed_fires(row, now)
+    if row["trigger_type"] == "schedule":
+        owed = [row["run_at"]]
+    keys = [fire_key_for(row["schedule_id"], fire) for fire in owed]
+    plan = plan_accounting(row, store.recorded_keys(ctx.engine, keys), now)
+    changed = False
+    if plan.launch:
+        with ctx.engine.raw_connection() as raw:
+            conn = raw.driver_connection
+            for fire in plan.launch:
+                request = ClockFire(row["schedule_id"], fire, "recovery")
+                result = launch(conn, request, now=now)
+                conn.commit()
+                log.info("recovered fire %s of %s: %s", utc_iso(fire), row["name"], result.outcome)
+                if result.outcome == "launched":
+                    message = f"launched the fire of {utc_iso(fire)}, which its Job did not record"
+                    ctx.kube.event(_ref(row), "Normal", "FireRecovered", message)
+                    _report_stuck(ctx, row, fire)
+                changed = True
+    accounted_until = plan.accounted_until
+    for fire, reason in plan.missed:
+        if ctx.kube.job_active(row["namespace"], _fire_job_name(row, fire)):
+            # Its Job is still trying: the fire is not missed yet. Look again next sweep.
+            accounted_until = min(accounted_until, fire - timedelta(seconds=1))
+            continue
+        key = fire_key_for(row["schedule_id"], fire)
+        if store.record_missed(ctx.engine, row, fire, key, reason):
+            ctx.kube.event(_ref(row), "Warning", "FireMissed", f"{utc_iso(fire)}: {reason}")
+            changed = True
+    if accounted_until is not None:
+        store.advance_accounting(ctx.engine, row, accounted_until)
+    return changed
+
+
+def _report_stuck(ctx: Context, row: dict, fire: datetime) -> None:
+    """A fire the operator had to launch itself while its Job was still active: the Job is stuck
+    (its pod cannot start, or the launcher hangs). Say why, once, as an Event and in the status."""
+    job_name = _fire_job_name(row, fire)
+    if not ctx.kube.job_active(row["namespace"], job_name):
+        return
+    cause = ctx.kube.stuck_cause(row["namespace"], job_name)
+    problem = f"Job {job_name} could not deliver the fire of {utc_iso(fire)}: {cause}"
+    if store.set_fire_problem(ctx.engine, row["schedule_id"], problem):
+        ctx.kube.event(_ref(row), "Warning", "FireStuck", problem)
+
+
+def _fire_job_name(row: dict, fire: datetime) -> str:
+    """The Job that delivers `fire`: the one-time Job, or the CronJob controller's Job."""
+    if row["trigger_type"] == "schedule":
+        return row["registered_name"]
+    return f"{row['registered_name']}-{int(fire.timestamp()) // 60}"
+
+
+def sweep(ctx: Context, now: datetime | None = None, on_change=None) -> int:
+    """One pass over the scheduled schedules; returns how many had fires recorded. Skipped
+    (returns -1) while another replica holds the sweep."""
+    now = now or ctx.now()
+    with ctx.engine.connect() as lock_conn:
+        if not lock_conn.execute(
+            text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK}
+        ).scalar():
+            return -1
+        try:
+            changed = 0
+            for row in store.live_schedules(ctx.engine, ctx.settings.namespaces):
+                if row["status"] != "scheduled":
+                    continue
+                try:
+                    if account(ctx, row, now):
+                        changed += 1
+                        if on_change is not None:
+                            on_change(row["namespace"], row["name"])
+                except Exception as exc:  # noqa: BLE001 - one schedule must not stop the sweep
+                    log.warning(
+                        "accounting of %s/%s failed: %s", row["namespace"], row["name"], exc
+                    )
+            return changed
+        finally:
+            lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK})
+            lock_conn.commit()

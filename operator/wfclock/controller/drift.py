@@ -1,0 +1,91 @@
+"""Keeping what the operator registered in step with what Kubernetes holds: a CronJob deleted,
+suspended or edited by hand, or a pending one-time Job deleted, is put back. Checked on every
+change of a child (its watch events) and, in case an event was missed, on a resync of all
+children every `RESYNC_SECONDS` or so (with jitter)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from wfclock.controller.context import Context
+from wfclock.controller.reconciler import keep_launcher_secret, restore
+from wfclock.core.drift import cronjob_drift, one_time_job_missing
+from wfclock.core.fires import fire_key_for
+from wfclock.core.names import SCHEDULE_UID_LABEL
+from wfclock.db import store
+
+log = logging.getLogger("wfclock.operator")
+
+RESYNC_SECONDS = 300
+
+
+def _ref(row: dict) -> dict:
+    return {"name": row["name"], "namespace": row["namespace"], "uid": str(row["schedule_id"])}
+
+
+def _restore(ctx: Context, row: dict, why: str) -> None:
+    log.info("restoring %s/%s: %s", row["namespace"], row["name"], why)
+    ctx.kube.event(_ref(row), "Warning", "ChildRestored", f"{why}; restored")
+    restore(ctx, row["namespace"], row["name"])
+
+
+def _registered_row(ctx: Context, body: dict, kind: str) -> dict | None:
+    """The state row of the schedule that registered this child, when it is its registration."""
+    metadata = body["metadata"]
+    uid = (metadata.get("labels") or {}).get(SCHEDULE_UID_LABEL)
+    if not uid:
+        return None
+    row = store.get_schedule(ctx.engine, uuid.UUID(uid))
+    if row is None or row["registered_kind"] != kind or row["registered_name"] != metadata["name"]:
+        return None
+    return row
+
+
+def cronjob_changed(ctx: Context, body: dict, deleted: bool) -> None:
+    row = _registered_row(ctx, body, "CronJob")
+    if row is None:
+        return
+    why = cronjob_drift(row, None if deleted else body)
+    if why:
+        _restore(ctx, row, why)
+
+
+def one_time_job_deleted(ctx: Context, body: dict) -> None:
+    row = _registered_row(ctx, body, "Job")
+    if row is None:
+        return
+    fired = store.fire_recorded(ctx.engine, fire_key_for(row["schedule_id"], row["run_at"]))
+    why = one_time_job_missing(row, None, fired)
+    if why:
+        _restore(ctx, row, why)
+
+
+def resync(ctx: Context) -> int:
+    """Compares every registered schedule with the children that exist; restores drift.
+    Two list calls for all schedules, whatever their number. Returns how many were restored."""
+    rows = store.registered_schedules(ctx.engine, ctx.settings.namespaces)
+    cronjobs, jobs = ctx.kube.list_children(ctx.settings.namespaces)
+    pending = [r for r in rows if r["trigger_type"] == "schedule" and r["status"] != "disabled"]
+    keys = [fire_key_for(r["schedule_id"], r["run_at"]) for r in pending]
+    fired = store.recorded_keys(ctx.engine, keys)
+    for namespace, tenant in sorted({(r["namespace"], r["tenant"]) for r in rows}):
+        try:  # a Secret deleted or edited by hand, or a rotated credential
+            keep_launcher_secret(ctx, namespace, tenant, force=True)
+        except Exception as exc:  # noqa: BLE001 - the next resync tries again
+            log.warning("launcher Secret of %s: %s", namespace, exc)
+    restored = 0
+    for row in rows:
+        child_key = (row["namespace"], row["registered_name"])
+        if row["trigger_type"] == "recurring":
+            why = cronjob_drift(row, cronjobs.get(child_key))
+        else:
+            key = fire_key_for(row["schedule_id"], row["run_at"])
+            why = one_time_job_missing(row, jobs.get(child_key), key in fired)
+        if why:
+            try:
+                _restore(ctx, row, why)
+                restored += 1
+            except Exception as exc:  # noqa: BLE001 - the next resync tries again
+                log.warning("restoring %s/%s failed: %s", row["namespace"], row["name"], exc)
+    return restored

@@ -1,0 +1,108 @@
+"""Which fires a schedule owes, and what to do about each one not yet in the ledger.
+
+Every fire of a schedule's current trigger ends in the ledger: launched, skipped with the reason
+(paused, superseded, ...), or missed with the reason. A fire's own Job normally records it; when
+it could not (a database outage beyond the Job's retries, a pod that never started, a CronJob
+deleted by hand, a controller that was down), the operator's accounting sweep finds the fire
+here and either launches it through the launcher (by its fire key, so never twice) while it is
+within its deadline, or records it as missed. Pure: the state row, the keys already recorded and
+the time are passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from wfclock.core.fires import fire_key_for, fires_between, utc_iso
+
+SKIP_DEADLINE_SECONDS = 30  # the `skip` policy: a fire later than this is dropped
+# A fire's own Job gets this long (at most half its deadline) before the sweep steps in.
+SETTLE_SECONDS = 60
+# At most this many fires are looked at per schedule and sweep (a week of 5-minute fires);
+# older unaccounted fires are recorded as missed in later sweeps.
+MAX_FIRES_PER_SWEEP = 2016
+
+
+def deadline(row: dict) -> timedelta:
+    """How late a fire of this schedule may still start, by its missed-fire policy."""
+    if row["missed_fires"] == "catchUp":
+        return timedelta(seconds=row["catch_up_window_seconds"])
+    if row["missed_fires"] == "skip":
+        return timedelta(seconds=SKIP_DEADLINE_SECONDS)
+    return timedelta(seconds=row["starting_deadline_seconds"])
+
+
+def settle(row: dict) -> timedelta:
+    return min(timedelta(seconds=SETTLE_SECONDS), deadline(row) / 2)
+
+
+def accounting_horizon(row: dict, now: datetime) -> datetime:
+    """Fires up to this instant are due for accounting."""
+    return now - settle(row)
+
+
+def owed_fires(row: dict, now: datetime) -> list[datetime]:
+    """The current trigger's fires after `accounted_until` and up to the horizon."""
+    start = max(row["accounted_until"], row["trigger_effective_from"])
+    horizon = accounting_horizon(row, now)
+    if horizon <= start:
+        return []
+    if row["trigger_type"] == "schedule":
+        return fires_between(row, start, horizon)
+    return fires_between(row, start, horizon)[:MAX_FIRES_PER_SWEEP]
+
+
+@dataclass
+class Plan:
+    launch: list[datetime] = field(default_factory=list)
+    missed: list[tuple[datetime, str]] = field(default_factory=list)
+    # The fires before this instant are accounted once the plan is carried out.
+    accounted_until: datetime | None = None
+
+
+def plan_accounting(row: dict, recorded: set[str], now: datetime) -> Plan:
+    """What to do with each owed fire that the ledger does not hold yet."""
+    if paused_over_run_at(row) and row["run_at"] <= accounting_horizon(row, now):
+        plan = Plan(accounted_until=row["run_at"])
+        if fire_key_for(row["schedule_id"], row["run_at"]) not in recorded:
+            reason = "missed: the schedule was paused or invalid at its runAt"
+            plan.missed.append((row["run_at"], reason))
+        return plan
+    fires = owed_fires(row, now)
+    plan = Plan(accounted_until=fires[-1] if fires else None)
+    limit = deadline(row)
+    live = [fire for fire in fires if not quiet_at(row, fire)]
+    latest = live[-1] if live else None
+    for fire in fires:
+        if fire_key_for(row["schedule_id"], fire) in recorded:
+            continue
+        if quiet_at(row, fire):
+            plan.launch.append(fire)  # the launcher records it as skipped: paused
+            continue
+        late = now - fire
+        if row["missed_fires"] == "latest" and fire != latest:
+            plan.missed.append((fire, f"missed: a later fire ({utc_iso(latest)}) superseded it"))
+        elif late <= limit:
+            plan.launch.append(fire)
+        else:
+            plan.missed.append(
+                (
+                    fire,
+                    f"missed: {utc_iso(fire)} passed {int(late.total_seconds())}s ago, beyond "
+                    f"the {int(limit.total_seconds())}s deadline (policy {row['missed_fires']}); "
+                    "no run was started",
+                )
+            )
+    return plan
+
+
+def quiet_at(row: dict, instant: datetime) -> bool:
+    """Whether `instant` falls in the schedule's latest paused or invalid window."""
+    start, end = row.get("quiet_from"), row.get("quiet_until")
+    return start is not None and instant >= start and (end is None or instant < end)
+
+
+def paused_over_run_at(row: dict) -> bool:
+    """A one-time schedule whose runAt fell in a paused or invalid window: it never fires."""
+    return row["trigger_type"] == "schedule" and quiet_at(row, row["run_at"])

@@ -1,0 +1,206 @@
+"""Every owed fire ends in the ledger: the accounting sweep launches a fire its Job did not
+record while it is within its deadline, and records it as missed, with the reason, beyond it.
+Against a real Postgres, with a fake of the Kube surface for the Jobs' state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from wfclock.controller import accounting, onetime
+from wfclock.controller.context import Context
+from wfclock.controller.releases import Release
+from wfclock.core.fires import fire_key_for
+from wfclock.core.status import status_for
+from wfclock.db import store
+from wfclock.launcher import ClockFire, Registration, launch
+from wfclock.settings import Settings
+
+from ..conftest import make_state, one_time_state
+from ..support.fake_kube import FakeKube
+
+NOW = datetime(2026, 11, 25, 10, 7, tzinfo=UTC)
+TEN, FIVE_PAST = (
+    datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
+    datetime(2026, 11, 25, 10, 5, tzinfo=UTC),
+)
+
+
+@pytest.fixture
+def ctx(engine, database_url):
+    return Context(Settings(database_url=database_url), engine, FakeKube(engine), clock=lambda: NOW)
+
+
+def every_five_minutes(add_schedule, **overrides):
+    state = make_state(cron="*/5 * * * *", timezone="UTC", registered_name="nightly-x", **overrides)
+    return add_schedule(state, effective_from=NOW - timedelta(minutes=8))  # 09:59
+
+
+def job_fire(engine, schedule_id, at):
+    with engine.raw_connection() as raw:
+        conn = raw.driver_connection
+        conn.autocommit = True
+        request = ClockFire(
+            schedule_id,
+            at,
+            f"nightly-x-{int(at.timestamp()) // 60}",
+            Registration("*/5 * * * *", "UTC"),
+        )
+        return launch(conn, request, now=at + timedelta(seconds=2))
+
+
+def ledger(engine, schedule_id):
+    return {f["scheduled_for"]: f for f in store.list_fires(engine, schedule_id)}
+
+
+def test_a_fire_lost_to_a_database_outage_is_launched_when_the_database_is_back(
+    ctx, engine, add_schedule
+):
+    state = every_five_minutes(add_schedule, missed_fires="catchUp")
+    # 10:00 failed (its Job gave up while the database was away), 10:05 launched normally.
+    assert job_fire(engine, state.schedule_id, FIVE_PAST).outcome == "launched"
+    accounting.sweep(ctx, now=NOW)
+    fires = ledger(engine, state.schedule_id)
+    assert fires[TEN]["outcome"] == "launched" and fires[TEN]["source"] == "recovery"
+    assert len(store.list_runs(engine, schedule_id=state.schedule_id)) == 2
+    assert ctx.kube.events[0][:2] == ("Normal", "FireRecovered")
+    # A second sweep, and the Job's own late retry: still two runs.
+    accounting.sweep(ctx, now=NOW + timedelta(minutes=1))
+    assert job_fire(engine, state.schedule_id, TEN).outcome == "duplicate"
+    assert len(store.list_runs(engine, schedule_id=state.schedule_id)) == 2
+
+
+def test_a_fire_beyond_its_deadline_is_recorded_as_missed_never_silently_lost(
+    ctx, engine, add_schedule
+):
+    state = every_five_minutes(add_schedule, starting_deadline_seconds=60)
+    later = NOW + timedelta(minutes=10)  # 10:00 ... 10:15 all unrecorded
+    accounting.sweep(ctx, now=later)
+    fires = ledger(engine, state.schedule_id)
+    missed = [f for f in fires.values() if f["reason"].startswith("missed")]
+    assert {f["outcome"] for f in fires.values()} == {"skipped"} and len(missed) == len(fires)
+    assert store.list_runs(engine, schedule_id=state.schedule_id) == []
+    row = store.get_schedule(engine, state.schedule_id)
+    assert row["last_run_status"] == "missed" and "missed" in row["last_error"]
+    assert row["status"] == "scheduled"
+    assert {e[1] for e in ctx.kube.events} == {"FireMissed"}
+    # The missed keys are claimed: a late delivery starts nothing.
+    assert job_fire(engine, state.schedule_id, TEN).outcome == "duplicate"
+
+
+def test_latest_launches_only_the_latest_owed_fire_and_records_older_ones(
+    ctx, engine, add_schedule
+):
+    state = every_five_minutes(add_schedule, starting_deadline_seconds=300)
+    accounting.sweep(ctx, now=NOW)
+    fires = ledger(engine, state.schedule_id)
+    assert fires[FIVE_PAST]["outcome"] == "launched"
+    assert fires[TEN]["outcome"] == "skipped" and "superseded" in fires[TEN]["reason"]
+
+
+def test_a_fire_whose_job_is_still_trying_is_not_declared_missed(ctx, engine, add_schedule):
+    state = every_five_minutes(add_schedule, starting_deadline_seconds=60)
+    ctx.kube.active_jobs.add(("acme", f"nightly-x-{int(TEN.timestamp()) // 60}"))
+    accounting.sweep(ctx, now=NOW + timedelta(minutes=3))
+    assert TEN not in ledger(engine, state.schedule_id)
+    ctx.kube.active_jobs.clear()
+    accounting.sweep(ctx, now=NOW + timedelta(minutes=4))
+    assert ledger(engine, state.schedule_id)[TEN]["reason"].startswith("missed")
+
+
+def test_a_late_one_time_release_is_missed_only_when_its_fire_was_not_delivered(
+    ctx, engine, add_schedule
+):
+    run_at = NOW - timedelta(minutes=20)
+    for delivered in (True, False):
+        state = add_schedule(one_time_state(run_at), effective_from=run_at - timedelta(days=1))
+        if delivered:
+            with engine.raw_connection() as raw:
+                launch(
+                    raw.driver_connection, ClockFire(state.schedule_id, run_at, "once"), now=run_at
+                )
+                raw.driver_connection.commit()
+        entry = Release(run_at, str(state.schedule_id), "acme", "nightly", "nightly-x", 300)
+        onetime.release(ctx, entry, NOW)
+        row = store.get_schedule(engine, state.schedule_id)
+        expected = ("completed", "queued") if delivered else ("failed", "missed")
+        assert (row["status"], row["last_run_status"]) == expected
+
+
+def test_a_miss_decided_before_an_edit_does_not_overwrite_the_edit(ctx, engine, add_schedule):
+    run_at = NOW - timedelta(minutes=20)
+    state = add_schedule(one_time_state(run_at), effective_from=run_at - timedelta(days=1))
+    decided_from = store.get_schedule(engine, state.schedule_id)
+    new_run_at = NOW + timedelta(hours=1)
+    store.upsert_schedule(
+        engine,
+        one_time_state(new_run_at, schedule_id=state.schedule_id, generation=2),
+        published_at=NOW,
+    )
+    key = fire_key_for(state.schedule_id, run_at)
+    assert not store.record_missed(engine, decided_from, run_at, key, "missed: too late")
+    row = store.get_schedule(engine, state.schedule_id)
+    assert (row["status"], row["run_at"]) == ("scheduled", new_run_at)
+    assert store.list_fires(engine, state.schedule_id) == []
+
+
+def test_a_one_time_schedule_paused_over_its_run_at_is_missed_not_left_pending(
+    ctx, engine, add_schedule
+):
+    run_at = NOW - timedelta(minutes=30)
+    state = add_schedule(one_time_state(run_at), effective_from=run_at - timedelta(days=1))
+    store.upsert_schedule(
+        engine,
+        one_time_state(run_at, schedule_id=state.schedule_id, status="paused", generation=2),
+        published_at=run_at - timedelta(hours=1),
+    )
+    store.upsert_schedule(
+        engine,
+        one_time_state(run_at, schedule_id=state.schedule_id, generation=3),
+        published_at=NOW - timedelta(minutes=5),
+    )
+    accounting.sweep(ctx, now=NOW)
+    row = store.get_schedule(engine, state.schedule_id)
+    assert (row["status"], row["last_run_status"]) == ("failed", "missed")
+    assert "paused or invalid" in row["last_error"]
+    assert store.list_runs(engine, schedule_id=state.schedule_id) == []
+
+
+def test_only_one_replica_sweeps_at_a_time(ctx, engine, add_schedule):
+    every_five_minutes(add_schedule)
+    with engine.connect() as other:
+        other.exec_driver_sql(f"SELECT pg_advisory_lock({accounting.ADVISORY_LOCK})")
+        assert accounting.sweep(ctx, now=NOW) == -1
+        other.exec_driver_sql(f"SELECT pg_advisory_unlock({accounting.ADVISORY_LOCK})")
+    assert accounting.sweep(ctx, now=NOW) == 1
+
+
+def test_fires_their_jobs_recorded_cost_the_sweep_no_run_and_no_event(ctx, engine, add_schedule):
+    state = every_five_minutes(add_schedule)
+    for at in (TEN, FIVE_PAST):
+        assert job_fire(engine, state.schedule_id, at).outcome == "launched"
+    assert accounting.sweep(ctx, now=NOW) == 0
+    assert store.get_schedule(engine, state.schedule_id)["accounted_until"] == FIVE_PAST
+    assert len(store.list_fires(engine, state.schedule_id)) == 2 and ctx.kube.events == []
+
+
+def test_a_fire_whose_job_is_stuck_is_launched_by_the_operator_and_reported_once(
+    ctx, engine, add_schedule
+):
+    state = every_five_minutes(add_schedule, starting_deadline_seconds=300)
+    stuck_job = ("acme", f"nightly-x-{int(FIVE_PAST.timestamp()) // 60}")
+    ctx.kube.active_jobs.add(stuck_job)  # its pod waits for an image that is not there
+    accounting.sweep(ctx, now=NOW)
+    accounting.sweep(ctx, now=NOW + timedelta(seconds=30))
+    assert ledger(engine, state.schedule_id)[FIVE_PAST]["outcome"] == "launched"
+    reasons = [e[1] for e in ctx.kube.events]
+    assert reasons.count("FireStuck") == 1 and "FireRecovered" in reasons
+    row = store.get_schedule(engine, state.schedule_id)
+    assert "ErrImageNeverPull" in row["fire_problem"]
+    status = status_for(row, None, 1, [], NOW)
+    fires = next(c for c in status["conditions"] if c["type"] == "FiresHealthy")
+    assert (fires["status"], fires["reason"]) == ("False", "FireStuck")
+    # The next fire its own Job delivers clears the problem.
+    later = FIVE_PAST + timedelta(minutes=5)
+    assert job_fire(engine, state.schedule_id, later).outcome == "launched"
+    assert store.get_schedule(engine, state.schedule_id)["fire_problem"] is None

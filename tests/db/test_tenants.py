@@ -1,0 +1,137 @@
+"""Tenants sealed off: what a tenant's launcher pods hold can fire that tenant's schedules and
+nothing else, through SQL or through the launcher. Against a real Postgres that checks
+passwords for every login but the administrator."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import psycopg
+import pytest
+from wfclock.controller.tenants import TenantLogins, login_name
+from wfclock.db import store
+from wfclock.launcher import ClockFire, Registration, UnknownSchedule, launch
+from wfclock.settings import Settings
+
+from launcher_job.main import main as launcher_main
+
+from ..conftest import NOW, make_state
+
+HOUR = NOW.replace(minute=0)
+REGISTRATION = Registration("0 * * * *", "Europe/Berlin")
+
+
+@pytest.fixture
+def logins(engine, database_url):
+    return TenantLogins(engine, Settings(database_url=database_url, tenant_credential_key="k1"))
+
+
+@pytest.fixture
+def schedules(add_schedule):
+    return {
+        "acme": add_schedule(make_state(tenant="acme")),
+        "globex": add_schedule(make_state(tenant="globex", namespace="globex")),
+    }
+
+
+def fire(url, schedule_id, at=HOUR):
+    with psycopg.connect(url, autocommit=True) as conn:
+        return launch(conn, ClockFire(schedule_id, at, "job", REGISTRATION), now=NOW)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT * FROM workflow_schedules",
+        "SELECT * FROM workflow_runs",
+        "SELECT * FROM workflow_schedule_fires",
+        "SELECT * FROM wfclock_tenant_logins",
+        "UPDATE workflow_schedules SET workflow_version = 99 WHERE tenant = 'globex'",
+        "DELETE FROM workflow_schedule_fires",
+        "INSERT INTO workflow_runs (run_id, tenant, workflow_id, workflow_version, payload, "
+        "trigger_type) VALUES (gen_random_uuid(), 'globex', gen_random_uuid(), 1, '{}', 'manual')",
+        "UPDATE wfclock_tenant_logins SET tenant = 'globex'",
+    ],
+)
+def test_a_tenant_login_has_no_right_on_any_table(logins, schedules, statement):
+    with (
+        psycopg.connect(logins.url_for("acme"), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute(statement)
+
+
+def test_a_tenant_login_fires_its_own_schedules_and_no_other_tenants(logins, schedules, engine):
+    acme_url = logins.url_for("acme")
+    with pytest.raises(UnknownSchedule):
+        fire(acme_url, schedules["globex"].schedule_id)
+    assert store.list_fires(engine, schedules["globex"].schedule_id) == []
+    assert fire(acme_url, schedules["acme"].schedule_id).outcome == "launched"
+    assert fire(acme_url, schedules["acme"].schedule_id).outcome == "duplicate"
+    (run,) = store.list_runs(engine)
+    assert run["tenant"] == "acme"
+
+
+def test_through_the_launcher_another_tenants_schedule_is_unusable_input(logins, schedules, engine):
+    env = {
+        "WFCLOCK_DATABASE_URL": logins.url_for("acme"),
+        "WFCLOCK_SCHEDULE_ID": str(schedules["globex"].schedule_id),
+        "WFCLOCK_JOB_NAME": f"wfs-x-{int(HOUR.timestamp()) // 60}",
+        "WFCLOCK_CRON": "0 * * * *",
+        "WFCLOCK_TIMEZONE": "Europe/Berlin",
+    }
+    assert launcher_main(env) == 2
+    assert store.list_fires(engine) == [] and store.list_runs(engine) == []
+
+
+def test_a_tenant_login_cannot_claim_a_future_key_to_block_a_real_fire(logins, schedules):
+    with (
+        psycopg.connect(logins.url_for("acme"), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InvalidParameterValue),
+    ):
+        conn.execute(
+            "SELECT * FROM wfclock_fire(%s, now() + interval '1 day', 'k', 'x', 'x', "
+            "'0 * * * *', 'Europe/Berlin', true, NULL, gen_random_uuid(), 'job', NULL, 'c')",
+            (schedules["acme"].schedule_id,),
+        )
+
+
+def test_rotating_the_key_changes_each_login_once_and_the_old_password_stops_working(
+    logins, schedules, engine, database_url
+):
+    old_url = logins.url_for("acme")
+    assert fire(old_url, schedules["acme"].schedule_id).outcome == "launched"
+    # A restart with the same key writes nothing.
+    login, password = login_name("acme"), logins.url_for("acme").split(":")[2].split("@")[0]
+    assert not store.ensure_tenant_login(engine, login, "acme", password, _fp(password))
+    rotated = TenantLogins(engine, Settings(database_url=database_url, tenant_credential_key="k2"))
+    new_url = rotated.url_for("acme")
+    assert new_url != old_url
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(old_url).close()
+    later = HOUR - timedelta(hours=1)
+    assert fire(new_url, schedules["acme"].schedule_id, later).outcome == "launched"
+
+
+def _fp(password):
+    from wfclock.controller.tenants import fingerprint
+
+    return fingerprint(password)
+
+
+def test_login_names_stay_within_postgres_limits():
+    assert login_name("acme") == "wfclock_t_acme"
+    long = login_name("a" * 63)
+    assert len(long) <= 63 and long != login_name("a" * 62 + "b")
+
+
+def test_two_replicas_creating_a_new_tenants_login_at_once_both_succeed(engine, database_url):
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    settings = Settings(database_url=database_url, tenant_credential_key="k1")
+    replicas = [TenantLogins(engine, settings) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        urls = list(pool.map(lambda logins: logins.url_for(tenant), replicas))
+    assert len(set(urls)) == 1
+    psycopg.connect(urls[0]).close()
