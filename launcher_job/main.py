@@ -100,7 +100,7 @@ def connect(url: str, budget: float, *, sleep=time.sleep, clock=time.monotonic):
     started, attempt = clock(), 0
     while True:
         try:
-            return psycopg.connect(url, **CONNECTION_OPTIONS)
+            return psycopg.connect(url, **connection_options(url))
         except psycopg.OperationalError as exc:
             if not _worth_waiting(exc):
                 raise
@@ -109,6 +109,15 @@ def connect(url: str, budget: float, *, sleep=time.sleep, clock=time.monotonic):
             if clock() - started + delay > budget:
                 raise
             sleep(delay)
+
+
+def connection_options(url: str) -> dict:
+    """The launcher's connection settings. The URL's own `options` (a search_path, a lower
+    statement timeout) follow the launcher's defaults, so they win instead of being dropped."""
+    own = psycopg.conninfo.conninfo_to_dict(url).get("options")
+    if not own:
+        return CONNECTION_OPTIONS
+    return {**CONNECTION_OPTIONS, "options": f"{CONNECTION_OPTIONS['options']} {own}"}
 
 
 def _worth_waiting(exc: psycopg.OperationalError) -> bool:

@@ -204,3 +204,39 @@ def test_a_fire_whose_job_is_stuck_is_launched_by_the_operator_and_reported_once
     later = FIVE_PAST + timedelta(minutes=5)
     assert job_fire(engine, state.schedule_id, later).outcome == "launched"
     assert store.get_schedule(engine, state.schedule_id)["fire_problem"] is None
+
+
+def test_fires_before_the_pruned_ledger_horizon_are_not_accounted_again(
+    ctx, engine, add_schedule, conn
+):
+    """After an outage longer than the retention, the sweep starts at the ledger's horizon: a
+    fire whose row was pruned is not recorded as missed (it launched), nor launched again."""
+    hourly = make_state(cron="0 * * * *", timezone="UTC", registered_name="hourly-x")
+    state = add_schedule(hourly, effective_from=NOW - timedelta(days=200))
+    old, recent = TEN - timedelta(days=150), TEN - timedelta(hours=1)
+    for at in (old, recent):  # delivered by their Jobs while the operator was away
+        request = ClockFire(state.schedule_id, at, "hourly-x", Registration("0 * * * *", "UTC"))
+        assert launch(conn, request, now=at + timedelta(seconds=2)).outcome == "launched"
+    conn.execute(
+        "UPDATE workflow_schedule_fires SET last_delivered_at = scheduled_for + interval '1 min'"
+    )
+    conn.commit()
+    horizon = NOW - timedelta(days=90)
+    assert store.prune_fires(engine, older_than=horizon).rows == 1  # the fire of 150 days ago
+    accounting.sweep(ctx)
+    fires = ledger(engine, state.schedule_id)
+    assert old not in fires and min(fires) >= horizon, "nothing before the horizon is recorded"
+    assert store.get_schedule(engine, state.schedule_id)["accounted_until"] >= horizon
+    assert not [e for e in ctx.kube.events if old.strftime("%Y-%m-%dT%H:%M:%SZ") in e[2]]
+
+
+def test_a_one_time_fire_older_than_the_pruned_horizon_is_still_recorded_as_missed(
+    ctx, engine, add_schedule
+):
+    run_at = NOW - timedelta(days=100)  # never delivered: the operator and its Job were away
+    state = add_schedule(one_time_state(run_at), effective_from=run_at - timedelta(days=1))
+    store.prune_fires(engine, older_than=NOW - timedelta(days=90))
+    accounting.sweep(ctx)
+    (fire,) = store.list_fires(engine, state.schedule_id)
+    assert (fire["scheduled_for"], fire["outcome"]) == (run_at, "skipped")
+    assert store.get_schedule(engine, state.schedule_id)["status"] == "failed"

@@ -278,9 +278,12 @@ def test_a_statement_timeout_exits_75_then_the_retry_launches_exactly_once(
             "SELECT 1 FROM workflow_schedules WHERE schedule_id = %s FOR UPDATE",
             (state.schedule_id,),
         )
+        started = time.monotonic()
         code, line, stderr = run_launcher(
             python_env, **_hourly_fire_env(state), WFCLOCK_DATABASE_URL=impatient
         )
+    # The URL's own timeout (300 ms) applies, not the launcher's default (30 s).
+    assert time.monotonic() - started < 10
     assert (code, line["outcome"]) == (75, "error"), stderr
     assert "statement timeout" in line["reason"] and "retry" in line["reason"]
     assert list_fires(engine) == []

@@ -188,6 +188,19 @@ def test_a_pruned_fire_key_can_never_be_claimed_again(conn, engine, add_schedule
     assert fire(conn, hourly.schedule_id, hours_ago(2)).outcome == "launched"  # newer: as ever
 
 
+def test_below_the_horizon_a_fire_that_starts_no_run_is_still_recorded(conn, engine, hourly):
+    old = hours_ago(24 * 200)
+    fire(conn, hourly.schedule_id, old)
+    fire(conn, hourly.schedule_id, hours_ago(1))
+    delivered_when_scheduled(conn)
+    assert store.prune_fires(engine, older_than=NOW - RETENTION).rows == 1
+    store.update_schedule(engine, hourly.schedule_id, status="paused")
+    runs = len(store.list_runs(engine))
+    again = fire(conn, hourly.schedule_id, old)  # its Job run again while paused
+    assert (again.outcome, again.reason) == ("skipped", "paused")
+    assert len(store.list_runs(engine)) == runs
+
+
 def test_prune_waits_for_a_fire_in_flight(conn, engine, database_url, hourly):
     fire(conn, hourly.schedule_id, hours_ago(24 * 200))
     fire(conn, hourly.schedule_id, hours_ago(1))

@@ -30,8 +30,16 @@ def _ref(row: dict) -> dict:
     return {"name": row["name"], "namespace": row["namespace"], "uid": str(row["schedule_id"])}
 
 
-def account(ctx: Context, row: dict, now: datetime) -> bool:
+def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | None = None) -> bool:
     """Carries out the accounting plan of one schedule; True when anything was recorded."""
+    if (
+        ledger_horizon
+        and row["trigger_type"] == "recurring"
+        and row["accounted_until"] < ledger_horizon
+    ):
+        # Before the pruned horizon the ledger cannot tell a fire that never came from one whose
+        # row was pruned, and none of those fires may launch any more: nothing left to account.
+        row = {**row, "accounted_until": ledger_horizon}
     owed = owed_fires(row, now)
     if row["trigger_type"] == "schedule":
         owed = [row["run_at"]]
@@ -96,11 +104,12 @@ def sweep(ctx: Context, now: datetime | None = None, on_change=None) -> int:
             return -1
         try:
             changed = 0
+            horizon = store.ledger_horizon(ctx.engine)
             for row in store.live_schedules(ctx.engine, ctx.settings.namespaces):
                 if row["status"] != "scheduled":
                     continue
                 try:
-                    if account(ctx, row, now):
+                    if account(ctx, row, now, horizon):
                         changed += 1
                         if on_change is not None:
                             on_change(row["namespace"], row["name"])

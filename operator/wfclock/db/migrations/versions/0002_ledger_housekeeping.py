@@ -15,8 +15,8 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-# Taken shared by every fire the ledger records and exclusively by each prune batch: a fire never
-# reads a horizon that a prune is about to move (wfclock.db.store.PRUNE_LOCK).
+# Taken shared by every launched fire the ledger records and exclusively by each prune batch: a
+# launch never reads a horizon that a prune is about to move (wfclock.db.store.PRUNE_LOCK).
 PRUNE_LOCK = 7406372002
 
 COUNT_FIRE = """
@@ -38,13 +38,16 @@ CREATE FUNCTION wfclock_refuse_pruned_fire() RETURNS trigger LANGUAGE plpgsql AS
 DECLARE
     horizon timestamptz;
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared({PRUNE_LOCK});
-    SELECT pruned_before INTO horizon FROM workflow_schedule_fires_horizon;
-    IF NEW.scheduled_for < horizon THEN
+    -- Only a claim that starts a run is guarded: a record that starts none (skipped, missed)
+    -- is let through, so what the operator knows about an old fire can still be written.
+    IF NEW.outcome = 'launched' THEN
+        PERFORM pg_advisory_xact_lock_shared({PRUNE_LOCK});
+        SELECT pruned_before INTO horizon FROM workflow_schedule_fires_horizon;
         -- A key still in the ledger (each schedule's latest fire is never pruned) stays a
-        -- duplicate; any other key this old may have been pruned, so it is never claimed.
-        PERFORM 1 FROM workflow_schedule_fires WHERE fire_key = NEW.fire_key;
-        IF NOT FOUND THEN
+        -- duplicate; any other key this old may have been pruned, so it is never launched.
+        IF NEW.scheduled_for < horizon
+           AND NOT EXISTS (SELECT 1 FROM workflow_schedule_fires WHERE fire_key = NEW.fire_key)
+        THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'WF001',
                 MESSAGE = format(
