@@ -63,7 +63,7 @@ def test_an_edit_user_of_one_tenant_cannot_reach_another_tenants_rows(
         except ApiException:
             return None
         url = base64.b64decode(secret.data["url"]).decode()
-        return url if "wfclock_t_acme" in url else None
+        return url if "wfclock_t_" in url and "_acme:" in url else None
 
     url = wait_until(launcher_secret, 30, "alice to read the tenant's launcher Secret")
     with pytest.raises(ApiException) as denied:

@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from wfclock.controller import drift, reconciler
 from wfclock.controller.context import Context
+from wfclock.controller.tenants import TenantLogins
 from wfclock.db import store
 from wfclock.launcher import ClockFire, Registration, launch
 from wfclock.settings import Settings
 
+from ..conftest import make_state
 from ..support.fake_kube import FakeKube
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -215,3 +217,60 @@ def test_a_fire_from_before_a_pause_still_counts_after_the_resume(ctx):
     apply(ctx, uid, HOURLY, generation=3)
     before_the_pause = NOW - timedelta(hours=1)  # 11:00, owed, delivered late
     assert fire_now(ctx, uid, before_the_pause, cron="0 * * * *").outcome == "launched"
+
+
+def test_every_paused_or_invalid_window_stays_quiet_after_later_pauses_and_fixes(ctx):
+    uid = str(uuid.uuid4())
+    steps = [  # (minutes before NOW, spec changes)
+        (180, {}),
+        (120, {"paused": True}),  # window 1 opens at 10:00
+        (100, {"trigger": {**HOURLY, "timezone": "Nowhere/Void"}, "paused": True}),  # invalid
+        (95, {}),  # fixed and resumed at 10:25: window 1 closes
+        (60, {"paused": True}),  # window 2 opens at 11:00
+        (30, {}),  # resumed at 11:30
+    ]
+    for generation, (before, change) in enumerate(steps, start=1):
+        ctx.clock = lambda at=NOW - timedelta(minutes=before): at
+        spec = {"missedFires": "catchUp", "catchUpWindowSeconds": 7200, **change}
+        apply(ctx, uid, spec.pop("trigger", HOURLY), generation=generation, **spec)
+    ctx.clock = lambda: NOW
+    for quiet in (NOW - timedelta(hours=2) + timedelta(minutes=10), NOW - timedelta(minutes=40)):
+        at = quiet.replace(minute=0) if quiet.minute else quiet
+        fire_now(ctx, uid, at, cron="0 * * * *")
+        (record,) = [f for f in store.list_fires(ctx.engine) if f["scheduled_for"] == at]
+        assert record["outcome"] == "skipped" and record["reason"].startswith("paused"), at
+    ran = {r["payload"]["scheduledFor"] for r in store.list_runs(ctx.engine)}
+    assert ran <= {"2026-11-25T09:00:00Z", "2026-11-25T12:00:00Z"}, ran
+
+
+def test_an_edit_reconciled_late_still_owes_the_new_triggers_fires(ctx):
+    from wfclock.core.accounting import owed_fires
+
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(hours=3)
+    apply(ctx, uid, HOURLY)
+    row = store.get_schedule(ctx.engine, uuid.UUID(uid))
+    store.advance_accounting(ctx.engine, row, NOW)  # the sweep went past the edit's publish time
+    edited_at = NOW - timedelta(minutes=50)  # 11:10; reconciled only now
+    meta_time = edited_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ctx.clock = lambda: NOW
+    body = body_of(uid, {**HOURLY, "cron": "30 * * * *"}, generation=2)
+    body["metadata"]["managedFields"] = [{"time": meta_time, "fieldsV1": {"f:spec": {}}}]
+    reconciler.reconcile(ctx, body["metadata"], body["spec"], {})
+    row = store.get_schedule(ctx.engine, uuid.UUID(uid))
+    owed = owed_fires(row, NOW + timedelta(minutes=2))
+    assert NOW - timedelta(minutes=30) in owed  # 11:30, a fire of the new cron
+
+
+def test_the_resync_keeps_the_namespaces_own_tenant_in_its_launcher_secret(ctx, database_url):
+    ctx.tenants = TenantLogins(ctx.engine, Settings(database_url=database_url))
+    uid = str(uuid.uuid4())
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, HOURLY)
+    apply(ctx, uid, HOURLY)
+    # A schedule refused for its tenant (TenantMismatch) leaves a disabled row of another tenant.
+    stray = make_state(tenant="zeta", namespace="acme", name="stray", status="scheduled")
+    store.upsert_schedule(ctx.engine, stray, published_at=NOW)
+    store.disable_schedule(ctx.engine, stray.schedule_id, "tenant mismatch", published_at=NOW)
+    drift.resync(ctx)
+    (url,) = ctx.kube.secrets.values()
+    assert url["url"].split("://")[1].split(":")[0].endswith("_acme")

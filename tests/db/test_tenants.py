@@ -10,8 +10,9 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from wfclock.controller.tenants import TenantLogins, login_name
+from wfclock.controller.tenants import TenantLogins, installation_of, login_name, tenant_url
 from wfclock.db import store
+from wfclock.db.store import engine_for as engine_for_url
 from wfclock.launcher import ClockFire, Registration, UnknownSchedule, launch
 from wfclock.settings import Settings
 
@@ -104,7 +105,8 @@ def test_rotating_the_key_changes_each_login_once_and_the_old_password_stops_wor
     old_url = logins.url_for("acme")
     assert fire(old_url, schedules["acme"].schedule_id).outcome == "launched"
     # A restart with the same key writes nothing.
-    login, password = login_name("acme"), logins.url_for("acme").split(":")[2].split("@")[0]
+    login = login_name("acme", installation_of(database_url))
+    password = logins.url_for("acme").split(":")[2].split("@")[0]
     assert not store.ensure_tenant_login(engine, login, "acme", password, _fp(password))
     rotated = TenantLogins(engine, Settings(database_url=database_url, tenant_credential_key="k2"))
     new_url = rotated.url_for("acme")
@@ -122,7 +124,7 @@ def _fp(password):
 
 
 def test_login_names_stay_within_postgres_limits():
-    assert login_name("acme") == "wfclock_t_acme"
+    assert login_name("acme", "ab12cd") == "wfclock_t_ab12cd_acme"
     long = login_name("a" * 63)
     assert len(long) <= 63 and long != login_name("a" * 62 + "b")
 
@@ -135,3 +137,50 @@ def test_two_replicas_creating_a_new_tenants_login_at_once_both_succeed(engine, 
         urls = list(pool.map(lambda logins: logins.url_for(tenant), replicas))
     assert len(set(urls)) == 1
     psycopg.connect(urls[0]).close()
+
+
+def test_a_tenant_login_cannot_spend_another_tenants_key_or_forge_its_own(
+    logins, schedules, engine
+):
+    """The key is derived in the database from the schedule and instant, never taken as given."""
+    globex_key = f"workflow-schedule-fire:{schedules['globex'].schedule_id}:2026-11-25T11:00:00Z"
+    with (
+        psycopg.connect(logins.url_for("acme"), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InvalidParameterValue, match="is not the key"),
+    ):
+        conn.execute(
+            "SELECT * FROM wfclock_fire(%s, %s, %s, 'x', 'x', '0 * * * *', 'Europe/Berlin', "
+            "true, NULL, gen_random_uuid(), 'job', NULL, 'c')",
+            (schedules["acme"].schedule_id, HOUR, globex_key),
+        )
+    assert store.list_fires(engine) == []
+    assert fire(logins.url_for("globex"), schedules["globex"].schedule_id).outcome == "launched"
+
+
+def test_a_second_installation_on_the_same_server_never_adopts_the_first_ones_logins(
+    logins, schedules, engine, postgres
+):
+    from wfclock.db.migrate import upgrade
+
+    staging_url = postgres.create_database(f"staging_{uuid.uuid4().hex[:8]}")
+    upgrade(staging_url)
+    staging = TenantLogins(
+        engine_for_url(staging_url), Settings(database_url=staging_url, tenant_credential_key="s")
+    )
+    production_acme, staging_acme = logins.url_for("acme"), staging.url_for("acme")
+    assert production_acme.split(":")[1] != staging_acme.split(":")[1]  # two logins
+    # Staging's acme login reaches production's database but fires nothing there.
+    production_db = production_acme.rsplit("/", 1)[1]
+    across = staging_acme.rsplit("/", 1)[0] + "/" + production_db
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="belongs to no tenant"):
+        fire(across, schedules["acme"].schedule_id)
+    assert fire(production_acme, schedules["acme"].schedule_id).outcome == "launched"
+
+
+def test_the_administrators_query_parameters_never_reach_a_tenants_url():
+    admin = (
+        "postgresql://wfadmin:S3cret@db:5432/wfclock?user=wfadmin&password=S3cret&sslmode=require"
+    )
+    url = tenant_url(admin, "wfclock_t_x_acme", "pw")
+    assert url == "postgresql://wfclock_t_x_acme:pw@db:5432/wfclock?sslmode=require"
+    assert psycopg.conninfo.conninfo_to_dict(url)["user"] == "wfclock_t_x_acme"

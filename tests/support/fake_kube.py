@@ -35,6 +35,7 @@ class FakeKube:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     active_jobs: set[tuple[str, str]] = field(default_factory=set)  # released, not finished
     schedules: dict[tuple[str, str], dict] = field(default_factory=dict)  # for get_schedule
+    secrets: dict[tuple[str, str], dict] = field(default_factory=dict)
 
     def _record(self, name: str, *args, uid: str | None = None) -> None:
         row = store.get_schedule(self.engine, uuid.UUID(uid)) if uid else None
@@ -111,6 +112,7 @@ class FakeKube:
 
     def ensure_secret(self, namespace: str, name: str, data: dict, *, force=False) -> bool:
         self._record("ensure_secret", namespace, name)
+        self.secrets[(namespace, name)] = dict(data)
         return True
 
     def copy_secret(self, source: str, namespace: str, name: str) -> None:

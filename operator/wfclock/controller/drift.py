@@ -69,9 +69,11 @@ def resync(ctx: Context) -> int:
     pending = [r for r in rows if r["trigger_type"] == "schedule" and r["status"] != "disabled"]
     keys = [fire_key_for(r["schedule_id"], r["run_at"]) for r in pending]
     fired = store.recorded_keys(ctx.engine, keys)
-    for namespace, tenant in sorted({(r["namespace"], r["tenant"]) for r in rows}):
+    for namespace in sorted({r["namespace"] for r in rows}):
         try:  # a Secret deleted or edited by hand, or a rotated credential
-            keep_launcher_secret(ctx, namespace, tenant, force=True)
+            tenant = ctx.kube.namespace_tenant(namespace)  # the namespace's, not a row's
+            if tenant and any(r["tenant"] == tenant for r in rows if r["namespace"] == namespace):
+                keep_launcher_secret(ctx, namespace, tenant, force=True)
         except Exception as exc:  # noqa: BLE001 - the next resync tries again
             log.warning("launcher Secret of %s: %s", namespace, exc)
     restored = 0

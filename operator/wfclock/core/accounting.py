@@ -45,6 +45,8 @@ def accounting_horizon(row: dict, now: datetime) -> datetime:
 def owed_fires(row: dict, now: datetime) -> list[datetime]:
     """The current trigger's fires after `accounted_until` and up to the horizon."""
     start = max(row["accounted_until"], row["trigger_effective_from"])
+    if row["accounted_until"] <= row["trigger_effective_from"]:
+        start -= timedelta(microseconds=1)  # a fire at the publish instant itself is owed
     horizon = accounting_horizon(row, now)
     if horizon <= start:
         return []
@@ -98,9 +100,13 @@ def plan_accounting(row: dict, recorded: set[str], now: datetime) -> Plan:
 
 
 def quiet_at(row: dict, instant: datetime) -> bool:
-    """Whether `instant` falls in the schedule's latest paused or invalid window."""
-    start, end = row.get("quiet_from"), row.get("quiet_until")
-    return start is not None and instant >= start and (end is None or instant < end)
+    """Whether `instant` falls in one of the schedule's paused or invalid windows (the row's
+    `quiet`: ranges with `lower` and `upper`, None for unbounded, lower bound included)."""
+    return any(
+        (window.lower is None or window.lower <= instant)
+        and (window.upper is None or instant < window.upper)
+        for window in row.get("quiet") or []
+    )
 
 
 def paused_over_run_at(row: dict) -> bool:

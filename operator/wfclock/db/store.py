@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import lru_cache
 
 import sqlalchemy.exc
-from sqlalchemy import Engine, case, create_engine, func, select, text, update
+from sqlalchemy import Engine, create_engine, func, select, text, update
 
 from wfclock.db.tables import (
     workflow_runs,
@@ -56,9 +56,9 @@ class ScheduleState:
 # - A changed trigger (for a one-time schedule: its instant or its type; its time zone only
 #   labels the instant) moves trigger_effective_from to the publish time: the launcher refuses
 #   fires planned before it, so an old trigger's Jobs never run.
-# - A pause opens a quiet window at its publish time and a resume closes it at its own: the
-#   launcher refuses fires scheduled inside, so a paused window never fires, under any policy,
-#   while fires from before the pause that are still owed stay valid.
+# - A pause opens a quiet window at its publish time and a resume closes it at its own (every
+#   window is kept, a multirange): the launcher refuses fires scheduled inside any of them, so
+#   a paused window never fires, under any policy, while owed fires from before it stay valid.
 # - A one-time schedule whose instant already fired (the ledger has its launched key) is
 #   completed whatever the edit; one that completed or failed stays so unless its instant changes.
 # - An older generation never overwrites a newer one; a deleted row is never revived.
@@ -78,13 +78,15 @@ INSERT INTO workflow_schedules AS s
     (schedule_id, tenant, namespace, name, workflow_id, workflow_version, trigger_type, run_at,
      cron, timezone, status, missed_fires, catch_up_window_seconds, generation, registered_kind,
      registered_name, next_fire_at, last_error, enabled, trigger_effective_from, accounted_until,
-     starting_deadline_seconds, quiet_from)
+     starting_deadline_seconds, quiet)
 VALUES
     (:schedule_id, :tenant, :namespace, :name, :workflow_id, :workflow_version, :trigger_type,
      :run_at, :cron, :timezone, :status, :missed_fires, :catch_up_window_seconds, :generation,
      :registered_kind, :registered_name, :next_fire_at, :last_error, true, :published_at,
      :published_at, :starting_deadline_seconds,
-     CASE WHEN :status = 'paused' THEN CAST(:published_at AS timestamptz) END)
+     CASE WHEN :status = 'paused'
+          THEN tstzmultirange(tstzrange(CAST(:published_at AS timestamptz), NULL))
+          ELSE '{{}}'::tstzmultirange END)
 ON CONFLICT (schedule_id) DO UPDATE SET
     tenant = excluded.tenant, namespace = excluded.namespace, name = excluded.name,
     workflow_id = excluded.workflow_id, workflow_version = excluded.workflow_version,
@@ -101,13 +103,17 @@ ON CONFLICT (schedule_id) DO UPDATE SET
                         ELSE excluded.next_fire_at END,
     trigger_effective_from = CASE WHEN {changed} THEN excluded.trigger_effective_from
                                   ELSE s.trigger_effective_from END,
-    accounted_until = CASE WHEN {changed}
-                           THEN greatest(s.accounted_until, excluded.trigger_effective_from)
+    -- The new trigger's fires are owed from its publish time, even where the sweep already
+    -- went past it under the old trigger (an edit reconciled late).
+    accounted_until = CASE WHEN {changed} THEN excluded.trigger_effective_from
                            ELSE s.accounted_until END,
-    quiet_from = CASE WHEN {paused} THEN excluded.trigger_effective_from ELSE s.quiet_from END,
-    quiet_until = CASE WHEN {paused} THEN NULL
-                       WHEN {resumed} THEN excluded.trigger_effective_from
-                       ELSE s.quiet_until END,
+    -- A pause opens a window at its publish time (an open range), a resume closes every open
+    -- one at its own; windows of earlier pauses stay.
+    quiet = CASE WHEN {paused}
+                 THEN s.quiet + tstzmultirange(tstzrange(excluded.trigger_effective_from, NULL))
+                 WHEN {resumed}
+                 THEN s.quiet - tstzmultirange(tstzrange(excluded.trigger_effective_from, NULL))
+                 ELSE s.quiet END,
     updated_at = now()
 WHERE s.deleted_at IS NULL AND s.generation <= excluded.generation
 RETURNING s.*
@@ -141,7 +147,8 @@ def disable_schedule(
     (a quiet window opens). A one-time schedule that already completed or missed keeps that
     outcome (the spec error shows in the resource's status)."""
     table = workflow_schedules
-    opens = table.c.status != "disabled"
+    # An open range from the publish time (absorbed by a window that is already open).
+    opened = func.tstzmultirange(func.tstzrange(published_at, None))
     with engine.begin() as conn:
         conn.execute(
             update(table)
@@ -154,8 +161,7 @@ def disable_schedule(
                 status="disabled",
                 next_fire_at=None,
                 last_error=error,
-                quiet_from=case((opens, published_at), else_=table.c.quiet_from),
-                quiet_until=case((opens, None), else_=table.c.quiet_until),
+                quiet=table.c.quiet.op("+")(opened),
                 updated_at=func.now(),
             )
         )

@@ -15,7 +15,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, TSTZMULTIRANGE, UUID
 
 metadata = MetaData(
     naming_convention={
@@ -61,9 +61,8 @@ workflow_schedules = Table(
     Column("last_run_id", UUID(as_uuid=True)),
     Column("last_run_status", Text),
     Column("last_error", Text),
-    # The latest paused or invalid window [quiet_from, quiet_until): its fires never run.
-    Column("quiet_from", DateTime(timezone=True)),
-    Column("quiet_until", DateTime(timezone=True)),
+    # Every paused or invalid window [from, until) of the schedule: their fires never run.
+    Column("quiet", TSTZMULTIRANGE, nullable=False, server_default="{}"),
     # The latest problem with a fire's Job (stuck, failed); cleared by a fire its Job delivers.
     Column("fire_problem", Text),
     Column("deleted_at", DateTime(timezone=True)),

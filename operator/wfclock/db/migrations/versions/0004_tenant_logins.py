@@ -30,7 +30,7 @@ CREATE OR REPLACE FUNCTION wfclock_fire(
     p_cron text, p_timezone text, p_is_fire boolean, p_next_fire timestamptz, p_run_id uuid,
     p_source text, p_schema_ref text, p_channel text)
 RETURNS TABLE (r_outcome text, r_run_id uuid, r_reason text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $fn$
 #variable_conflict use_column
 DECLARE
     v_tenant text;
@@ -38,6 +38,7 @@ DECLARE
     v_claimed bigint;
     v_reason text;
     v_notified bigint;
+    v_at_iso text;
 BEGIN
     -- A launcher login is a direct member of wfclock_launcher (pg_has_role would also say
     -- yes for a superuser, who is the administrator here).
@@ -56,17 +57,31 @@ BEGIN
             RETURN QUERY SELECT 'unknown'::text, NULL::uuid, NULL::text;
             RETURN;
         END IF;
-        IF p_at > now() + interval '60 seconds' THEN
-            RAISE EXCEPTION 'the fire of % is not due yet', p_at_iso
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
+        -- A launcher's clock is not trusted for the payload: the database's is.
+        p_now_iso := to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
     END IF;
+    -- Whoever calls: the key, the instant's text and the payload's constants are derived here,
+    -- never taken from the caller, and no fire is claimed before its time (a key spent early
+    -- would make the real fire a duplicate).
+    v_at_iso := to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+        || CASE WHEN date_trunc('second', p_at) = p_at THEN ''
+                ELSE to_char(p_at AT TIME ZONE 'UTC', '.MS') END || 'Z';
+    IF p_key IS DISTINCT FROM 'workflow-schedule-fire:' || p_schedule_id || ':' || v_at_iso THEN
+        RAISE EXCEPTION 'fire key % is not the key of schedule % at %', p_key, p_schedule_id,
+            v_at_iso USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_at > now() + interval '60 seconds' THEN
+        RAISE EXCEPTION 'the fire of % is not due yet', v_at_iso
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    p_at_iso := v_at_iso;
+    p_schema_ref := 'payload.WorkflowClockTrigger.v1';
+    p_channel := 'wfclock_runs';
     WITH schedule AS (
         SELECT s.*, CASE
             WHEN deleted_at IS NOT NULL THEN 'deleted'
             WHEN status = 'paused' THEN 'paused'
-            WHEN quiet_from IS NOT NULL AND p_at >= quiet_from
-                 AND (quiet_until IS NULL OR p_at < quiet_until)
+            WHEN quiet @> p_at
                 THEN 'paused: scheduled while the schedule was paused or invalid'
             WHEN status = 'completed' THEN 'completed'
             WHEN NOT enabled OR status IN ('disabled', 'failed') THEN 'disabled'
@@ -184,6 +199,9 @@ def upgrade() -> None:
     op.execute(f"REVOKE ALL ON FUNCTION {SIGNATURE} FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION {SIGNATURE} TO wfclock_launcher")
     op.execute("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC, wfclock_launcher")
+    # Nobody but the owner creates objects the function's search path could find (the default
+    # since PostgreSQL 15; a warning, not an error, where the migrating user does not own it).
+    op.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
 
 
 def downgrade() -> None:
