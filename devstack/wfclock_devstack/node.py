@@ -117,7 +117,7 @@ class Node:
         (cni / "net.d" / "10-wfclock.conflist").write_text(json.dumps(self._cni_config(), indent=2))
         sandbox = image_names(self.bin / "pause.tar")[0]
         config = f"""\
-version = 3
+version = 4
 root = "{self.root / "containerd" / "root"}"
 state = "{state}"
 imports = []
@@ -130,10 +130,10 @@ disabled_plugins = [
   "io.containerd.image-verifier.v1.bindir",
 ]
 
-[grpc]
+[plugins."io.containerd.server.v1.grpc"]
   address = "{self.containerd_socket}"
 
-[ttrpc]
+[plugins."io.containerd.server.v1.ttrpc"]
   address = "{self.containerd_socket}.ttrpc"
 
 [plugins."io.containerd.internal.v1.opt"]

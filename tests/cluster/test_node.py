@@ -4,6 +4,7 @@ reported, and a node killed with -9 leaves nothing that the next start does not 
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import os
@@ -150,6 +151,7 @@ def test_job_pod_is_scheduled_run_by_containerd_and_reaches_postgres_on_the_host
     assert container.container_id.startswith("containerd://")
     info = json.loads(node.ctr("containers", "info", container.container_id.split("//")[1]))
     assert info["Runtime"]["Name"] == RUNTIME
+    assert b"/usr/sbin/runc" in base64.b64decode(info["Runtime"]["Options"]["value"])
     assert info["Image"] == probe_image
 
     with psycopg.connect(server.url()) as conn:
