@@ -380,5 +380,3 @@ disabled_plugins = [
         self.plane.kubectl(
             "delete", "node", self.name, "--ignore-not-found", "--request-timeout=20s", check=False
         )
-
-    remove = stop
