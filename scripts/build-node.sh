@@ -121,6 +121,7 @@ build_probe() {
   (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$out/probe" .)
   image_archive "$node_bin/probe-$sum.tar" "localhost/wfclock/node-probe:$sum" "$out/probe" 65532:65532
   rm -rf "$out"
+  find "$node_bin" -maxdepth 1 -name 'probe-*.tar' ! -name "probe-$sum.tar" -delete
   ln -sf "probe-$sum.tar" "$node_bin/probe.tar"
 }
 

@@ -188,6 +188,22 @@ def _remove_kubelet_fixed_paths(claim: Claim, last: bool) -> None:
             folder.rmdir()
 
 
+def leftovers(claim: Claim) -> list[str]:
+    """What of `claim` is still on the machine (empty once it is released)."""
+    root = Path(claim.root)
+    found = [f"folder {root}"] if root.exists() else []
+    found += [f"mount {point}" for point in mounts_under(root)]
+    found += [f"process {pid}" for pid in sorted(cgroup_processes(claim.cgroup))]
+    for hierarchy in cgroup_hierarchies():
+        if (hierarchy / claim.cgroup.lstrip("/")).exists():
+            found.append(f"cgroup {hierarchy / claim.cgroup.lstrip('/')}")
+    if subprocess.run(["ip", "link", "show", claim.bridge], capture_output=True).returncode == 0:
+        found.append(f"bridge {claim.bridge}")
+    if claim.record.exists():
+        found.append(f"record {claim.record}")
+    return found
+
+
 # --- the pod network ---------------------------------------------------------------------------
 
 

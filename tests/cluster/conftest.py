@@ -8,6 +8,7 @@ import logging
 
 import pytest
 from kubernetes import client, config
+from wfclock_devstack import nodehost
 from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.node import Node
 from wfclock_devstack.podrunner import PodRunner
@@ -65,8 +66,10 @@ def node():
         "node %s ready in %.1fs", started.name, started.ready_seconds
     )
     yield started
+    claim = started.claim
     started.stop()
     plane.remove()
+    assert nodehost.leftovers(claim) == []
 
 
 @pytest.fixture(scope="session")

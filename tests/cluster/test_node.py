@@ -55,8 +55,8 @@ def host_postgres(node):
     with psycopg.connect(server.url(), autocommit=True) as conn:
         conn.execute(f"CREATE ROLE probe LOGIN PASSWORD '{password}'")
         conn.execute(
-            "CREATE TABLE node_probe (pod text, label text, token text, uid int, "
-            "root_write text, client text)"
+            "CREATE TABLE node_probe (pod text, label text, token text, token_file text, "
+            "uid int, root_write text, client text)"
         )
         conn.execute("GRANT SELECT, INSERT ON node_probe TO probe")
     pod_url = f"postgresql://probe:{password}@{node.host_ip}:{server.port}/postgres?sslmode=disable"
@@ -85,6 +85,7 @@ def probe_job(name: str, image: str, label: str) -> dict:
                         "runAsUser": 65532,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
+                    "volumes": [{"name": "probe", "secret": {"secretName": "probe"}}],
                     "containers": [
                         {
                             "name": "probe",
@@ -99,6 +100,7 @@ def probe_job(name: str, image: str, label: str) -> dict:
                                     "valueFrom": field("metadata.labels['probe']"),
                                 },
                             ],
+                            "volumeMounts": [{"name": "probe", "mountPath": "/etc/probe"}],
                             "securityContext": {
                                 "readOnlyRootFilesystem": True,
                                 "allowPrivilegeEscalation": False,
@@ -156,12 +158,19 @@ def test_job_pod_is_scheduled_run_by_containerd_and_reaches_postgres_on_the_host
 
     with psycopg.connect(server.url()) as conn:
         rows = conn.execute(
-            "SELECT pod, label, token, uid, root_write, client FROM node_probe WHERE pod = %s",
+            "SELECT pod, label, token, token_file, uid, root_write, client FROM node_probe "
+            "WHERE pod = %s",
             (pod.metadata.name,),
         ).fetchall()
     assert len(rows) == 1, rows
-    name, seen_label, seen_token, uid, root_write, client_address = rows[0]
-    assert (name, seen_label, seen_token, uid) == (pod.metadata.name, label, token, 65532)
+    name, seen_label, seen_token, token_file, uid, root_write, client_address = rows[0]
+    assert (name, seen_label, seen_token, token_file, uid) == (
+        pod.metadata.name,
+        label,
+        token,
+        token,
+        65532,
+    )
     assert "read-only file system" in root_write
     assert client_address == pod.status.pod_ip
     assert ipaddress.ip_address(client_address) in ipaddress.ip_network(node.pod_subnet)
@@ -231,24 +240,6 @@ time.sleep(600)
 """
 
 
-def leftovers(claim: nodehost.Claim) -> list[str]:
-    found = []
-    if Path(claim.root).exists():
-        found.append(f"folder {claim.root}")
-    if nodehost.mounts_under(Path(claim.root)):
-        found.append(f"mounts {nodehost.mounts_under(Path(claim.root))}")
-    if nodehost.cgroup_processes(claim.cgroup):
-        found.append(f"processes {nodehost.cgroup_processes(claim.cgroup)}")
-    for hierarchy in nodehost.cgroup_hierarchies():
-        if (hierarchy / claim.cgroup.lstrip("/")).exists():
-            found.append(f"cgroup {hierarchy / claim.cgroup.lstrip('/')}")
-    if subprocess.run(["ip", "link", "show", claim.bridge], capture_output=True).returncode == 0:
-        found.append(f"bridge {claim.bridge}")
-    if claim.record.exists():
-        found.append(f"record {claim.record}")
-    return found
-
-
 def test_a_node_killed_with_9_is_cleared_by_the_next_start_which_stops_without_a_trace(tmp_path):
     report = tmp_path / "claim.json"
     crashing = subprocess.Popen(
@@ -269,13 +260,15 @@ def test_a_node_killed_with_9_is_cleared_by_the_next_start_which_stops_without_a
     crashed = nodehost.Claim(**fields)
     # What a crash leaves: the pod's container and its shim, mounts, cgroups, the bridge.
     assert nodehost.cgroup_processes(crashed.cgroup)
-    assert len(leftovers(crashed)) >= 5, leftovers(crashed)
+    left = nodehost.leftovers(crashed)
+    for kind in ("folder", "mount", "process", "cgroup", "bridge", "record"):
+        assert any(item.startswith(kind) for item in left), left
 
     plane = ControlPlane().start()
     successor = Node(plane)
     try:
         successor.start()
-        left = leftovers(crashed)
+        left = nodehost.leftovers(crashed)
         if (
             successor.claim.bridge == crashed.bridge
         ):  # its network was free again: now the new one's
@@ -283,7 +276,7 @@ def test_a_node_killed_with_9_is_cleared_by_the_next_start_which_stops_without_a
         assert left == []
         mine = successor.claim
         successor.stop()
-        assert leftovers(mine) == []
+        assert nodehost.leftovers(mine) == []
     finally:
         successor.stop()
         plane.remove()
