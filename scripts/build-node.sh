@@ -31,8 +31,7 @@ build_packages() {
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]} from Debian's packages"
   "${as_root[@]}" apt-get update -qq
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 build_kubelet() {
@@ -69,12 +68,10 @@ build_cni() {
   log "built the CNI plugins in $((SECONDS - start)) s"
 }
 
-# podman with wfclock's own configuration and storage, never the machine's: runc and the cgroupfs
-# manager (crun refuses the hybrid cgroup layout), explicit ulimits (podman's defaults exceed the
-# hard limits here).
+# podman with wfclock's settings (scripts/containers.conf: runc, cgroupfs, ulimits; docs/image.md),
+# never the machine's. Only `build` (FROM scratch and COPY: nothing runs) and `save` are used.
 podman_() {
-  CONTAINERS_CONF="$here/podman/containers.conf" \
-    podman --root "$cache/podman/storage" --runroot "$cache/podman/run" "$@"
+  CONTAINERS_CONF="$here/containers.conf" podman "$@"
 }
 
 # Builds a FROM scratch image of one static program and saves it as a docker-archive.
