@@ -88,6 +88,7 @@ class Node:
         started = time.monotonic()
         missing = [p for p in (RUNC, shutil.which("ip")) if not p or not os.access(p, os.X_OK)]
         if missing or os.geteuid() != 0:
+            shutil.rmtree(self.root, ignore_errors=True)
             raise RuntimeError(
                 f"a node needs root, runc at {RUNC} and iproute2's ip (missing: {missing}, "
                 f"uid {os.geteuid()}); scripts/build-node.sh installs the packages"
@@ -96,8 +97,7 @@ class Node:
         try:
             self._write_credentials()
             self._start_containerd()
-            for archive in (self.bin / "pause.tar",):
-                self.import_image(archive)
+            self.import_image(self.bin / "pause.tar")
             self._start_kubelet()
             self._start_scheduler()
             wait_until(self._ready, timeout, f"node {self.name} to be Ready", interval=0.5)
