@@ -44,7 +44,7 @@ KUBELET_SYSCTLS = {
     "kernel/keys/root_maxkeys": 1000000,
     "kernel/keys/root_maxbytes": 25000000,
 }
-_SYSCTLS_SAVED = REGISTRY / "sysctls-before-kubelet.json"
+SYSCTLS_SAVED = REGISTRY / "sysctls-before-kubelet.json"
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
 DEVICE_PLUGIN_SOCKET = Path("/var/lib/kubelet/device-plugins/kubelet.sock")
 
@@ -87,7 +87,7 @@ def _locked() -> Iterator[None]:
 def _claims() -> list[Claim]:
     claims = []
     for record in sorted(REGISTRY.glob("*.json")):
-        if record == _SYSCTLS_SAVED:
+        if record == SYSCTLS_SAVED:
             continue
         with contextlib.suppress(ValueError, TypeError, OSError):
             claims.append(Claim(**json.loads(record.read_text())))
@@ -366,20 +366,20 @@ def _sysctl(key: str) -> Path:
 
 def _save_sysctls() -> None:
     """Keeps the machine's values before any kubelet of ours ran (once, under the lock)."""
-    if _SYSCTLS_SAVED.exists():
+    if SYSCTLS_SAVED.exists():
         return
     values = {key: int(_sysctl(key).read_text()) for key in KUBELET_SYSCTLS}
-    _SYSCTLS_SAVED.write_text(json.dumps(values, indent=2))
+    SYSCTLS_SAVED.write_text(json.dumps(values, indent=2))
 
 
 def _restore_sysctls() -> None:
     """Puts back each tunable that still holds the kubelet's value; forgets the saved values
     when no node is left."""
-    if not _SYSCTLS_SAVED.exists():
+    if not SYSCTLS_SAVED.exists():
         return
-    saved = json.loads(_SYSCTLS_SAVED.read_text())
+    saved = json.loads(SYSCTLS_SAVED.read_text())
     for key, value in saved.items():
         if int(_sysctl(key).read_text()) == KUBELET_SYSCTLS[key] != value:
             _sysctl(key).write_text(str(value))
     if not _claims():
-        _SYSCTLS_SAVED.unlink(missing_ok=True)
+        SYSCTLS_SAVED.unlink(missing_ok=True)

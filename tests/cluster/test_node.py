@@ -181,6 +181,15 @@ def test_job_pod_is_scheduled_run_by_containerd_and_reaches_postgres_on_the_host
     log = core.read_namespaced_pod_log(pod.metadata.name, node_namespace)
     assert f"reported to Postgres from {pod.status.pod_ip} as uid 65532" in log
 
+    # The kernel tunables the kubelet set at its start are back as they were before any node
+    # (waited for: another test run's node may be starting on this machine).
+    before = json.loads(nodehost.SYSCTLS_SAVED.read_text())
+    wait_until(
+        lambda: {key: int(Path("/proc/sys", key).read_text()) for key in before} == before,
+        15,
+        f"the kernel tunables to be as before the kubelet: {before}",
+    )
+
     # The node writes no firewall rules: no kube-proxy, no masquerading, no kubelet chains.
     for save in ("iptables-save", "ip6tables-save"):
         if shutil.which(save):
