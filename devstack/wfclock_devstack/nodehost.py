@@ -179,6 +179,8 @@ def _remove_kubelet_fixed_paths(claim: Claim, last: bool) -> None:
         return
     if DEVICE_PLUGIN_SOCKET.is_socket():
         DEVICE_PLUGIN_SOCKET.unlink(missing_ok=True)
+    # Written beside it only when a device plugin registers (none does here).
+    (DEVICE_PLUGIN_SOCKET.parent / "kubelet_internal_checkpoint").unlink(missing_ok=True)
     for folder in (
         DEVICE_PLUGIN_SOCKET.parent,
         DEVICE_PLUGIN_SOCKET.parent.parent,
@@ -201,6 +203,12 @@ def leftovers(claim: Claim) -> list[str]:
         found.append(f"bridge {claim.bridge}")
     if claim.record.exists():
         found.append(f"record {claim.record}")
+    links = CONTAINER_LOG_LINKS.glob("*") if CONTAINER_LOG_LINKS.is_dir() else ()
+    found += [
+        f"log link {link}"
+        for link in links
+        if link.is_symlink() and os.readlink(link).startswith(claim.root + "/")
+    ]
     return found
 
 
