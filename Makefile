@@ -33,7 +33,13 @@ postgres:
 control-plane:
 	@scripts/build-control-plane.sh etcd kubernetes helm cronref >/dev/null
 
-deps: venv postgres control-plane
+# The local node: kubelet, kube-scheduler, containerd, CNI plugins, the pause and test images;
+# runc and podman from Debian's packages when missing.
+.PHONY: node
+node:
+	@scripts/build-node.sh >/dev/null
+
+deps: venv postgres control-plane node
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)

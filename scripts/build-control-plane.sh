@@ -25,28 +25,40 @@ staging_modules=(
   sample-controller streaming
 )
 
-build_kubernetes() {
-  local missing=()
-  for b in kube-apiserver kube-controller-manager kubectl; do
-    [ -x "$bin/$b" ] || missing+=("$b")
+# Builds k8s.io/kubernetes/cmd/<name> at the pinned version into OUT_DIR for each NAME that is not
+# there yet, in one `go build` so shared packages compile once. A throwaway wrapper module replaces
+# every staging module with its published version (k8s.io/kubernetes refuses `go install`).
+# Usage: go_build_kubernetes OUT_DIR NAME...
+go_build_kubernetes() {
+  local out=$1 missing=()
+  shift
+  for b in "$@"; do
+    [ -x "$out/$b" ] || missing+=("$b")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   local start=$SECONDS mod="$cache/src/k8s-$KUBERNETES_VERSION"
-  log "building ${missing[*]} $KUBERNETES_VERSION (cold: 15-30 minutes on 2 cores)"
-  mkdir -p "$mod" && cd "$mod"
-  [ -f go.mod ] || go mod init wfclock.local/k8s-build >/dev/null 2>&1
-  for m in "${staging_modules[@]}"; do
-    go mod edit -replace="k8s.io/$m=k8s.io/$m@$KUBERNETES_STAGING_VERSION"
-  done
-  local pkgs=()
-  for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
-  go get "${pkgs[@]/%/@$KUBERNETES_VERSION}"
-  local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
-  ldflags+=" -X k8s.io/component-base/version.gitMajor=1"
-  ldflags+=" -X k8s.io/component-base/version.gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)"
-  ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
-  go build -trimpath -ldflags "$ldflags" -o "$bin/" "${pkgs[@]}"
+  log "building ${missing[*]} $KUBERNETES_VERSION"
+  mkdir -p "$mod" "$out"
+  (
+    cd "$mod"
+    [ -f go.mod ] || go mod init wfclock.local/k8s-build >/dev/null 2>&1
+    for m in "${staging_modules[@]}"; do
+      go mod edit -replace="k8s.io/$m=k8s.io/$m@$KUBERNETES_STAGING_VERSION"
+    done
+    local pkgs=()
+    for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+    go get "${pkgs[@]/%/@$KUBERNETES_VERSION}"
+    local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
+    ldflags+=" -X k8s.io/component-base/version.gitMajor=1"
+    ldflags+=" -X k8s.io/component-base/version.gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)"
+    ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
+    go build -trimpath -ldflags "$ldflags" -o "$out/" "${pkgs[@]}"
+  )
   log "built ${missing[*]} in $((SECONDS - start)) s"
+}
+
+build_kubernetes() {
+  go_build_kubernetes "$bin" kube-apiserver kube-controller-manager kubectl
 }
 
 build_etcd() {
@@ -89,6 +101,9 @@ build_cronref() {
   ln -sf "cronref-$sum" "$cache/bin/cronref"
 }
 
-want=${*:-etcd kubernetes helm cronref}
-for what in $want; do "build_$what"; done
-echo "$bin"
+# Sourced by scripts/build-node.sh for its functions; run, it builds what it is asked for.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  want=${*:-etcd kubernetes helm cronref}
+  for what in $want; do "build_$what"; done
+  echo "$bin"
+fi

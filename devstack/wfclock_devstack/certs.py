@@ -1,4 +1,5 @@
-"""Certificates for the local control plane: a CA, a serving cert, an admin client cert."""
+"""Certificates for the local control plane: a CA, a serving cert, client certs (admin, the API
+server's own for kubelets), a service-account key; and client certs for a node's components."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def _cert(subject, issuer, public_key, signing_key, *, ca=False, server=False, c
 
 
 def generate(directory: Path) -> dict[str, Path]:
-    """Writes ca, apiserver (serving), admin (system:masters client) and service-account keys."""
+    """Writes ca, apiserver (serving), admin (system:masters client), kubelet-client (the API
+    server's login to kubelets, for logs and exec) and service-account keys."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _cert(
@@ -74,9 +76,15 @@ def generate(directory: Path) -> dict[str, Path]:
         files[name] = path
 
     write("ca.crt", ca.public_bytes(serialization.Encoding.PEM))
+    write("ca.key", _pem_key(ca_key))
     for name, subject, kind in (
         ("apiserver", _name("kube-apiserver"), {"server": True}),
         ("admin", _name("wfclock-admin", "system:masters"), {"client": True}),
+        (
+            "kubelet-client",
+            _name("kube-apiserver-kubelet-client", "system:masters"),
+            {"client": True},
+        ),
     ):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _cert(subject, ca.subject, key.public_key(), ca_key, **kind)
@@ -91,3 +99,17 @@ def generate(directory: Path) -> dict[str, Path]:
         ),
     )
     return files
+
+
+def issue_client(ca: dict[str, Path], directory: Path, name: str, cn: str, org: str | None = None):
+    """A client certificate signed by the control plane's CA (`ca.crt`, `ca.key` of `generate`),
+    written as `name.crt` and `name.key` in `directory`; returns both paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_cert = x509.load_pem_x509_certificate(ca["ca.crt"].read_bytes())
+    ca_key = serialization.load_pem_private_key(ca["ca.key"].read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _cert(_name(cn, org), ca_cert.subject, key.public_key(), ca_key, client=True)
+    crt_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(_pem_key(key))
+    return crt_path, key_path

@@ -1,8 +1,11 @@
 """A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager.
 
 The way controller-runtime's envtest runs one, plus the controllers wfclock relies on (CronJob,
-Job, garbage collector, namespace, TTL). No kubelet: Pods stay unscheduled and the pod runner
-(`podrunner.py`) plays the node for wfclock's Jobs.
+Job, garbage collector, namespace, TTL). No kubelet of its own: Pods stay unscheduled and the pod
+runner (`podrunner.py`) plays the node for wfclock's Jobs, unless a real node (`node.py`) joins:
+for that the API server authorizes kubelets (Node authorizer, NodeRestriction) and reaches them
+with a client certificate, and the node-lifecycle controller lifts the not-ready taint that
+admission puts on every new Node.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from wfclock_devstack.repo import repository
 
 CONTROLLERS = (
     "cronjob-controller,job-controller,garbage-collector-controller,"
-    "namespace-controller,ttl-after-finished-controller,clusterrole-aggregation-controller"
+    "namespace-controller,ttl-after-finished-controller,clusterrole-aggregation-controller,"
+    "node-lifecycle-controller"
 )
 
 
@@ -34,6 +38,38 @@ def binaries() -> Path:
     script = repository() / "scripts" / "build-control-plane.sh"
     out = subprocess.run([str(script)], check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
+
+
+def write_kubeconfig(
+    path: Path, server: str, ca: Path, cert: Path, key: Path, user: str = "admin"
+) -> Path:
+    """A kubeconfig for `server` that logs in as `user` with a client certificate."""
+
+    def b64(file: Path) -> str:
+        return base64.b64encode(file.read_bytes()).decode()
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "wfclock-local",
+                "cluster": {"server": server, "certificate-authority-data": b64(ca)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
+            }
+        ],
+        "contexts": [
+            {"name": "wfclock-local", "context": {"cluster": "wfclock-local", "user": user}}
+        ],
+        "current-context": "wfclock-local",
+    }
+    path.write_text(json.dumps(config, indent=2))
+    return path
 
 
 @dataclass
@@ -112,9 +148,14 @@ class ControlPlane:
                 f"--service-account-key-file={f['sa.pub']}",
                 f"--service-account-signing-key-file={f['sa.key']}",
                 "--service-cluster-ip-range=10.0.0.0/24",
-                "--authorization-mode=RBAC",
+                "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
+                "--enable-admission-plugins=NodeRestriction",
                 "--disable-admission-plugins=ServiceAccount",
+                f"--kubelet-client-certificate={f['kubelet-client.crt']}",
+                f"--kubelet-client-key={f['kubelet-client.key']}",
+                # A node's name is no host name here; its InternalIP is an address of this machine.
+                "--kubelet-preferred-address-types=InternalIP",
                 "--enable-priority-and-fairness=false",
             ],
             self.logs("kube-apiserver"),
@@ -217,34 +258,7 @@ class ControlPlane:
 
     def _write_kubeconfig(self) -> None:
         f = self.files
-
-        def b64(name: str) -> str:
-            return base64.b64encode(f[name].read_bytes()).decode()
-
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "wfclock-local",
-                    "cluster": {"server": self.url, "certificate-authority-data": b64("ca.crt")},
-                }
-            ],
-            "users": [
-                {
-                    "name": "admin",
-                    "user": {
-                        "client-certificate-data": b64("admin.crt"),
-                        "client-key-data": b64("admin.key"),
-                    },
-                }
-            ],
-            "contexts": [
-                {"name": "wfclock-local", "context": {"cluster": "wfclock-local", "user": "admin"}}
-            ],
-            "current-context": "wfclock-local",
-        }
-        self.kubeconfig.write_text(json.dumps(config, indent=2))
+        write_kubeconfig(self.kubeconfig, self.url, f["ca.crt"], f["admin.crt"], f["admin.key"])
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         result = subprocess.run(

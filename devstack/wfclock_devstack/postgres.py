@@ -54,6 +54,10 @@ def _run_as() -> dict:
 class PostgresServer:
     root: Path
     port: int = field(default_factory=free_port)
+    # Beside 127.0.0.1 (trusted): addresses to listen on too, and networks allowed to log in
+    # there with a password (a local node's pods: `node.host_ip`, `node.pod_subnet`).
+    also_listen: tuple[str, ...] = ()
+    password_networks: tuple[str, ...] = ()
 
     @property
     def data(self) -> Path:
@@ -82,14 +86,17 @@ class PostgresServer:
         if not (self.data / "PG_VERSION").exists():
             self._pg("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8")
             hba = self.data / "pg_hba.conf"
-            hba.write_text(HBA)
+            hba.write_text(
+                HBA + "".join(f"host all all {n} scram-sha-256\n" for n in self.password_networks)
+            )
             if _run_as():
                 os.chown(hba, _run_as()["user"], _run_as()["group"])
 
     def start(self) -> None:
         self.init()
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-p {self.port} -k {self.root} "
+            f"-c listen_addresses={','.join(('127.0.0.1', *self.also_listen))} -c fsync=off "
             "-c full_page_writes=off -c max_connections=200"
         )
         self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")

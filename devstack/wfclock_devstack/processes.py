@@ -19,17 +19,26 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(argv: list[str], log: Path, env: dict | None = None, **kwargs) -> subprocess.Popen:
-    """Starts `argv` with output to `log`; it is killed if this process dies, however it dies."""
+def spawn(
+    argv: list[str], log: Path, env: dict | None = None, *, before_exec=None, **kwargs
+) -> subprocess.Popen:
+    """Starts `argv` with output to `log`; it is killed if this process dies, however it dies.
+    `before_exec`, if given, runs in the child just before it executes `argv`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     out = log.open("ab")
+
+    def prepare() -> None:
+        _die_with_parent()
+        if before_exec is not None:
+            before_exec()
+
     return subprocess.Popen(
         argv,
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env=env,
-        preexec_fn=_die_with_parent,
+        preexec_fn=prepare,
         **kwargs,
     )
 

@@ -1,4 +1,5 @@
-"""The local control plane for the whole session, a fresh namespace per test, the pod runner."""
+"""The local control plane for the whole session, a fresh namespace per test, the pod runner;
+a real node on a control plane of its own."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import logging
 
 import pytest
 from kubernetes import client, config
+from wfclock_devstack import nodehost
 from wfclock_devstack.controlplane import ControlPlane
+from wfclock_devstack.node import Node
 from wfclock_devstack.podrunner import PodRunner
 
 _names = itertools.count()
@@ -47,6 +50,31 @@ def pod_runner(api):
     runner = PodRunner(api, time_limit=120).start()
     yield runner
     runner.stop()
+
+
+@pytest.fixture(scope="session")
+def node():
+    """A real node (containerd with runc, CNI bridge, kubelet, kube-scheduler) on a control plane
+    of its own: on the shared one, the pod runner plays the node and its pods stay unscheduled."""
+    plane = ControlPlane().start()
+    try:
+        started = Node(plane).start()
+    except BaseException:
+        plane.remove()
+        raise
+    logging.getLogger("wfclock.tests").info(
+        "node %s ready in %.1fs", started.name, started.ready_seconds
+    )
+    yield started
+    claim = started.claim
+    started.stop()
+    plane.remove()
+    assert nodehost.leftovers(claim) == []
+
+
+@pytest.fixture(scope="session")
+def node_api(node) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(node.plane.kubeconfig))
 
 
 # --- the operator and what it needs -----------------------------------------------------------
