@@ -30,6 +30,15 @@ def control_plane():
     plane.remove()
 
 
+@pytest.fixture(scope="module")
+def plane():
+    """A control plane of the module's own (the chart and standby tests install cluster-wide
+    objects)."""
+    started = ControlPlane().start()
+    yield started
+    started.remove()
+
+
 @pytest.fixture(scope="session")
 def api(control_plane) -> client.ApiClient:
     return config.new_client_from_config(config_file=str(control_plane.kubeconfig))
@@ -295,6 +304,7 @@ def backdate(database_url: str, uid: str, hours: int = 2) -> None:
     with psycopg.connect(database_url) as conn:
         conn.execute(
             "UPDATE workflow_schedules SET trigger_effective_from = trigger_effective_from - "
+            "make_interval(hours => %s), accounted_until = trigger_effective_from - "
             "make_interval(hours => %s) WHERE schedule_id = %s",
-            (hours, uid),
+            (hours, hours, uid),
         )

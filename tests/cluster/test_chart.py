@@ -14,7 +14,6 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from wfclock.db.store import engine_for, list_runs
-from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.podrunner import PodRunner
 from wfclock_devstack.processes import wait_until
 
@@ -165,13 +164,6 @@ def test_chart_passes_the_ledger_retention_and_refuses_one_too_short(tools):
 
 
 # --- installed ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def plane():
-    started = ControlPlane().start()
-    yield started
-    started.remove()
 
 
 @pytest.fixture(scope="module")

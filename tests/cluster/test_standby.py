@@ -17,7 +17,6 @@ import pytest
 from kubernetes import client, config
 from wfclock.db.migrate import upgrade
 from wfclock.db.store import engine_for, list_fires, list_runs
-from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.podrunner import PodRunner
 from wfclock_devstack.ports import free_port
 from wfclock_devstack.processes import spawn, terminate, wait_until
@@ -31,13 +30,6 @@ LIFETIME = 20  # the operator's default peering lifetime (WFCLOCK_PEERING_LIFETI
 HOURLY = {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"}
 RECONCILED = "Handler 'reconcile' succeeded"
 RESUMED = "Resuming operations after the pause"
-
-
-@pytest.fixture(scope="module")
-def plane():
-    started = ControlPlane().start()
-    yield started
-    started.remove()
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,14 @@ def run_launcher(env, **extra):
     return result.returncode, json.loads(lines[0]), result.stderr
 
 
+def _hourly_fire_env(state) -> dict[str, str]:
+    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return {
+        "WFCLOCK_SCHEDULE_ID": str(state.schedule_id),
+        "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}",
+    }
+
+
 def minute_fire(now: datetime) -> datetime:
     return now.replace(second=0, microsecond=0) - timedelta(minutes=5)
 
@@ -104,12 +112,7 @@ def test_unusable_input_exits_2_with_a_clear_message_and_writes_nothing(
 def test_database_down_exits_75_then_the_retry_launches_exactly_once(
     postgres, python_env, engine, add_schedule
 ):
-    state = add_schedule(make_state(cron="0 * * * *", timezone="UTC"))
-    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    env = {
-        "WFCLOCK_SCHEDULE_ID": str(state.schedule_id),
-        "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}",
-    }
+    env = _hourly_fire_env(add_schedule(make_state(cron="0 * * * *", timezone="UTC")))
     engine.dispose()
     postgres.stop()
     try:
@@ -157,13 +160,7 @@ def test_a_database_restart_within_the_connect_budget_costs_no_retry_of_the_job(
     postgres, python_env, engine, add_schedule
 ):
     state = add_schedule(make_state(cron="0 * * * *", timezone="UTC"))
-    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    env = {
-        **python_env,
-        "WFCLOCK_SCHEDULE_ID": str(state.schedule_id),
-        "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}",
-        "WFCLOCK_CONNECT_BUDGET_SECONDS": "40",
-    }
+    env = {**python_env, **_hourly_fire_env(state), "WFCLOCK_CONNECT_BUDGET_SECONDS": "40"}
     engine.dispose()
     postgres.stop()
     try:
@@ -183,7 +180,6 @@ def test_a_burst_of_fires_beyond_the_connection_limit_ends_in_one_run_each(
     """The top of the hour: far more launchers at once than the database has connections for
     (here a limit of 3 on the test database); each waits its turn with jitter, none is lost."""
     states = [add_schedule(make_state(cron="0 * * * *", timezone="UTC")) for _ in range(40)]
-    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     engine.dispose()
     role = f"burst_{uuid.uuid4().hex[:8]}"  # limits bind roles that are not superusers
     with psycopg.connect(database_url, autocommit=True) as admin:
@@ -193,9 +189,8 @@ def test_a_burst_of_fires_beyond_the_connection_limit_ends_in_one_run_each(
     limited_url = database_url.replace("postgresql://postgres@", f"postgresql://{role}:burst@")
     envs = [
         {
+            **_hourly_fire_env(state),
             "WFCLOCK_DATABASE_URL": limited_url,
-            "WFCLOCK_SCHEDULE_ID": str(state.schedule_id),
-            "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}",
             "WFCLOCK_CONNECT_BUDGET_SECONDS": "60",
         }
         for state in states
@@ -207,14 +202,6 @@ def test_a_burst_of_fires_beyond_the_connection_limit_ends_in_one_run_each(
 
 
 # --- database errors other than an unreachable server: every exit prints its JSON line ---------
-
-
-def _hourly_fire_env(state) -> dict[str, str]:
-    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    return {
-        "WFCLOCK_SCHEDULE_ID": str(state.schedule_id),
-        "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}",
-    }
 
 
 @pytest.fixture

@@ -18,8 +18,10 @@ log = logging.getLogger("wfclock.operator")
 def catch_up(ctx: Context, schedule: Schedule, row: dict, now: datetime) -> None:
     """Launches every fire missed within the window through the launcher (its fire key makes a
     second catch-up of the same fire a duplicate, never a second run)."""
+    # From where the ledger is known complete (the accounting's watermark), not from the last
+    # launched fire: an earlier fire that failed is owed too. Recorded ones come back duplicate.
     window_start = now - timedelta(seconds=schedule.spec.catchUpWindowSeconds)
-    begin = max(filter(None, [window_start, row["last_fire_at"], row["trigger_effective_from"]]))
+    begin = max(window_start, row["accounted_until"], row["trigger_effective_from"])
     missed = fires_between(row, begin, now)
     if not missed:
         return
