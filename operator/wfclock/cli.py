@@ -330,6 +330,35 @@ def cmd_start(args) -> int:
     return EX_OK
 
 
+def cmd_db_console_role(args) -> int:
+    import re
+
+    from wfclock.console.data import READABLE, ensure_console_role
+
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", args.login):
+        raise UsageError(
+            f"login {args.login!r}: use lower-case letters, digits and _ (at most 63, not "
+            "starting with a digit), e.g. wfclock_console"
+        )
+    password = os.environ.get(args.password_env, "")
+    if not password:
+        raise UsageError(f"${args.password_env} is empty: it holds the login's password")
+    ensure_console_role(_engine(args), args.login, password)
+    tables = "; ".join(f"{t}: {', '.join(c)}" for t, c in READABLE.items())
+    print(f"console login {args.login}: read-only, SELECT on {tables}")
+    return EX_OK
+
+
+def cmd_console(args) -> int:
+    from wfclock.console.__main__ import main as console_main
+
+    if args.port is not None:
+        os.environ["WFCLOCK_CONSOLE_PORT"] = str(args.port)
+    if args.host:
+        os.environ["WFCLOCK_CONSOLE_HOST"] = args.host
+    return console_main()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wfclock", description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="default: $WFCLOCK_DATABASE_URL")
@@ -361,6 +390,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     prune.set_defaults(func=cmd_db_prune)
+    console_role = db_sub.add_parser(
+        "console-role", help="create or update the console's read-only login (idempotent)"
+    )
+    console_role.add_argument("login", help="role name, e.g. wfclock_console")
+    console_role.add_argument(
+        "--password-env",
+        default="WFCLOCK_CONSOLE_DB_PASSWORD",
+        help="environment variable holding its password (default: %(default)s)",
+    )
+    console_role.set_defaults(func=cmd_db_console_role)
+
+    console = sub.add_parser(
+        "console",
+        help="serve the web console (as python -m wfclock.console; settings WFCLOCK_CONSOLE_*)",
+    )
+    console.add_argument("--host", help="default: $WFCLOCK_CONSOLE_HOST or 127.0.0.1")
+    console.add_argument("--port", type=int, help="default: $WFCLOCK_CONSOLE_PORT or 8090")
+    console.set_defaults(func=cmd_console)
 
     runs = sub.add_parser("runs", help="workflow runs")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
