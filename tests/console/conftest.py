@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-results" / "console"
 AXE_LOCK = ROOT / "tests" / "console" / "axe" / "package-lock.json"
 VISIBLE, HIDDEN = "console-acme", "console-globex"
+VIEWER_ZONE = "Asia/Tokyo"  # the viewer's own zone, neither UTC nor a schedule's
 ACME_WORKFLOW = uuid.UUID(WORKFLOW)
 
 
@@ -405,7 +406,9 @@ def browser():
 def page(browser):
     # bypass_csp: only so the test can inject axe-core; the console's own pages load no
     # script but its own.
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 900}, bypass_csp=True, timezone_id=VIEWER_ZONE
+    )
     opened = context.new_page()
     yield opened
     context.close()

@@ -20,6 +20,7 @@ TIMELINE_DAYS = 7
 # shows the first ones and says how many more there are.
 TIMELINE_FIRES_PER_SCHEDULE = 2000
 RECENT_FIRES = 20
+BUSIEST_LISTED = 10
 
 
 @lru_cache(maxsize=1024)
@@ -247,7 +248,10 @@ def timeline(objs: list[dict], now: datetime, days: int = TIMELINE_DAYS) -> dict
     per_minute: Counter[datetime] = Counter()
     lanes, zones = [], set()
     for obj in objs:
-        fires = _planned(obj, start, end, TIMELINE_FIRES_PER_SCHEDULE + 1)
+        # [start, end): a fire in the current minute is on the timeline.
+        fires = _planned(
+            obj, start - timedelta(microseconds=1), end, TIMELINE_FIRES_PER_SCHEDULE + 1
+        )
         shown = fires[:TIMELINE_FIRES_PER_SCHEDULE]
         trigger = (obj.get("spec") or {}).get("trigger") or {}
         timezone = trigger.get("timezone") or "UTC"
@@ -277,6 +281,8 @@ def timeline(objs: list[dict], now: datetime, days: int = TIMELINE_DAYS) -> dict
     for lane in lanes:
         for fire in lane["fires"]:
             fire["busy"] = top > 1 and _instant(fire["at"]) in busy
+    hours = Counter(int((m - start).total_seconds() // 3600) for m in per_minute.elements())
+    peak = max(hours.values(), default=0)
     shifts = []
     for timezone in sorted(zones):
         try:
@@ -294,8 +300,20 @@ def timeline(objs: list[dict], now: datetime, days: int = TIMELINE_DAYS) -> dict
             for d in range(days)
         ],
         "lanes": lanes,
-        "busiest": [{"at": utc_iso(m), "fires": top, "left": position(m)} for m in busy],
+        "busiest": [{"at": utc_iso(m), "fires": top} for m in busy[:BUSIEST_LISTED]],
+        "busiest_more": max(0, len(busy) - BUSIEST_LISTED),
         "overlaps": len(busiest),
+        # Fires per hour of the window over every lane: the busy hours at a glance.
+        "hours": [
+            {
+                "left": position(start + timedelta(hours=h)),
+                "height": round(22 * n / peak, 2),
+                "fires": n,
+                "at": utc_iso(start + timedelta(hours=h)),
+            }
+            for h, n in sorted(hours.items())
+        ],
+        "peak_hour_fires": peak,
         "shifts": [
             {"at": utc_iso(s["at"]), "text": s["text"], "left": position(s["at"])}
             for s in sorted(shifts, key=lambda s: s["at"])
