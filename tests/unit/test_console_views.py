@@ -1,0 +1,234 @@
+"""The console's view models: what each page shows, from fixed objects and a fixed clock."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from wfclock.console import views
+from wfclock.console.sessions import Sessions
+
+NOW = datetime(2026, 3, 25, 12, 0, tzinfo=UTC)  # Europe's spring-forward is Sunday 2026-03-29
+
+
+def wfs(name, trigger, namespace="acme", paused=False, status=None, annotations=None, **spec):
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
+            "annotations": annotations or {},
+        },
+        "spec": {"tenant": namespace, "trigger": trigger, "paused": paused, **spec},
+        "status": status or {},
+    }
+
+
+BERLIN_0230 = {"type": "recurring", "cron": "30 2 * * *", "timezone": "Europe/Berlin"}
+
+
+def test_countdown_reads_coarsely_ahead_and_behind():
+    assert views.countdown(0) == "now"
+    assert views.countdown(42) == "in 42 s"
+    assert views.countdown(5 * 60 + 59) == "in 5 min"
+    assert views.countdown(3 * 3600 + 12 * 60) == "in 3 h 12 min"
+    assert views.countdown(2 * 86400 + 3 * 3600 + 5) == "in 2 d 3 h"
+    assert views.countdown(-180) == "3 min ago"
+
+
+def test_cron_in_words_uses_the_24_hour_clock_and_never_fails():
+    assert views.cron_in_words("15 9 * * 1-5") == "At 09:15, Monday through Friday"
+    assert views.cron_in_words("*/15 * * * *") == "Every 15 minutes"
+    assert views.cron_in_words("not a cron") == "(no description)"
+
+
+def test_a_time_in_a_zone_shows_the_zone_and_its_offset():
+    at = datetime(2026, 7, 1, 7, 15, tzinfo=UTC)
+    assert views.in_zone(at, "America/New_York") == "2026-07-01 03:15 EDT (-04:00)"
+    assert views.in_zone(at, "Asia/Kolkata") == "2026-07-01 12:45 IST (+05:30)"
+    assert views.in_zone(None, "UTC") == "-"
+
+
+def test_a_schedule_row_has_next_fire_in_its_zone_with_countdown_last_fire_and_outcome():
+    obj = wfs(
+        "report",
+        {"type": "recurring", "cron": "15 9 * * 1-5", "timezone": "America/New_York"},
+        status={"phase": "Scheduled", "nextFireAt": "2026-03-25T13:15:00Z"},
+    )
+    ledger = {
+        "last_fire_at": datetime(2026, 3, 24, 13, 15, tzinfo=UTC),
+        "last_run_status": "queued",
+    }
+    row = views.schedule_row(obj, ledger, NOW)
+    assert row["words"] == "At 09:15, Monday through Friday"
+    assert row["next_fire_zone"] == "2026-03-25 09:15 EDT (-04:00)"
+    assert row["countdown"] == "in 1 h 15 min"
+    assert row["last_fire_zone"] == "2026-03-24 09:15 EDT (-04:00)"
+    assert row["last_outcome"] == "queued"
+    assert (row["phase"], row["type_label"], row["paused"]) == ("Scheduled", "Recurring", False)
+
+
+def test_a_schedule_without_status_yet_is_pending_and_an_unknown_zone_shows_in_utc():
+    row = views.schedule_row(
+        wfs("new", {"type": "recurring", "cron": "0 * * * *", "timezone": "Mars/Olympus"}),
+        None,
+        NOW,
+    )
+    assert (row["phase"], row["timezone"], row["next_fire_zone"]) == ("Pending", "UTC", "-")
+
+
+def test_the_pause_reason_comes_from_status_then_spec_then_the_consoles_annotation():
+    annotation = {"wfclock.dev/pause-reason": "from the annotation"}
+    obj = wfs("p", BERLIN_0230, paused=True, annotations=annotation)
+    assert views.pause_reason(obj) == "from the annotation"
+    obj["spec"]["pauseReason"] = "from the spec"
+    assert views.pause_reason(obj) == "from the spec"
+    obj["status"]["pauseReason"] = "from the status"
+    assert views.pause_reason(obj) == "from the status"
+
+
+def test_filters_keep_rows_matching_every_given_field():
+    rows = [
+        {"namespace": "a", "tenant": "acme", "type": "recurring", "phase": "Scheduled"},
+        {"namespace": "a", "tenant": "acme", "type": "schedule", "phase": "Paused"},
+        {"namespace": "b", "tenant": "globex", "type": "recurring", "phase": "Paused"},
+    ]
+    assert views.filter_rows(rows, namespace="a", phase="") == rows[:2]
+    assert views.filter_rows(rows, type="recurring", phase="Paused") == [rows[2]]
+    assert views.choices(rows, "phase") == ["Paused", "Scheduled"]
+
+
+def test_recent_fires_prefer_the_status_and_fall_back_to_the_ledger_newest_first():
+    ledger = [
+        {
+            "scheduled_for": NOW - timedelta(hours=h),
+            "first_delivered_at": NOW - timedelta(hours=h) + timedelta(seconds=2),
+            "outcome": "launched" if h else "skipped",
+            "reason": None if h else "paused",
+            "run_id": uuid.UUID(int=h) if h else None,
+        }
+        for h in (2, 0, 1)
+    ]
+    fires = views.recent_fires(wfs("r", BERLIN_0230), ledger)
+    assert [f["scheduled_for"] for f in fires] == [
+        "2026-03-25T12:00:00Z",
+        "2026-03-25T11:00:00Z",
+        "2026-03-25T10:00:00Z",
+    ]
+    assert fires[0] == {
+        "scheduled_for": "2026-03-25T12:00:00Z",
+        "started_at": "2026-03-25T12:00:02Z",
+        "outcome": "skipped",
+        "reason": "paused",
+        "run_id": "",
+    }
+    status = {"recentFires": [{"scheduledFor": "2026-03-25T11:00:00Z", "outcome": "launched"}]}
+    from_status = views.recent_fires(wfs("r", BERLIN_0230, status=status), ledger)
+    assert [f["scheduled_for"] for f in from_status] == ["2026-03-25T11:00:00Z"]
+
+
+def test_next_fires_are_computed_with_dst_notes_when_the_status_has_none():
+    fires = views.next_fires(wfs("b", BERLIN_0230), NOW, count=5)
+    # 2026-03-29 02:30 does not exist in Berlin: robfig/cron skips that day's fire.
+    assert [f["at"] for f in fires][:4] == [
+        "2026-03-26T01:30:00Z",
+        "2026-03-27T01:30:00Z",
+        "2026-03-28T01:30:00Z",
+        "2026-03-30T00:30:00Z",
+    ]
+    assert views.next_fires(wfs("b", BERLIN_0230, paused=True), NOW) == []
+
+
+def test_the_timeline_places_seven_days_of_fires_with_dst_shifts_and_the_busiest_minutes():
+    objs = [
+        wfs("berlin", BERLIN_0230),
+        wfs("utc-half-hour", {"type": "recurring", "cron": "30 * * * *", "timezone": "UTC"}),
+        wfs("once", {"type": "schedule", "runAt": "2026-03-27T01:30:00Z"}),
+        wfs("later", {"type": "schedule", "runAt": "2026-04-09T00:00:00Z"}),
+    ]
+    line = views.timeline(objs, NOW)
+    lanes = {lane["name"]: lane for lane in line["lanes"]}
+    assert len(lanes["berlin"]["fires"]) == 6  # seven days, the spring-forward day has none
+    assert len(lanes["utc-half-hour"]["fires"]) == 7 * 24
+    assert [f["at"] for f in lanes["once"]["fires"]] == ["2026-03-27T01:30:00Z"]
+    assert lanes["later"]["fires"] == []
+    assert [s["text"] for s in line["shifts"]] == [
+        "Europe/Berlin: clocks go forward (2026-03-29 03:00 CEST (+02:00))"
+    ]
+    assert line["shifts"][0]["at"] == "2026-03-29T01:00:00Z"
+    # Before the change Berlin's 02:30 is 01:30 UTC, as is the hourly :30: two fires start
+    # together on three days, and three on the day of the one-time fire; after it, 02:30 CEST
+    # is 00:30 UTC, still on the hourly's :30 (three more days).
+    assert line["busiest"] == [{"at": "2026-03-27T01:30:00Z", "fires": 3}]
+    assert line["overlaps"] == 6
+    busy = [f["at"] for f in lanes["berlin"]["fires"] if f["busy"]]
+    assert busy == ["2026-03-27T01:30:00Z"]
+    assert lanes["berlin"]["fires"][0]["left"] == round(100 * (13.5 / 168), 3)
+    assert line["peak_hour_fires"] == 3
+    assert [d["label"] for d in line["days"]][:2] == ["Wed 25 Mar", "Thu 26 Mar"]
+
+
+def test_a_schedule_firing_every_minute_is_cut_on_the_timeline_and_says_so():
+    line = views.timeline(
+        [wfs("m", {"type": "recurring", "cron": "* * * * *", "timezone": "UTC"})], NOW
+    )
+    (lane,) = line["lanes"]
+    assert len(lane["fires"]) == views.TIMELINE_FIRES_PER_SCHEDULE and lane["more"]
+
+
+def test_runs_carry_their_real_trigger_label_provenance_and_payload():
+    base = {
+        "run_id": uuid.UUID(int=1),
+        "tenant": "acme",
+        "workflow_id": uuid.UUID(int=2),
+        "workflow_version": 3,
+        "status": "queued",
+        "created_at": NOW,
+    }
+    event = views.run_row(
+        {
+            **base,
+            "trigger_type": "event",
+            "trigger_metadata": {"eventName": "invoice.paid"},
+            "payload": {"a": 1},
+        }
+    )
+    assert event["trigger_label"] == "Event: invoice.paid"
+    assert event["payload"] == '{\n  "a": 1\n}'
+    clock = views.run_row(
+        {
+            **base,
+            "trigger_type": "recurring",
+            "trigger_metadata": {"scheduleId": "s"},
+            "payload": {"scheduledFor": "2026-03-25T11:00:00Z"},
+            "trigger_fire_key": "workflow-schedule-fire:s:2026-03-25T11:00:00Z",
+            "schedule_name": "nightly",
+            "schedule_namespace": "acme",
+        }
+    )
+    assert (clock["trigger_label"], clock["scheduled_for"]) == (
+        "Recurring schedule",
+        "2026-03-25T11:00:00Z",
+    )
+    assert (
+        views.run_row({**base, "trigger_type": "manual", "trigger_metadata": {}, "payload": {}})[
+            "trigger_label"
+        ]
+        == "Manual"
+    )
+
+
+def test_a_session_expires_when_idle_and_a_new_id_after_sign_in_retires_the_old_one():
+    clock = [0.0]
+    sessions = Sessions(idle_seconds=60, clock=lambda: clock[0])
+    first, session = sessions.get(None)
+    session.token = "secret"
+    csrf = session.csrf
+    second = sessions.rotate(first)
+    assert second != first and session.csrf != csrf
+    assert sessions.get(first)[1] is not session  # the old id is worth nothing now
+    clock[0] = 30
+    assert sessions.get(second)[1] is session
+    clock[0] = 100
+    _, fresh = sessions.get(second)
+    assert fresh is not session and fresh.token is None
