@@ -32,6 +32,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-results" / "console"
 AXE_LOCK = ROOT / "tests" / "console" / "axe" / "package-lock.json"
 VISIBLE, HIDDEN = "console-acme", "console-globex"
+# The console's own rights, as the chart gives them (tests/cluster/test_console_chart.py).
+CONSOLE_RULES = [
+    {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+    {
+        "apiGroups": ["authorization.k8s.io"],
+        "resources": ["subjectaccessreviews"],
+        "verbs": ["create"],
+    },
+]
 VIEWER_ZONE = "Asia/Tokyo"  # the viewer's own zone, neither UTC nor a schedule's
 ACME_WORKFLOW = uuid.UUID(WORKFLOW)
 
@@ -151,18 +160,7 @@ def _console_kubeconfig(kube, plane, path: Path) -> Path:
     rbac.create_cluster_role(
         {
             "metadata": {"name": "wfclock-console-test-reviewer"},
-            "rules": [
-                {
-                    "apiGroups": ["authentication.k8s.io"],
-                    "resources": ["tokenreviews"],
-                    "verbs": ["create"],
-                },
-                {
-                    "apiGroups": ["authorization.k8s.io"],
-                    "resources": ["subjectaccessreviews"],
-                    "verbs": ["create"],
-                },
-            ],
+            "rules": CONSOLE_RULES,
         }
     )
     core.create_namespaced_service_account(VISIBLE, {"metadata": {"name": "console"}})
