@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml devstack/pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: faults help venv postgres control-plane deps test test-unit lint up down demo bench clean kind-e2e image
+.PHONY: faults help venv postgres control-plane browser deps test test-unit lint up down demo bench clean kind-e2e image
 
 help:
 	@echo "make demo   - start the local stack (control plane, Postgres, operator) and watch schedules fire"
@@ -39,7 +39,11 @@ control-plane:
 node:
 	@scripts/build-node.sh >/dev/null
 
-deps: venv postgres control-plane node
+# The console's browser tests: Debian's chromium, and axe-core at its pinned npm version.
+browser:
+	@scripts/ensure-browser.sh
+
+deps: venv postgres control-plane node browser
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -115,7 +115,7 @@ def serve() -> int:
     shutil.rmtree(STATE / "kube", ignore_errors=True)
     postgres = temporary_server()
     plane = ControlPlane(root=STATE / "kube")
-    operator = runner = None
+    operator = runner = console = None
     try:
         postgres.start()
         url = postgres.url()
@@ -152,7 +152,14 @@ def serve() -> int:
             [sys.executable, "-m", "wfclock.controller"], STATE / "logs" / "operator.log", env=env
         )
         runner = PodRunner(api).start()
+        from wfclock_devstack.console import start_console
+
+        console, console_url, console_token = start_console(
+            api, url, plane.kubeconfig, DEMO_NAMESPACE, STATE / "logs" / "console.log"
+        )
         lines = {
+            "WFCLOCK_CONSOLE_URL": console_url,
+            "WFCLOCK_CONSOLE_TOKEN_COMMAND": console_token,
             "KUBECONFIG": str(plane.kubeconfig),
             "WFCLOCK_DATABASE_URL": url,
             "WFCLOCK_NAMESPACE": DEMO_NAMESPACE,
@@ -175,6 +182,7 @@ def serve() -> int:
         if runner:
             runner.stop()
         terminate(operator)
+        terminate(console)
         plane.remove()
         postgres.stop()
         shutil.rmtree(postgres.root, ignore_errors=True)
@@ -203,6 +211,10 @@ def demo() -> int:
     subprocess.run([*kubectl, "apply", "-f", "-"], input=manifests, text=True, env=env, check=True)
     print(
         f"\napplied: 'every-minute' (recurring, * * * * * in Europe/Berlin) and 'in-20-seconds' (one-time at {run_at:%H:%M:%S}Z)"
+    )
+    print(
+        f"console: {env.get('WFCLOCK_CONSOLE_URL')} (sign in with the token of "
+        f"`{env.get('WFCLOCK_CONSOLE_TOKEN_COMMAND')}`)"
     )
     print("watching fires and runs (Ctrl-C to stop; the stack keeps running until `make down`)\n")
     deadline = time.monotonic() + 240

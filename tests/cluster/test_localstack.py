@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import urllib.request
 
 from wfclock_devstack.ports import free_port
 
@@ -34,6 +35,9 @@ def test_local_stack_demo_fires_both_schedules_and_down_leaves_nothing(tmp_path)
         assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
         assert "both schedules fired, one run per fire" in demo.stdout
         assert "One-time schedule" in demo.stdout and "Recurring schedule" in demo.stdout
+        console = _exported(tmp_path / "state" / "env", "WFCLOCK_CONSOLE_URL")
+        assert f"console: {console}" in demo.stdout
+        assert urllib.request.urlopen(f"{console}/login", timeout=10).status == 200
     finally:
         down = stack("down", 120)
     assert down.returncode == 0 and "stopped" in down.stdout
@@ -42,7 +46,15 @@ def test_local_stack_demo_fires_both_schedules_and_down_leaves_nothing(tmp_path)
 
 
 def _stack_processes() -> set[str]:
-    pattern = "etcd --data-dir|kube-apiserver|kube-controller-manager|bin/postgres|wfclock.controller|wfclock_devstack.localstack"
+    pattern = "etcd --data-dir|kube-apiserver|kube-controller-manager|bin/postgres|wfclock.controller|wfclock.console|wfclock_devstack.localstack"
     return set(
         subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
     )
+
+
+def _exported(envfile, key: str) -> str:
+    for line in envfile.read_text().splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        if name == key:
+            return value.strip('"')
+    raise AssertionError(f"{key} is not in {envfile}")
