@@ -195,6 +195,34 @@ def _console_kubeconfig(kube, plane, path: Path) -> Path:
     return path
 
 
+def start_console(env: dict, log: Path, scheme: str = "http", ca: Path | None = None):
+    """`python -m wfclock.console` on a free port, once it answers: (process, url)."""
+    import ssl
+    import urllib.request
+
+    port = free_port()
+    console = subprocess.Popen(
+        [sys.executable, "-m", "wfclock.console"],
+        env={**env, "WFCLOCK_CONSOLE_PORT": str(port)},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"{scheme}://127.0.0.1:{port}"
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
+
+    def up():
+        assert console.poll() is None, log.read_text()
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2, context=context) as response:
+            return response.status == 200
+
+    try:
+        wait_until(up, 30, "the console to answer")
+    except BaseException:
+        console.terminate()
+        raise
+    return console, url
+
+
 class Stack:
     """What the browser tests see, and the admin's view to compare it with."""
 
@@ -336,7 +364,6 @@ def stack(control_plane, api, crds, postgres, console_database, tmp_path_factory
 
         tokens = _rbac(api, VISIBLE)
         ensure_console_role(engine, "wfclock_console_test", "console-pw")
-        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WFCLOCK_", "KUBECONFIG"))}
         env.update(
             WFCLOCK_CONSOLE_DATABASE_URL=console_database.replace(
@@ -345,21 +372,8 @@ def stack(control_plane, api, crds, postgres, console_database, tmp_path_factory
             WFCLOCK_CONSOLE_KUBECONFIG=str(
                 _console_kubeconfig(api, control_plane, tmp / "console.kubeconfig")
             ),
-            WFCLOCK_CONSOLE_PORT=str(port),
         )
-        log = (tmp / "console.log").open("w")
-        console = subprocess.Popen(
-            [sys.executable, "-m", "wfclock.console"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        url = f"http://127.0.0.1:{port}"
-
-        def up():
-            import urllib.request
-
-            assert console.poll() is None, (tmp / "console.log").read_text()
-            return urllib.request.urlopen(f"{url}/healthz", timeout=2).status == 200
-
-        wait_until(up, 30, "the console to answer")
+        console, url = start_console(env, tmp / "console.log")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         yield Stack(
             url=url,
@@ -372,6 +386,9 @@ def stack(control_plane, api, crds, postgres, console_database, tmp_path_factory
             fired=[f for f, outcome in fired if outcome.startswith("launched")],
             hidden_uid=hidden["metadata"]["uid"],
             log=tmp / "console.log",
+            console_env=env,
+            control_plane=control_plane,
+            tmp=tmp,
         )
     finally:
         if console is not None:

@@ -20,6 +20,7 @@ from tests.console.conftest import (
     VISIBLE,
     axe_script,
     sign_in,
+    start_console,
     user_client,
 )
 
@@ -69,8 +70,11 @@ def hourly(stack) -> dict:
 
 
 def test_a_token_the_api_server_rejects_does_not_sign_in(stack, page):
-    page.goto(f"{stack.url}/")
+    response = page.goto(f"{stack.url}/")
     assert page.url.startswith(f"{stack.url}/login")
+    # Only the console's own files run; no framing.
+    assert response.headers["content-security-policy"].startswith("default-src 'self'")
+    assert response.headers["x-frame-options"] == "DENY"
     page.fill("#token", "not-a-real-token")
     page.click("button[type=submit]")
     assert "token: not accepted by the API server" in page.inner_text("#login-error")
@@ -81,6 +85,9 @@ def test_a_token_the_api_server_rejects_does_not_sign_in(stack, page):
 def test_a_viewer_sees_the_schedules_timeline_and_fires_of_its_namespace_only(stack, page):
     sign_in(page, stack.url, stack.tokens["view"])
     assert page.inner_text("#username") == f"system:serviceaccount:{VISIBLE}:victor"
+    (cookie,) = page.context.cookies()
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert stack.tokens["view"] not in cookie["value"]  # the token stays on the server
 
     rows = page.locator("#schedules tbody tr[data-schedule]")
     shown = sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.schedule)"))
@@ -186,6 +193,54 @@ def test_an_editor_pauses_with_a_reason_runs_now_and_resumes(stack, page):
     assert obj["spec"]["paused"] is False
     assert views.pause_reason(obj) == ""
     assert "maintenance done" in obj["metadata"]["annotations"]["wfclock.dev/resume-reason"]
+
+
+def test_signing_out_forgets_the_session_and_its_token(stack, page):
+    sign_in(page, stack.url, stack.tokens["edit"])
+    (cookie,) = page.context.cookies()
+    page.click("header form.who button")
+    page.wait_for_url(f"{stack.url}/login")
+    page.context.add_cookies([cookie])  # the old session id, replayed
+    page.goto(f"{stack.url}/")
+    assert page.url.startswith(f"{stack.url}/login")
+
+
+def test_a_pause_without_a_reason_is_refused_naming_the_field(stack, page):
+    sign_in(page, stack.url, stack.tokens["edit"])
+    page.goto(f"{stack.url}/schedules/{VISIBLE}/quarter-hour")
+    csrf = page.locator("form[action$='/pause'] input[name=csrf]").get_attribute("value")
+    page.request.post(
+        f"{stack.url}/schedules/{VISIBLE}/quarter-hour/pause",
+        form={"reason": "  ", "csrf": csrf},
+        max_redirects=0,
+    )
+    page.goto(f"{stack.url}/schedules/{VISIBLE}/quarter-hour")
+    assert page.inner_text("p.flash.error").startswith("reason: empty; say why")
+    obj = stack.objects.get_namespaced_custom_object(
+        "wfclock.dev", "v1alpha1", VISIBLE, "workflowschedules", "quarter-hour"
+    )
+    assert obj["spec"].get("paused") is not True
+
+
+def test_with_a_certificate_the_console_serves_https_and_its_cookie_is_secure(stack):
+    import ssl
+    import urllib.request
+
+    files = stack.control_plane.files  # a serving certificate for 127.0.0.1 and its CA
+    env = {
+        **stack.console_env,
+        "WFCLOCK_CONSOLE_TLS_CERT_FILE": str(files["apiserver.crt"]),
+        "WFCLOCK_CONSOLE_TLS_KEY_FILE": str(files["apiserver.key"]),
+    }
+    console, url = start_console(env, stack.tmp / "console-tls.log", "https", files["ca.crt"])
+    try:
+        context = ssl.create_default_context(cafile=str(files["ca.crt"]))
+        with urllib.request.urlopen(f"{url}/login", timeout=10, context=context) as response:
+            cookie = response.headers["set-cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    finally:
+        console.terminate()
+        console.wait(10)
 
 
 def test_an_action_without_the_forms_csrf_token_changes_nothing(stack, page):

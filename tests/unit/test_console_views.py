@@ -65,6 +65,10 @@ def test_a_schedule_row_has_next_fire_in_its_zone_with_countdown_last_fire_and_o
     assert row["countdown"] == "in 1 h 15 min"
     assert row["last_fire_zone"] == "2026-03-24 09:15 EDT (-04:00)"
     assert row["last_outcome"] == "queued"
+    assert row["last_success_at"] == ""
+    obj["status"]["lastSuccessfulFireAt"] = "2026-03-23T13:15:00Z"
+    row = views.schedule_row(obj, ledger, NOW)
+    assert row["last_success_zone"] == "2026-03-23 09:15 EDT (-04:00)"
     assert (row["phase"], row["type_label"], row["paused"]) == ("Scheduled", "Recurring", False)
 
 

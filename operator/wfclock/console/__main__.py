@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level=settings.log_level,
         proxy_headers=False,
         server_header=False,
+        timeout_graceful_shutdown=10,
         **tls,
     )
     return 0

@@ -102,6 +102,7 @@ def schedule_row(obj: dict, ledger: dict | None, now: datetime) -> dict:
         next_fire = _instant(status["nextFires"][0].get("at"))
     last_fire = _instant(status.get("lastFireAt")) or _instant((ledger or {}).get("last_fire_at"))
     outcome = status.get("lastResult") or (ledger or {}).get("last_run_status") or ""
+    last_success = _instant(status.get("lastSuccessfulFireAt"))  # issue 15's operator writes it
     expression = trigger.get("cron") or trigger.get("runAt") or ""
     return {
         "namespace": meta["namespace"],
@@ -119,6 +120,8 @@ def schedule_row(obj: dict, ledger: dict | None, now: datetime) -> dict:
         "last_fire_at": utc_iso(last_fire) if last_fire else "",
         "last_fire_zone": in_zone(last_fire, timezone),
         "last_outcome": outcome,
+        "last_success_at": utc_iso(last_success) if last_success else "",
+        "last_success_zone": in_zone(last_success, timezone),
         "phase": status.get("phase") or "Pending",
         "paused": bool(spec.get("paused")),
         "pause_reason": pause_reason(obj),
