@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from kubernetes import client
 from wfclock.console import views
+from wfclock_devstack.processes import wait_until
 
 from tests.console.conftest import (
     HIDDEN,
@@ -203,6 +204,36 @@ def test_signing_out_forgets_the_session_and_its_token(stack, page):
     page.context.add_cookies([cookie])  # the old session id, replayed
     page.goto(f"{stack.url}/")
     assert page.url.startswith(f"{stack.url}/login")
+
+
+def test_a_session_ends_when_the_api_server_stops_accepting_its_token(stack, page):
+    core, rbac = client.CoreV1Api(stack.api), client.RbacAuthorizationV1Api(stack.api)
+    core.create_namespaced_service_account(VISIBLE, {"metadata": {"name": "leaver"}})
+    rbac.create_namespaced_role_binding(
+        VISIBLE,
+        {
+            "metadata": {"name": "leaver-view"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "view",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "leaver", "namespace": VISIBLE}],
+        },
+    )
+    token = core.create_namespaced_service_account_token(
+        "leaver", VISIBLE, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    sign_in(page, stack.url, token)
+    assert page.locator("#schedules tbody tr[data-schedule]").count() == 3
+    core.delete_namespaced_service_account("leaver", VISIBLE)  # its tokens die with it
+
+    def signed_out():  # once the API server's view of ServiceAccounts has caught up
+        page.goto(f"{stack.url}/")
+        return page.url.startswith(f"{stack.url}/login")
+
+    wait_until(signed_out, 30, "the session to end with its token", interval=1)
+    assert "no longer accepted" in page.inner_text("#login-error")
 
 
 def test_a_pause_without_a_reason_is_refused_naming_the_field(stack, page):

@@ -236,3 +236,23 @@ def test_a_session_expires_when_idle_and_a_new_id_after_sign_in_retires_the_old_
     clock[0] = 100
     _, fresh = sessions.get(second)
     assert fresh is not session and fresh.token is None
+
+
+def test_a_flood_of_anonymous_sessions_evicts_them_before_any_signed_in_one():
+    clock = [0.0]
+    sessions = Sessions(idle_seconds=3600, clock=lambda: clock[0], limit=4)
+    signed_id, signed = sessions.get(None)
+    signed.token = "t"
+    for step in range(20):
+        clock[0] = step + 1
+        sessions.get(None)
+    assert len(sessions._by_id) <= 4
+    assert sessions.get(signed_id)[1] is signed
+
+
+def test_after_sign_in_only_a_path_of_the_console_is_a_target():
+    from wfclock.console.app import _local_path
+
+    assert _local_path("/schedules/acme/nightly") == "/schedules/acme/nightly"
+    for elsewhere in ("//evil.example", "/\\evil.example", "https://evil.example", "/a?b=c"):
+        assert _local_path(elsewhere) == "/"

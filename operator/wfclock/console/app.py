@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kubernetes.client.rest import ApiException
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -32,6 +33,7 @@ from wfclock.console.settings import ConsoleSettings
 log = logging.getLogger("wfclock.console")
 HERE = Path(__file__).parent
 MAX_REASON = 256
+_LOCAL_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 SECURITY_HEADERS = {
@@ -50,6 +52,8 @@ class SessionMiddleware(BaseHTTPMiddleware):
         self.sessions, self.secure = sessions, secure
 
     async def dispatch(self, request: Request, call_next):
+        if request.url.path == "/healthz" or request.url.path.startswith("/static/"):
+            return await call_next(request)  # no session for probes and files
         session_id, session = self.sessions.get(request.cookies.get(COOKIE))
         request.state.session_id, request.state.session = session_id, session
         response = await call_next(request)
@@ -60,9 +64,8 @@ class SessionMiddleware(BaseHTTPMiddleware):
             )
         else:
             response.delete_cookie(COOKIE, path="/")
-        if not request.url.path.startswith("/static/"):
-            for header, value in SECURITY_HEADERS.items():
-                response.headers.setdefault(header, value)
+        for header, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(header, value)
         return response
 
 
@@ -102,7 +105,15 @@ def create_app(
         async def wrapper(request: Request):
             if not request.state.session.signed_in:
                 return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-            return await handler(request)
+            try:
+                return await handler(request)
+            except ApiException as exc:
+                if exc.status != 401:
+                    raise
+                # The token expired or was revoked: the session ends with it.
+                sessions.end(request.state.session_id)
+                request.state.session_id = None
+                return RedirectResponse("/login?expired=1", status_code=303)
 
         return wrapper
 
@@ -112,7 +123,13 @@ def create_app(
     # --- sign-in ---
 
     async def login_page(request: Request):
-        return page(request, "login.html", next=request.query_params.get("next", "/"))
+        expired = request.query_params.get("expired")
+        return page(
+            request,
+            "login.html",
+            next=request.query_params.get("next", "/"),
+            error="your token is no longer accepted; sign in again" if expired else "",
+        )
 
     async def login(request: Request):
         form = await request.form()
@@ -131,10 +148,7 @@ def create_app(
         session.access = None
         request.state.session_id = sessions.rotate(request.state.session_id)
         log.info("signed in: %s", user.username)
-        target = str(form.get("next") or "/")
-        return RedirectResponse(
-            target if target.startswith("/") and not target.startswith("//") else "/", 303
-        )
+        return RedirectResponse(_local_path(str(form.get("next") or "/")), 303)
 
     async def logout(request: Request):
         form = await request.form()
@@ -153,6 +167,8 @@ def create_app(
                 try:
                     objs += kube.schedules(ns)
                 except ApiException as exc:
+                    if exc.status == 401:
+                        raise
                     errors.append(f"{ns}: {api_message(exc)}")
         ledger = data.schedules([o["metadata"].get("uid", "") for o in objs])
         at = now()
@@ -235,6 +251,8 @@ def create_app(
                 _schedule_page, request.state.session, namespace, name
             )
         except ApiException as exc:
+            if exc.status == 401:
+                raise
             return page(
                 request,
                 "error.html",
@@ -298,6 +316,13 @@ def create_app(
         async def act(request: Request):
             session: Session = request.state.session
             namespace, name = request.path_params["namespace"], request.path_params["name"]
+            if not (_NAME.match(namespace) and _NAME.match(name)):
+                return page(
+                    request,
+                    "error.html",
+                    400,
+                    message="namespace and name must be Kubernetes names",
+                )
             target = f"/schedules/{namespace}/{name}"
             form = await request.form()
             if not _csrf_ok(session, form):
@@ -337,6 +362,8 @@ def create_app(
             try:
                 await run_in_threadpool(call)
             except ApiException as exc:
+                if exc.status == 401:
+                    raise
                 flash_api_error(session, exc)
             else:
                 done = {"pause": "Paused", "resume": "Resumed", "run-now": "Run now requested for"}[
@@ -365,9 +392,27 @@ def create_app(
         Route("/healthz", healthz),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
+
+    async def database_unavailable(request: Request, exc: Exception):
+        log.warning("database unavailable: %s", exc)
+        return page(
+            request,
+            "error.html",
+            503,
+            message="the run database is unavailable; try again in a moment",
+        )
+
     return Starlette(
-        routes=routes, middleware=[Middleware(SessionMiddleware, sessions=sessions, secure=secure)]
+        exception_handlers={OperationalError: database_unavailable},
+        routes=routes,
+        middleware=[Middleware(SessionMiddleware, sessions=sessions, secure=secure)],
     )
+
+
+def _local_path(target: str) -> str:
+    """Only a path of this console (never `//host` or `/\\host`, which browsers treat as
+    another site)."""
+    return target if _LOCAL_PATH.fullmatch(target) and not target.startswith("//") else "/"
 
 
 def _csrf_ok(session: Session, form) -> bool:

@@ -9,6 +9,9 @@ import time
 from dataclasses import dataclass, field
 
 COOKIE = "wfclock_console"
+# Sessions not signed in are the first to go beyond this many (a flood of cookie-less requests
+# must not grow the console's memory without bound).
+MAX_SESSIONS = 10_000
 
 
 @dataclass
@@ -29,8 +32,8 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, idle_seconds: float, clock=time.monotonic):
-        self.idle_seconds, self.clock = idle_seconds, clock
+    def __init__(self, idle_seconds: float, clock=time.monotonic, limit: int = MAX_SESSIONS):
+        self.idle_seconds, self.clock, self.limit = idle_seconds, clock, limit
         self._by_id: dict[str, Session] = {}
         self._lock = threading.Lock()
 
@@ -41,6 +44,8 @@ class Sessions:
             self._expire(now)
             found = self._by_id.get(session_id or "")
             if found is None:
+                if len(self._by_id) >= self.limit:
+                    self._evict()
                 session_id, found = (
                     secrets.token_urlsafe(32),
                     Session(csrf=secrets.token_urlsafe(32)),
@@ -62,6 +67,12 @@ class Sessions:
     def end(self, session_id: str) -> None:
         with self._lock:
             self._by_id.pop(session_id, None)
+
+    def _evict(self) -> None:
+        """Drops the least recently seen half, anonymous sessions first."""
+        ranked = sorted(self._by_id.items(), key=lambda kv: (kv[1].signed_in, kv[1].seen))
+        for key, _ in ranked[: max(1, len(ranked) // 2)]:
+            del self._by_id[key]
 
     def _expire(self, now: float) -> None:
         for key in [k for k, s in self._by_id.items() if now - s.seen > self.idle_seconds]:
