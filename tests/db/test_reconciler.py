@@ -191,6 +191,25 @@ def test_a_cronjob_deleted_or_suspended_by_hand_is_restored(ctx):
     assert [e[1] for e in ctx.kube.events].count("ChildRestored") == 2
 
 
+def test_a_pause_being_registered_is_not_taken_for_a_cronjob_suspended_by_hand(ctx):
+    """Between a pause's CronJob patch and its state row (registration order), the CronJob's
+    watch event sees suspend=true against a row that still says scheduled: the newer generation
+    is being registered, not drift; no ChildRestored warning, nothing written."""
+    uid = str(uuid.uuid4())
+    apply(ctx, uid, HOURLY)
+    ((key, cronjob),) = ctx.kube.cronjobs.items()
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, HOURLY, generation=2, paused=True)
+    cronjob["spec"]["suspend"] = True  # the pause's first write; its state row comes next
+    ctx.kube.calls.clear()
+    drift.cronjob_changed(ctx, cronjob, deleted=False)
+    assert [e[1] for e in ctx.kube.events].count("ChildRestored") == 0
+    assert "create_or_patch_cronjob" not in ctx.kube.names()
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, HOURLY, generation=1)
+    drift.cronjob_changed(ctx, cronjob, deleted=False)  # the same generation: drift, restored
+    assert ctx.kube.cronjobs[key]["spec"]["suspend"] is False
+    assert [e[1] for e in ctx.kube.events].count("ChildRestored") == 1
+
+
 def test_a_pending_one_time_job_deleted_by_hand_comes_back_but_never_after_its_fire(ctx):
     uid = str(uuid.uuid4())
     ctx.kube.schedules[("acme", "nightly")] = body_of(uid, ONCE)

@@ -25,6 +25,18 @@ def _ref(row: dict) -> dict:
 
 
 def _restore(ctx: Context, row: dict, why: str) -> None:
+    body = ctx.kube.get_schedule(row["namespace"], row["name"])
+    if body is not None and body["metadata"].get("generation", 0) > row["generation"]:
+        # A newer generation is being registered (its child first, its state row next): its
+        # own reconcile finishes it, and kopf retries that reconcile until it does.
+        log.info(
+            "%s/%s: %s while generation %s registers",
+            row["namespace"],
+            row["name"],
+            why,
+            body["metadata"]["generation"],
+        )
+        return
     log.info("restoring %s/%s: %s", row["namespace"], row["name"], why)
     ctx.kube.event(_ref(row), "Warning", "ChildRestored", f"{why}; restored")
     restore(ctx, row["namespace"], row["name"])
