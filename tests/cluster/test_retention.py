@@ -1,13 +1,17 @@
 """Retention: a fire's finished Job and its pod are deleted by Kubernetes' ttl-after-finished
 controller, and a one-time schedule whose Job went that way never fires again, across an
-operator restart and its periodic resyncs."""
+operator restart and its periodic resyncs; a completed one-time schedule that opted in is
+deleted after its own TTL."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
-from wfclock.db.store import engine_for, list_runs
+import pytest
+from kubernetes.client.rest import ApiException
+from wfclock.db.store import engine_for, get_schedule, list_fires, list_runs
 from wfclock_devstack.processes import wait_until
 
 TTL_SECONDS = 3
@@ -60,3 +64,43 @@ def test_a_one_time_job_deleted_after_its_ttl_is_never_made_again(
     assert [j.metadata.name for j in cluster.jobs()] == [pending]
     assert len(list_runs(engine)) == 1
     assert cluster.status("once")["phase"] == "Completed"
+
+
+def test_a_completed_one_time_schedule_that_opted_in_is_deleted_after_its_ttl(
+    start_operator, cluster, database_url, pod_runner
+):
+    start_operator()
+    created = cluster.apply(
+        "once-and-gone", {"type": "schedule", "runAt": soon(5)}, deleteAfterCompletionSeconds=2
+    )
+    cluster.apply("once-and-kept", {"type": "schedule", "runAt": soon(5)})
+    uid = created["metadata"]["uid"]
+    wait_until(
+        lambda: [s["metadata"]["name"] for s in cluster.list()] == ["once-and-kept"],
+        60,
+        "the opted-in schedule to be deleted",
+        interval=0.5,
+    )
+    engine = engine_for(database_url)
+    assert len(list_runs(engine)) == 2  # each fired once, before one of them went
+    row = get_schedule(engine, uuid.UUID(uid))
+    assert row["deleted_at"] is not None  # deleted the usual way: its state row marked
+    assert [f["outcome"] for f in list_fires(engine) if str(f["schedule_id"]) == uid] == [
+        "launched"
+    ]
+    reasons = [e.reason for e in cluster.core.list_namespaced_event(cluster.namespace).items]
+    assert "DeletedAfterCompletion" in reasons
+    assert cluster.status("once-and-kept")["phase"] == "Completed"
+
+
+def test_delete_after_completion_on_a_recurring_schedule_is_refused_by_the_api_server(
+    crds, cluster
+):
+    with pytest.raises(ApiException) as refused:
+        cluster.apply(
+            "hourly",
+            {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"},
+            deleteAfterCompletionSeconds=60,
+        )
+    assert refused.value.status == 422
+    assert "deleteAfterCompletionSeconds is only for one-time schedules" in refused.value.body

@@ -35,10 +35,10 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "wfclock.namespacedRules" -}}
-# The schedules it reconciles.
+# The schedules it reconciles (delete: a completed one-time schedule that opted in to it).
 - apiGroups: [wfclock.dev]
   resources: [workflowschedules]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, patch, update, delete]
 - apiGroups: [wfclock.dev]
   resources: [workflowschedules/status]
   verbs: [get, patch, update]
