@@ -5,7 +5,7 @@ CronJob and a one-time Job, beside the chart's launcher NetworkPolicy for their 
 
 Every finding is fixed, or suppressed in the manifest with its reason (`checkov.io/skipN`
 annotations); `python -m wfclock_devstack.policyscan` prints each suppression with its reason
-and exits 1 when anything fails. See docs/policy-scan.md.
+and exits 1 when anything fails. See docs/day-two.md.
 """
 
 from __future__ import annotations

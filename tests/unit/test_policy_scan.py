@@ -8,7 +8,7 @@ import pytest
 from wfclock.core.builders import SCAN_EXCEPTIONS
 from wfclock_devstack import policyscan
 
-# Each suppression, with why it is wrong for wfclock (docs/policy-scan.md).
+# Each suppression, with why it is wrong for wfclock (docs/day-two.md).
 DOCUMENTED = {"CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_38", "CKV_K8S_43", "CKV2_K8S_6"}
 
 

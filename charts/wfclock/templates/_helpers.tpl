@@ -84,7 +84,7 @@ capabilities: {drop: [ALL]}
 {{- end -}}
 
 {{- /* Findings of the policy scan (checkov, `make lint`) that are wrong for the operator, each
-suppressed with its reason (docs/policy-scan.md). */ -}}
+suppressed with its reason (docs/day-two.md). */ -}}
 {{- define "wfclock.scanExceptions" -}}
 checkov.io/skip1: CKV_K8S_38=the operator talks to the API server with its service account token
 checkov.io/skip2: CKV_K8S_43=the image is a value (image.repository and image.tag); a digest there is used as given

@@ -67,7 +67,7 @@ def _labels(schedule: Schedule, registration: str) -> dict:
 
 
 # Findings of the policy scan (checkov, `make lint`) that are wrong for a fire's Job, each
-# suppressed where a scanner of the cluster sees it too, with its reason (docs/policy-scan.md).
+# suppressed where a scanner of the cluster sees it too, with its reason (docs/day-two.md).
 SCAN_EXCEPTIONS = {
     "checkov.io/skip1": "CKV_K8S_43=the launcher image is the operator's setting; a digest "
     "there is used as given",
