@@ -5,13 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml devstack/pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: faults help venv postgres control-plane browser deps test test-unit lint up down demo bench clean kind-e2e image
+.PHONY: faults help venv postgres control-plane browser checkov deps test test-unit lint up down demo bench clean kind-e2e image
 
 help:
 	@echo "make demo   - start the local stack (control plane, Postgres, operator) and watch schedules fire"
 	@echo "make test   - install what the tests need (idempotent, cached) and run them all"
 	@echo "make up / make down - start / stop the local stack in the background"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff, shellcheck, helm lint, the policy scan (checkov)"
 	@echo "make bench  - benchmarks (print figures)"
 	@echo "make faults - fault scenarios with an independent accounting of every fire"
 	@echo "make image  - build the image with podman (cached); prints its archive for containerd"
@@ -43,7 +43,11 @@ node:
 browser:
 	@scripts/ensure-browser.sh
 
-deps: venv postgres control-plane node browser
+# The policy scanner of `make lint` and its test: checkov from PyPI, in a venv of its own (cached).
+checkov:
+	@scripts/build-checkov.sh >/dev/null
+
+deps: venv postgres control-plane node browser checkov
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -51,11 +55,12 @@ test: deps
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" tests/unit $(PYTEST_ARGS)
 
-lint: venv control-plane
+lint: venv control-plane checkov
 	$(VENV)/bin/ruff check operator launcher_job devstack tests bench
 	$(VENV)/bin/ruff format --check operator launcher_job devstack tests bench
 	$(VENV)/bin/shellcheck -x scripts/*.sh .ci/run
 	$(shell scripts/build-control-plane.sh helm 2>/dev/null)/helm lint --strict charts/wfclock
+	$(PY) -m wfclock_devstack.policyscan
 
 up: deps
 	$(PY) -m wfclock_devstack.localstack up
@@ -68,7 +73,7 @@ demo: up
 
 # Fault scenarios and the full soak: each prints its accounting line (docs/reliability.md).
 faults: deps
-	$(PY) -m pytest -m faults -s tests/cluster/test_faults.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m faults -s tests/cluster/test_faults.py tests/cluster/test_chart_upgrade.py $(PYTEST_ARGS)
 
 bench: deps
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

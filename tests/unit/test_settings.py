@@ -22,3 +22,36 @@ def test_ledger_retention_shorter_than_the_longest_delivery_window_is_refused(da
     assert (
         "WFCLOCK_LEDGER_RETENTION_DAYS" in message and "0 (never prune) or at least 14" in message
     )
+
+
+RENAMED = [
+    ("DATABASE_SECRET_NAME", "database_credentials_name"),
+    ("DATABASE_SECRET_KEY", "database_credentials_key"),
+    ("DATABASE_SECRET_SOURCE", "database_credentials_source"),
+]
+
+
+@pytest.mark.parametrize("old, field", RENAMED)
+def test_a_setting_renamed_off_secret_is_still_read_under_its_old_name_with_a_warning(
+    old, field, monkeypatch, caplog
+):
+    monkeypatch.setenv(f"WFCLOCK_{old}", "acme/db")
+    settings = Settings()
+    assert getattr(settings, field) == "acme/db"
+    assert f"WFCLOCK_{old} is deprecated, use WFCLOCK_{field.upper()}" in caplog.text
+    assert "SECRET" not in str(settings.model_dump().keys()).upper()  # nor in the startup log
+
+
+@pytest.mark.parametrize("old, field", RENAMED)
+def test_the_new_name_wins_over_the_old_one(old, field, monkeypatch, caplog):
+    monkeypatch.setenv(f"WFCLOCK_{old}", "old")
+    monkeypatch.setenv(f"WFCLOCK_{field.upper()}", "new")
+    assert getattr(Settings(), field) == "new"
+    assert f"WFCLOCK_{old} is ignored" in caplog.text
+
+
+def test_finished_job_ttl_defaults_to_a_day_and_refuses_a_negative_one():
+    assert Settings().launcher_ttl_seconds_after_finished == 86400
+    with pytest.raises(ValidationError) as refused:
+        Settings(launcher_ttl_seconds_after_finished=-1)
+    assert "launcher_ttl_seconds_after_finished" in str(refused.value)

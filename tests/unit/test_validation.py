@@ -155,3 +155,22 @@ def test_minimum_interval_is_configurable():
 
 def test_due_one_time_schedule_is_not_invalid_when_run_at_check_is_off():
     validate_spec(one_time("2020-01-01T00:00:00Z"), RULES, check_run_at=False)
+
+
+def test_delete_after_completion_is_accepted_for_one_time_schedules_only():
+    spec = validate_spec(
+        {**one_time("2026-12-01T09:00:00Z"), "deleteAfterCompletionSeconds": 0}, RULES
+    )
+    assert spec.deleteAfterCompletionSeconds == 0
+    assert (
+        validate_spec(one_time("2026-12-01T09:00:00Z"), RULES).deleteAfterCompletionSeconds is None
+    )
+    with pytest.raises(SpecError) as refused:
+        validate_spec({**recurring("0 * * * *"), "deleteAfterCompletionSeconds": 60}, RULES)
+    assert str(refused.value).startswith("spec.deleteAfterCompletionSeconds: is only for one-time")
+    for bad in (-1, 365 * 86400 + 1):
+        with pytest.raises(SpecError) as refused:
+            validate_spec(
+                {**one_time("2026-12-01T09:00:00Z"), "deleteAfterCompletionSeconds": bad}, RULES
+            )
+        assert "deleteAfterCompletionSeconds" in str(refused.value)

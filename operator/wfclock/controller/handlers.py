@@ -8,6 +8,7 @@ traceback, retried only after kopf's backoff.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -20,7 +21,15 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from prometheus_client import start_http_server
 
-from wfclock.controller import accounting, drift, housekeeping, metrics, onetime, reconciler
+from wfclock.controller import (
+    accounting,
+    drift,
+    housekeeping,
+    metrics,
+    onetime,
+    reconciler,
+    retention,
+)
 from wfclock.controller.context import Context
 from wfclock.controller.kube import Kube
 from wfclock.controller.periodic import Periodic
@@ -29,6 +38,7 @@ from wfclock.controller.tenants import TenantLogins
 from wfclock.core.fires import parse_instant
 from wfclock.core.model import API_GROUP, API_VERSION, PLURAL
 from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL
+from wfclock.core.retention import deletion_due
 from wfclock.core.status import error_condition
 from wfclock.db.store import engine_for
 from wfclock.settings import Settings
@@ -195,6 +205,28 @@ def delete(meta, memo: kopf.Memo, logger, **_) -> None:
     except TEMPORARY_ERRORS as exc:
         raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
     logger.info("schedule deleted: state row marked deleted, children removed")
+
+
+def _deleted_after_completion(spec, status, **_) -> bool:
+    return deletion_due(dict(spec), dict(status)) is not None
+
+
+@kopf.daemon(
+    *RESOURCE, when=_deleted_after_completion, cancellation_backoff=10, cancellation_timeout=5
+)
+async def delete_after_completion(meta, spec, status, stopped, memo: kopf.Memo, **_) -> None:
+    """A completed one-time schedule that opted in is deleted when its time comes (a coroutine
+    per such schedule, asleep until then; stopped at once by an edit that makes it not due)."""
+    ctx: Context = memo.ctx
+    wait = (deletion_due(dict(spec), dict(status)) - ctx.now()).total_seconds()
+    if wait > 0 and await stopped.wait(wait):
+        return
+    try:
+        await asyncio.to_thread(
+            retention.delete_if_due, ctx, meta["namespace"], meta["name"], meta["uid"]
+        )
+    except TEMPORARY_ERRORS as exc:
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
 
 
 def _finished(job_status: dict) -> bool:

@@ -254,6 +254,21 @@ class Kube:
             {"status": status},
         )
 
+    def delete_schedule(self, namespace: str, name: str, uid: str, resource_version: str) -> bool:
+        """Deletes this very WorkflowSchedule, as it was read (same uid, unchanged since): False
+        when it is gone, was replaced by another of the same name, or changed meanwhile."""
+        try:
+            self._write(
+                self.objects.delete_namespaced_custom_object,
+                *(API_GROUP, API_VERSION, namespace, PLURAL, name),
+                body={"preconditions": {"uid": uid, "resourceVersion": resource_version}},
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
     def get_schedule(self, namespace: str, name: str) -> dict | None:
         return self._ignore_404(
             self.objects.get_namespaced_custom_object,

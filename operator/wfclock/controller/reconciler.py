@@ -52,11 +52,11 @@ def keep_launcher_secret(ctx: Context, namespace: str, tenant: str, *, force=Fal
     settings = ctx.settings
     if ctx.tenants is not None:
         url = ctx.tenants.url_for(tenant)
-        data = {settings.database_secret_key: url}
-        ctx.kube.ensure_secret(namespace, settings.database_secret_name, data, force=force)
-    elif settings.database_secret_source:
+        data = {settings.database_credentials_key: url}
+        ctx.kube.ensure_secret(namespace, settings.database_credentials_name, data, force=force)
+    elif settings.database_credentials_source:
         ctx.kube.copy_secret(
-            settings.database_secret_source, namespace, settings.database_secret_name
+            settings.database_credentials_source, namespace, settings.database_credentials_name
         )
 
 

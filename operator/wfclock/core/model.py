@@ -107,6 +107,8 @@ class WorkflowScheduleSpec(_Model):
     successfulJobsHistoryLimit: int = Field(3, ge=0, le=100)
     failedJobsHistoryLimit: int = Field(3, ge=0, le=100)
     backoffLimit: int = Field(6, ge=0, le=20)
+    # One-time only: deleted this long after its fire launched (absent: kept; see docs/day-two.md).
+    deleteAfterCompletionSeconds: int | None = Field(None, ge=0, le=365 * 86400)
 
     @field_validator("payloadSchemaMode")
     @classmethod
@@ -181,6 +183,16 @@ def validate_spec(data: dict, rules: Rules, *, check_run_at: bool = True) -> Wor
                 reason="RunAtInPast",
             )
     else:
+        if spec.deleteAfterCompletionSeconds is not None:
+            raise SpecError(
+                [
+                    Problem(
+                        "spec.deleteAfterCompletionSeconds",
+                        "is only for one-time schedules (trigger.type: schedule); a recurring "
+                        "schedule never completes, so remove it",
+                    )
+                ]
+            )
         gap = minimum_gap(trigger.spec, trigger.timezone, rules.now)
         if gap < rules.minimum_interval:
             raise SpecError(

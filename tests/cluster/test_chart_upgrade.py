@@ -1,0 +1,205 @@
+"""`helm upgrade` from the previous chart (a packaged copy of the chart at main commit 5ce9421,
+`data/`) to the current one while schedules fire, then `helm rollback`: exactly one run per fire,
+by the independent accounting (`make faults`; about five minutes).
+
+The local control plane has no kubelet for the operator's pod, so each revision's pod is played
+as in test_chart.py: the operator runs as a local process with the chart's ServiceAccount token
+and exactly the environment the release's Deployment gives it (resolved from its values and
+Secret), after the Deployment's init container (`wfclock db upgrade`). The previous revision runs
+the operator code of that same commit (`git archive`), the current one this checkout's. The
+Deployment's `Recreate` strategy is played as it happens: the old operator stops before the new
+one starts, and one-time schedules come due in that gap.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from wfclock.db.store import engine_for, list_runs
+from wfclock_devstack.accounting import Change
+from wfclock_devstack.podrunner import PodRunner
+from wfclock_devstack.ports import free_port
+
+from .conftest import Cluster
+from .test_chart import CHART, RELEASE_NS, _token_client, helm, install_release
+from .test_faults import settle_and_account
+
+pytestmark = pytest.mark.faults
+
+PREVIOUS_COMMIT = "5ce9421"
+PREVIOUS_CHART = Path(__file__).parent / "data" / f"wfclock-0.1.0-{PREVIOUS_COMMIT}.tgz"
+ROOT = Path(__file__).resolve().parents[2]
+VALUES = ["--set", "minimumIntervalMinutes=1", "--set", "watchNamespaces={acme}"]
+EVERY_MINUTE = [("utc", "UTC"), ("kolkata", "Asia/Kolkata")]
+
+
+@pytest.fixture(scope="module")
+def previous_code(tmp_path_factory) -> Path:
+    """The operator code of the previous chart's commit, for its revision's pod."""
+    folder = tmp_path_factory.mktemp("previous")
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", PREVIOUS_COMMIT, "operator"],
+        capture_output=True,
+        check=False,
+    )
+    assert archive.returncode == 0, (
+        f"the upgrade test needs commit {PREVIOUS_COMMIT} in this clone's history: "
+        f"{archive.stderr.decode()}"
+    )
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder / "operator"
+
+
+class OperatorPod:
+    """One revision's operator pod: its init container, then its container, as local processes
+    with the Deployment's environment; stopped with SIGTERM as the kubelet does."""
+
+    def __init__(self, admin, kubeconfig: Path, code: Path | None, logs: Path):
+        self.admin, self.kubeconfig, self.code, self.logs = admin, kubeconfig, code, logs
+        self.process: subprocess.Popen | None = None
+
+    def _env(self, container) -> dict[str, str]:
+        core = client.CoreV1Api(self.admin)
+        env = {"PATH": os.environ["PATH"], "KUBECONFIG": str(self.kubeconfig)}
+        for var in container.env:
+            if var.value_from is None:
+                env[var.name] = var.value or ""
+                continue
+            ref = var.value_from.secret_key_ref
+            data = core.read_namespaced_secret(ref.name, RELEASE_NS).data or {}
+            if ref.key in data:
+                env[var.name] = base64.b64decode(data[ref.key]).decode()
+            else:
+                assert ref.optional, f"{var.name}: key {ref.key} missing from Secret {ref.name}"
+        # A pod has its own ports; here they would collide with other tests'.
+        env["WFCLOCK_METRICS_PORT"] = "0"
+        env["WFCLOCK_HEALTH_PORT"] = str(free_port())
+        if self.code is not None:
+            env["PYTHONPATH"] = str(self.code)
+        return env
+
+    def start(self) -> OperatorPod:
+        pod = client.AppsV1Api(self.admin).read_namespaced_deployment("wfclock", RELEASE_NS)
+        spec = pod.spec.template.spec
+        bindir = Path(sys.executable).parent
+        for init in spec.init_containers or []:
+            assert init.command == ["wfclock", "db", "upgrade"], init.command
+            done = subprocess.run(
+                [str(bindir / "wfclock"), "db", "upgrade"],
+                env=self._env(init),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, f"init container {init.name}: {done.stderr}"
+        (container,) = spec.containers
+        assert container.command == ["python", "-m", "wfclock.controller"], container.command
+        self.logs.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "wfclock.controller"],
+            env=self._env(container),
+            stdout=self.logs.open("a"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def _until_second(second: int) -> None:
+    """Sleeps until the next time the clock shows `second` past a minute."""
+    now = datetime.now(UTC)
+    time.sleep((second - now.second - now.microsecond / 1e6) % 60)
+
+
+def test_helm_upgrade_and_rollback_while_schedules_fire_start_one_run_per_fire(
+    plane, postgres, previous_code, tmp_path
+):
+    assert tarfile.is_tarfile(PREVIOUS_CHART)
+    url = postgres.create_database("chart_upgrade")
+    admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
+    install_release(plane, admin, url, {"acme": "acme"}, *VALUES, chart=str(PREVIOUS_CHART))
+    kubeconfig = _token_client(plane, admin)
+    runner = PodRunner(admin).start()
+    pod = OperatorPod(admin, kubeconfig, previous_code, tmp_path / "logs" / "1.log").start()
+    histories: dict[uuid.UUID, list[Change]] = {}
+    try:
+        cluster = Cluster(admin, "acme")
+
+        def apply(name, trigger):
+            body = cluster.apply(name, trigger)
+            histories[uuid.UUID(body["metadata"]["uid"])] = [
+                Change(datetime.now(UTC), body["spec"])
+            ]
+            cluster.wait_status(name, lambda s: s.get("phase") == "Scheduled", timeout=60)
+
+        # Recurring fires every minute throughout; one-time fires due in each gap of the
+        # rollout (upgrade at :10, rollback at :10 a minute later).
+        _until_second(40)
+        start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        upgrade_at = start + timedelta(minutes=1, seconds=10)
+        rollback_at = upgrade_at + timedelta(minutes=1)
+        for name, zone in EVERY_MINUTE:
+            apply(name, {"type": "recurring", "cron": "* * * * *", "timezone": zone})
+        for name, due in (("in-upgrade", upgrade_at), ("in-rollback", rollback_at)):
+            run_at = due + timedelta(seconds=8)
+            apply(name, {"type": "schedule", "runAt": run_at.isoformat()})
+
+        # The upgrade: the chart's objects change, then the Deployment's Recreate rollout.
+        time.sleep(max(0, (upgrade_at - datetime.now(UTC)).total_seconds()))
+        helm(plane, "upgrade", "wfclock", str(CHART), "-n", RELEASE_NS, *VALUES, "--wait=false")
+        pod.stop()
+        time.sleep(15)  # the new pod is scheduled, pulls, starts: the one-time fire is due
+        pod = OperatorPod(admin, kubeconfig, None, tmp_path / "logs" / "2.log").start()
+        env = {e.name: e.value for e in _container(admin).env}
+        assert "WFCLOCK_DATABASE_CREDENTIALS_NAME" in env  # the current chart's Deployment
+
+        # The rollback to the previous revision, the same way.
+        time.sleep(max(0, (rollback_at - datetime.now(UTC)).total_seconds()))
+        helm(plane, "rollback", "wfclock", "1", "-n", RELEASE_NS, "--wait=false")
+        pod.stop()
+        time.sleep(15)
+        pod = OperatorPod(admin, kubeconfig, previous_code, tmp_path / "logs" / "3.log").start()
+        env = {e.name: e.value for e in _container(admin).env}
+        assert "WFCLOCK_DATABASE_SECRET_NAME" in env  # the previous chart's Deployment
+
+        _until_second(30)  # one more minute's fires under the rolled-back operator
+        end = datetime.now(UTC)
+        report = settle_and_account(url, histories, end, wait=20)
+        # Every owed fire launched (none skipped): at least the four minutes from the first fire
+        # to the last for each recurring schedule, and both one-time fires, each once.
+        assert report.launched == report.expected and not report.skipped, report.line()
+        assert report.expected >= 4 * len(EVERY_MINUTE) + 2, report.line()
+        one_time = [r for r in list_runs(engine_for(url)) if r["trigger_type"] == "schedule"]
+        assert len(one_time) == 2
+    finally:
+        pod.stop()
+        runner.stop()
+        history = helm(plane, "history", "wfclock", "-n", RELEASE_NS, check=False).stdout
+        sys.__stderr__.write(f"\n{history}\n")
+
+
+def _container(admin):
+    pod = client.AppsV1Api(admin).read_namespaced_deployment("wfclock", RELEASE_NS)
+    return pod.spec.template.spec.containers[0]
