@@ -91,8 +91,14 @@ def cmd_db(args) -> int:
 
     url = _database_url(args)
     if args.db_command == "upgrade":
-        migrate.upgrade(url, args.revision)
-        print(f"database upgraded to {args.revision}")
+        newer = migrate.upgrade(url, args.revision)
+        if newer:
+            print(
+                f"database at revision {', '.join(newer)}, newer than this wfclock "
+                f"(head {', '.join(migrate.heads(url))}): left as it is, as after a rollback"
+            )
+        else:
+            print(f"database upgraded to {args.revision}")
         return EX_OK
     if not args.revision:
         raise UsageError(

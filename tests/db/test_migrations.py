@@ -132,3 +132,16 @@ def test_0002_counts_the_fires_already_in_the_ledger(empty_url):
         ("launched", "recurring"): 20,
         ("skipped", "recurring"): 10,
     }
+
+
+def test_a_database_migrated_by_a_newer_release_is_left_as_it_is_by_upgrade_to_head(empty_url):
+    """A `helm rollback` runs the older release's migrate step on a database a newer release
+    already migrated: `head` leaves it (migrations only add), another target is refused."""
+    upgrade(empty_url)
+    with psycopg.connect(empty_url, autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    assert upgrade(empty_url) == ["9999"]
+    with pytest.raises(ValueError, match="revision 9999, newer than this wfclock knows"):
+        upgrade(empty_url, heads()[0])
+    with psycopg.connect(empty_url) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "9999"

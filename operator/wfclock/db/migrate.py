@@ -33,8 +33,37 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+def upgrade(url: str, revision: str = "head") -> list[str]:
+    """Upgrades to `revision`. A database already at a revision this wfclock does not know (a
+    newer release migrated it, and a `helm rollback` runs this release's migrate step) is left as
+    it is when the target is `head`: migrations only ever add what the release before them
+    still runs with (docs/day-two.md). Returns the unknown revisions found, if any."""
+    config = alembic_config(url)
+    newer = unknown_revisions(config)
+    if newer and revision == "head":
+        return newer
+    if newer:
+        raise ValueError(
+            f"the database is at revision {', '.join(newer)}, newer than this wfclock knows "
+            f"(its head is {', '.join(heads(url))}); upgrade to 'head' leaves it as it is"
+        )
+    command.upgrade(config, revision)
+    return []
+
+
+def _current(config: Config) -> tuple[str, ...]:
+    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_heads()
+    finally:
+        engine.dispose()
+
+
+def unknown_revisions(config: Config) -> list[str]:
+    """The database's revisions that this wfclock's migrations do not contain."""
+    known = {s.revision for s in ScriptDirectory.from_config(config).walk_revisions()}
+    return [r for r in _current(config) if r not in known]
 
 
 def downgrade(url: str, revision: str, *, allow_ledger_loss: bool = False) -> None:
@@ -57,12 +86,7 @@ def downgrade(url: str, revision: str, *, allow_ledger_loss: bool = False) -> No
 
 def revisions_undone(config: Config, revision: str) -> list[str]:
     """The revisions a downgrade to `revision` would undo, from the database's current one."""
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
-    try:
-        with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_heads()
-    finally:
-        engine.dispose()
+    current = _current(config)
     if not current:
         return []
     script = ScriptDirectory.from_config(config)
