@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     health_port: int = 8081
     # Ledger rows of fires older than this are pruned by the operator (0: never).
     ledger_retention_days: int = 90
+    # How many of the latest fires each schedule's status lists (status.recentFires).
+    recent_fires: int = Field(5, ge=0, le=20)
 
     @field_validator("ledger_retention_days")
     @classmethod

@@ -31,6 +31,14 @@ ACCEPTED = [
     ("half-hour zone", recurring("0 3 * * 0", "Australia/Lord_Howe")),
     ("one-time with offset", one_time("2026-12-01T09:00:00+01:00")),
     ("one-time in UTC", one_time("2026-11-25T12:00:01Z", timezone="Europe/Berlin")),
+    (
+        "paused with a reason",
+        {**recurring("0 9 * * *"), "paused": True, "pauseReason": "quarter-end freeze"},
+    ),
+    *[
+        (f"overlap {policy}", {**recurring("0 9 * * *"), "overlapPolicy": policy})
+        for policy in ("Allow", "Skip", "BufferOne")
+    ],
 ]
 
 REFUSED = [
@@ -113,6 +121,30 @@ REFUSED = [
         {**recurring("0 9 * * *"), "workflowVersion": 0},
         "spec.workflowVersion",
         "greater than or equal to 1",
+    ),
+    (
+        "pause reason without pause",
+        {**recurring("0 9 * * *"), "pauseReason": "freeze"},
+        "spec.pauseReason",
+        "only for a paused schedule",
+    ),
+    (
+        "empty pause reason",
+        {**recurring("0 9 * * *"), "paused": True, "pauseReason": ""},
+        "spec.pauseReason",
+        "at least 1 character",
+    ),
+    (
+        "pause reason too long",
+        {**recurring("0 9 * * *"), "paused": True, "pauseReason": "x" * 257},
+        "spec.pauseReason",
+        "at most 256 characters",
+    ),
+    (
+        "unknown overlap policy",
+        {**recurring("0 9 * * *"), "overlapPolicy": "Replace"},
+        "spec.overlapPolicy",
+        "'Allow', 'Skip' or 'BufferOne'",
     ),
     (
         "missing tenant",

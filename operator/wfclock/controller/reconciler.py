@@ -62,7 +62,9 @@ def keep_launcher_secret(ctx: Context, namespace: str, tenant: str, *, force=Fal
 
 def _status(ctx: Context, schedule: Schedule, row: dict, generation: int, previous: list) -> dict:
     cron = schedule.spec.trigger.spec if schedule.recurring else None
-    return status_for(row, cron, generation, previous, ctx.now())
+    shown = ctx.settings.recent_fires
+    history = store.fire_history(ctx.engine, row["schedule_id"], shown)
+    return status_for(row, cron, generation, previous, ctx.now(), history, shown)
 
 
 def _invalid(ctx: Context, meta: dict, status: dict, previous, error: SpecError) -> dict:
