@@ -14,8 +14,9 @@ import psycopg
 import pytest
 from wfclock.controller import reconciler
 from wfclock.controller.context import Context
+from wfclock.core.runcontrol import traceparent_for, valid_traceparent
 from wfclock.db import store
-from wfclock.launcher import ClockFire, Registration, launch
+from wfclock.launcher import ClockFire, InvalidStart, Registration, RunNow, launch
 from wfclock.settings import Settings
 
 from ..conftest import make_state
@@ -274,3 +275,165 @@ def test_fire_history_reads_recent_fires_last_success_and_last_skip_from_the_led
     assert history.last_skipped["reason"] == skipped.reason
     finish(conn, third.run_id, "failed")
     assert store.fire_history(engine, state.schedule_id, 2).last_success == AT + timedelta(hours=2)
+
+
+# --- run now --------------------------------------------------------------------------------------
+
+
+def run_now(conn, state, request_id="r1", **kw):
+    return launch(conn, RunNow(state.schedule_id, request_id, "kubectl-annotate", **kw), now=NOW)
+
+
+def test_run_now_starts_one_manual_run_with_provenance_and_the_clock_payload(conn, add_schedule):
+    state = add_schedule(make_state())
+    result = run_now(conn, state, "2026-11-25.deploy-42")
+    assert result.outcome == "launched"
+    assert result.key == f"workflow-schedule-run-now:{state.schedule_id}:2026-11-25.deploy-42"
+    trigger_type, payload, metadata = conn.execute(
+        "SELECT trigger_type, payload, trigger_metadata FROM workflow_runs WHERE run_id = %s",
+        (result.run_id,),
+    ).fetchone()
+    assert trigger_type == "manual"
+    assert metadata["scheduleId"] == str(state.schedule_id)
+    assert metadata["requestId"] == "2026-11-25.deploy-42"
+    assert metadata["requestedBy"] == "kubectl-annotate"
+    assert payload["triggerType"] == "recurring" and payload["scheduledFor"] == payload["firedAt"]
+    kind, outcome = conn.execute(
+        "SELECT kind, outcome FROM workflow_schedule_fires WHERE fire_key = %s", (result.key,)
+    ).fetchone()
+    assert (kind, outcome) == ("manual", "launched")
+
+
+def test_the_same_run_now_id_again_starts_nothing_more(conn, add_schedule):
+    state = add_schedule(make_state())
+    first = run_now(conn, state)
+    again = run_now(conn, state)
+    assert (again.outcome, again.run_id) == ("duplicate", first.run_id)
+    assert len(runs_of(conn, first.key)) == 1
+    assert run_now(conn, state, "r2").outcome == "launched"
+
+
+def test_two_replicas_answering_one_run_now_request_at_once_start_one_run(
+    database_url, add_schedule
+):
+    state = add_schedule(make_state())
+
+    def ask():
+        with psycopg.connect(database_url) as conn:
+            return run_now(conn, state).outcome
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = sorted(pool.map(lambda _: ask(), range(6)))
+    assert outcomes == ["duplicate"] * 5 + ["launched"]
+
+
+def test_a_paused_schedule_refuses_run_now_and_the_id_stays_spent_after_resume(
+    conn, add_schedule, engine
+):
+    state = add_schedule(make_state(status="paused", pause_reason="freeze"))
+    refused = run_now(conn, state)
+    assert (refused.outcome, refused.reason, refused.run_id) == ("skipped", "paused: freeze", None)
+    store.update_schedule(engine, state.schedule_id, status="scheduled")
+    assert run_now(conn, state).outcome == "duplicate"
+    assert runs_of(conn, refused.key) == []
+
+
+def test_an_invalid_schedule_refuses_run_now_saying_why(conn, add_schedule, engine):
+    state = add_schedule(make_state())
+    store.disable_schedule(engine, state.schedule_id, "spec.trigger.cron: bad", published_at=NOW)
+    refused = run_now(conn, state)
+    assert (refused.outcome, refused.reason) == ("skipped", "invalid: spec.trigger.cron: bad")
+
+
+def test_a_run_now_request_id_that_cannot_be_a_key_is_refused_before_anything_is_written(
+    conn, add_schedule
+):
+    state = add_schedule(make_state())
+    with pytest.raises(InvalidStart, match="run-now request id"):
+        run_now(conn, state, "no spaces please")
+
+
+def test_run_now_ignores_the_overlap_policy_but_its_run_holds_the_policy_for_fires(
+    conn, add_schedule
+):
+    state = add_schedule(make_state(overlap_policy="Skip"))
+    first = fire(conn, state)
+    manual = run_now(conn, state)
+    assert manual.outcome == "launched"
+    finish(conn, first.run_id)
+    skipped = fire(conn, state, 1)
+    assert skipped.outcome == "skipped" and str(manual.run_id) in skipped.reason
+
+
+# --- traces --------------------------------------------------------------------------------------
+
+
+def test_every_run_carries_a_w3c_traceparent_shared_by_the_deliveries_of_its_fire(
+    conn, add_schedule
+):
+    state = add_schedule(make_state())
+    launched = fire(conn, state)
+    [(_, _, metadata)] = runs_of(conn, launched.key)
+    assert valid_traceparent(metadata["traceparent"])
+    assert metadata["traceparent"].split("-")[1] == traceparent_for(launched.key).split("-")[1]
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    manual = run_now(conn, state, trace_parent=parent)
+    [(_, _, metadata)] = runs_of(conn, manual.key)
+    trace_id, span_id = metadata["traceparent"].split("-")[1:3]
+    assert trace_id == "4bf92f3577b34da6a3ce929d0e0e4736" and span_id != "00f067aa0ba902b7"
+
+
+# --- the operator's answer to the annotation -------------------------------------------------------
+
+
+def annotated(ctx, uid, request_id, generation=1, status=None, **spec):
+    meta = {
+        "name": "nightly",
+        "namespace": "acme",
+        "uid": uid,
+        "generation": generation,
+        "creationTimestamp": "2026-11-25T11:59:00Z",
+        "annotations": {"wfclock.dev/run-now": request_id},
+        "managedFields": [
+            {
+                "manager": "kubectl-annotate",
+                "operation": "Update",
+                "time": "2026-11-25T11:59:30Z",
+                "fieldsV1": {"f:metadata": {"f:annotations": {"f:wfclock.dev/run-now": {}}}},
+            }
+        ],
+    }
+    body = {"tenant": "acme", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": HOURLY}
+    return reconciler.reconcile(ctx, meta, {**body, **spec}, status or {})
+
+
+def test_the_operator_answers_a_run_now_annotation_once_and_names_who_set_it(ctx):
+    uid = str(uuid.uuid4())
+    status = annotated(ctx, uid, "r1")
+    answer = status["runNow"]
+    assert answer["outcome"] == "launched" and answer["requestId"] == "r1"
+    assert answer["requestedBy"] == "kubectl-annotate (Update at 2026-11-25T11:59:30Z)"
+    assert status["recentFires"][0]["kind"] == "manual"
+    # The next reconcile (same id, its answer in the status) starts nothing and posts nothing.
+    again = annotated(ctx, uid, "r1", 2, status)
+    assert again["runNow"] == answer
+    # A replica that has not seen the answer yet: the ledger answers, no second run.
+    other = annotated(ctx, uid, "r1", 2)
+    assert other["runNow"]["outcome"] == "duplicate"
+    assert [e[1] for e in ctx.kube.events].count("RunNow") == 1
+
+
+def test_a_paused_schedule_refuses_the_annotation_with_a_warning_event(ctx):
+    uid = str(uuid.uuid4())
+    status = annotated(ctx, uid, "r1", paused=True, pauseReason="freeze")
+    assert status["runNow"]["outcome"] == "refused"
+    assert ctx.kube.events[-1][:2] == ("Warning", "RunNowRefused")
+    assert "paused: freeze" in ctx.kube.events[-1][2]
+
+
+def test_an_invalid_schedule_refuses_the_annotation_with_a_warning_event(ctx):
+    uid = str(uuid.uuid4())
+    status = annotated(ctx, uid, "r1", overlapPolicy="Sometimes")
+    assert status["phase"] == "Invalid" and status["runNow"]["outcome"] == "refused"
+    warning = ctx.kube.events[-1]
+    assert warning[1] == "RunNowRefused" and "spec.overlapPolicy" in warning[2]
