@@ -437,3 +437,19 @@ def test_an_invalid_schedule_refuses_the_annotation_with_a_warning_event(ctx):
     assert status["phase"] == "Invalid" and status["runNow"]["outcome"] == "refused"
     warning = ctx.kube.events[-1]
     assert warning[1] == "RunNowRefused" and "spec.overlapPolicy" in warning[2]
+
+
+def test_the_accounting_sweep_releases_a_buffered_fire_the_trigger_did_not(
+    conn, add_schedule, engine
+):
+    state = add_schedule(make_state(overlap_policy="BufferOne"))
+    first = fire(conn, state)
+    waiting = fire(conn, state, 1)
+    conn.execute("ALTER TABLE workflow_runs DISABLE TRIGGER release_buffered_fire")
+    finish(conn, first.run_id)
+    conn.execute("ALTER TABLE workflow_runs ENABLE TRIGGER release_buffered_fire")
+    conn.commit()
+    assert ledger(conn, waiting.key)[0] == "buffered"
+    assert store.release_buffered_fires(engine) == 1
+    assert ledger(conn, waiting.key)[0] == "launched"
+    assert store.release_buffered_fires(engine) == 0

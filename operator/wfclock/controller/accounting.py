@@ -103,7 +103,7 @@ def sweep(ctx: Context, now: datetime | None = None, on_change=None) -> int:
         ).scalar():
             return -1
         try:
-            changed = 0
+            changed = store.release_buffered_fires(ctx.engine)
             horizon = store.ledger_horizon(ctx.engine)
             for row in store.live_schedules(ctx.engine, ctx.settings.namespaces):
                 if row["status"] != "scheduled":

@@ -157,6 +157,9 @@ def report_finished_job(ctx: Context, job: dict, created: datetime) -> None:
         elif fire["outcome"] == "launched":
             message = f"Job {name} launched run {fire['run_id']}"
             ctx.kube.event(owner, "Normal", "Fired", message)
+        elif fire["outcome"] == "buffered":
+            message = f"Job {name}'s fire is buffered: {fire['reason']}"
+            ctx.kube.event(owner, "Normal", "FireBuffered", message)
         else:
             message = f"Job {name} started no run: {fire['reason']}"
             ctx.kube.event(owner, "Normal", "FireSkipped", message)

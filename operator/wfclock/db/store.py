@@ -301,6 +301,21 @@ def fire_history(engine: Engine, schedule_id: uuid.UUID, limit: int) -> FireHist
     return FireHistory(recent, success, dict(skipped) if skipped else None)
 
 
+def release_buffered_fires(engine: Engine) -> int:
+    """Launches (or skips, saying why) each buffered fire whose schedule has no unfinished run
+    left; the trigger on workflow_runs does this as runs finish, this is the sweep's backstop
+    (a schedule whose overlap policy changed meanwhile, a run finished by a replica restore).
+    Returns how many runs it started."""
+    with engine.begin() as conn:
+        started = conn.execute(
+            text(
+                "SELECT wfclock_release_buffered(b.schedule_id) FROM (SELECT DISTINCT schedule_id "
+                "FROM workflow_schedule_fires WHERE outcome = 'buffered') AS b"
+            )
+        )
+        return sum(1 for (run,) in started if run is not None)
+
+
 def latest_fire_for_job(engine: Engine, job_name: str) -> dict | None:
     """The ledger's latest record of a fire delivered by the Job `job_name`."""
     fires = workflow_schedule_fires
