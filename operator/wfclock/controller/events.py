@@ -17,7 +17,10 @@ def announce(ctx: Context, schedule: Schedule, previous, action: str, what: str)
     """Registered, Paused, Resumed or Rescheduled, from the previous state row and this change."""
     ref = ref_of(schedule)
     if previous is None:
-        ctx.kube.event(ref, "Normal", "Registered", f"registered {what}")
+        paused = schedule.spec.paused
+        reason = f": {schedule.spec.pauseReason}" if schedule.spec.pauseReason else ""
+        message = f"registered {what}" + (f", paused{reason}" if paused else "")
+        ctx.kube.event(ref, "Normal", "Registered", message)
     elif schedule.spec.paused and previous["status"] != "paused":
         reason = schedule.spec.pauseReason
         ctx.kube.event(
