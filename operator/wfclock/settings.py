@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     ledger_retention_days: int = 90
     # How many of the latest fires each schedule's status lists (status.recentFires).
     recent_fires: int = Field(5, ge=0, le=20)
+    # Per-schedule metric series (a namespace and schedule label each): seconds since the last
+    # launched fire and how late the next one is. Off by default: one series per schedule.
+    schedule_metrics: bool = False
 
     @field_validator("ledger_retention_days")
     @classmethod

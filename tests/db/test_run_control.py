@@ -453,3 +453,35 @@ def test_the_accounting_sweep_releases_a_buffered_fire_the_trigger_did_not(
     assert store.release_buffered_fires(engine) == 1
     assert ledger(conn, waiting.key)[0] == "launched"
     assert store.release_buffered_fires(engine) == 0
+
+
+# --- signals: metrics ----------------------------------------------------------------------------
+
+
+def samples(collector) -> dict[tuple, float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in collector.collect()
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_skipped_fires_by_reason_and_show_per_schedule_ages_only_when_asked(
+    conn, add_schedule, engine
+):
+    from wfclock.controller.metrics import LedgerCollector
+
+    state = add_schedule(make_state(overlap_policy="Skip", next_fire_at=NOW - timedelta(hours=1)))
+    fire(conn, state)
+    fire(conn, state, 1)  # overlap
+    fire(conn, state, 2)  # overlap
+    run_now(conn, add_schedule(make_state(status="paused")))  # a refusal, not a clock fire
+    shown = samples(LedgerCollector(engine))
+    assert shown[("wfclock_fires_skipped", (("reason", "overlap"),))] == 2
+    assert not any(name == "wfclock_fires_skipped" and labels != (("reason", "overlap"),)
+                   for name, labels in shown)  # fmt: skip
+    assert not any(name.startswith("wfclock_schedule_") for name, _ in shown)
+    per_schedule = samples(LedgerCollector(engine, per_schedule=True))
+    labels = (("namespace", "acme"), ("schedule", "nightly"))
+    assert per_schedule[("wfclock_schedule_seconds_since_last_fire", labels)] > 0
+    assert ("wfclock_schedule_next_fire_overdue_seconds", labels) in per_schedule

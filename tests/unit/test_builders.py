@@ -104,3 +104,15 @@ def test_a_one_time_job_tells_the_launcher_its_own_name():
     (container,) = job["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["WFCLOCK_JOB_NAME"] == job["metadata"]["name"]
+
+
+def test_a_schedules_traceparent_annotation_reaches_its_launcher_pods_as_traceparent():
+    import dataclasses
+
+    s = dataclasses.replace(
+        schedule({"type": "recurring", "cron": "0 9 * * *", "timezone": "UTC"}, NOW),
+        trace_parent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    pod = build_cronjob(s, SETTINGS)["spec"]["jobTemplate"]["spec"]["template"]
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["TRACEPARENT"] == s.trace_parent

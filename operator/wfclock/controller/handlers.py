@@ -149,7 +149,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     ]
     memo.finished_jobs = set()
     memo.pruner = housekeeping.LedgerPruner(ctx.engine, wf.ledger_retention_days).start()
-    metrics.register_ledger(ctx.engine)
+    metrics.register_ledger(ctx.engine, per_schedule=wf.schedule_metrics)
     if wf.metrics_port and not _metrics_started.is_set():
         start_http_server(wf.metrics_port)
         _metrics_started.set()

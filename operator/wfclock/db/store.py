@@ -17,6 +17,7 @@ from wfclock.db.tables import (
     workflow_schedule_fire_counts,
     workflow_schedule_fires,
     workflow_schedule_fires_horizon,
+    workflow_schedule_skip_counts,
     workflow_schedules,
 )
 from wfclock.db.urls import sqlalchemy_url
@@ -314,6 +315,35 @@ def release_buffered_fires(engine: Engine) -> int:
             )
         )
         return sum(1 for (run,) in started if run is not None)
+
+
+def skip_counts(engine: Engine) -> dict[str, int]:
+    """Skipped clock fires by reason (overlap, paused, missed, ...), for the metrics: read from
+    the counts a trigger keeps (migration 0005), never from the ledger."""
+    counts = workflow_schedule_skip_counts
+    query = select(counts.c.reason, func.sum(counts.c.fires)).group_by(counts.c.reason)
+    with engine.connect() as conn:
+        return {reason: int(n) for reason, n in conn.execute(query)}
+
+
+def schedule_fire_ages(engine: Engine, now: datetime) -> list[tuple[str, str, float | None, float]]:
+    """Per live scheduled schedule: (namespace, name, seconds since its last launched fire or
+    None, seconds its next fire is overdue, 0 when not due yet)."""
+    table = workflow_schedules
+    query = select(
+        table.c.namespace, table.c.name, table.c.last_fire_at, table.c.next_fire_at
+    ).where(table.c.deleted_at.is_(None), table.c.status == "scheduled")
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        (
+            namespace,
+            name,
+            (now - last).total_seconds() if last else None,
+            max(0.0, (now - upcoming).total_seconds()) if upcoming else 0.0,
+        )
+        for namespace, name, last, upcoming in rows
+    ]
 
 
 def latest_fire_for_job(engine: Engine, job_name: str) -> dict | None:

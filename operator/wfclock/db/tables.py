@@ -159,6 +159,16 @@ workflow_schedule_fire_counts = Table(
     Column("fires", BigInteger, nullable=False),
 )
 
+# Skipped clock fires per schedule and reason (its first word: overlap, paused, missed, ...),
+# kept by a trigger on the ledger (migration 0005), for the metrics.
+workflow_schedule_skip_counts = Table(
+    "workflow_schedule_skip_counts",
+    metadata,
+    Column("schedule_id", UUID(as_uuid=True), primary_key=True),
+    Column("reason", Text, primary_key=True),
+    Column("fires", BigInteger, nullable=False),
+)
+
 # One row once the ledger has been pruned: fires scheduled before `pruned_before` may be gone
 # from it, so a trigger refuses to claim any such key that is not still there (migration 0002).
 workflow_schedule_fires_horizon = Table(

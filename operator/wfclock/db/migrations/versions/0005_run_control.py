@@ -442,6 +442,21 @@ $fn$
 """
 
 
+# Skipped clock fires by schedule and reason (the reason's first word: overlap, paused, missed,
+# superseded, ...), kept as they are recorded, for the metrics (a scrape reads these, never the
+# ledger). Launched fires, the hot path, do not pass through it.
+COUNT_SKIP = r"""
+CREATE FUNCTION wfclock_count_skip() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO workflow_schedule_skip_counts AS c (schedule_id, reason, fires)
+    VALUES (NEW.schedule_id, coalesce(substring(NEW.reason FROM '^[a-z-]+'), 'unknown'), 1)
+    ON CONFLICT (schedule_id, reason) DO UPDATE SET fires = c.fires + 1;
+    RETURN NULL;
+END
+$fn$
+"""
+
+
 def _previous_fire() -> str:
     """0004's statement, read from its migration beside this one (Alembic loads migrations by
     path, not as modules of a package)."""
@@ -497,6 +512,27 @@ def upgrade() -> None:
         "FOR EACH ROW EXECUTE FUNCTION wfclock_run_ended()"
     )
     op.execute(RUN_NOW)
+    op.execute(
+        "CREATE TABLE workflow_schedule_skip_counts (schedule_id uuid NOT NULL, "
+        "reason text NOT NULL, fires bigint NOT NULL, "
+        "CONSTRAINT pk_workflow_schedule_skip_counts PRIMARY KEY (schedule_id, reason))"
+    )
+    op.execute(COUNT_SKIP)
+    op.execute(
+        "CREATE TRIGGER count_skips AFTER INSERT ON workflow_schedule_fires FOR EACH ROW "
+        "WHEN (NEW.outcome = 'skipped' AND NEW.kind = 'clock') "
+        "EXECUTE FUNCTION wfclock_count_skip()"
+    )
+    op.execute(
+        "CREATE TRIGGER count_skips_moved AFTER UPDATE OF outcome ON workflow_schedule_fires "
+        "FOR EACH ROW WHEN (NEW.outcome = 'skipped' AND OLD.outcome <> 'skipped' "
+        "AND NEW.kind = 'clock') EXECUTE FUNCTION wfclock_count_skip()"
+    )
+    op.execute(
+        "INSERT INTO workflow_schedule_skip_counts (schedule_id, reason, fires) "
+        "SELECT schedule_id, coalesce(substring(reason FROM '^[a-z-]+'), 'unknown'), count(*) "
+        "FROM workflow_schedule_fires WHERE outcome = 'skipped' GROUP BY 1, 2"
+    )
     for function in (
         f"{SIGNATURE}",
         "wfclock_release_buffered(uuid)",
@@ -507,6 +543,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER count_skips_moved ON workflow_schedule_fires")
+    op.execute("DROP TRIGGER count_skips ON workflow_schedule_fires")
+    op.execute("DROP FUNCTION wfclock_count_skip()")
+    op.execute("DROP TABLE workflow_schedule_skip_counts")
     op.execute("DROP FUNCTION wfclock_run_now(uuid, text, text, uuid, text)")
     op.execute("DROP TRIGGER release_buffered_fire ON workflow_runs")
     op.execute("DROP FUNCTION wfclock_run_ended()")
