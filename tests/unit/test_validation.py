@@ -187,3 +187,15 @@ def test_minimum_interval_is_configurable():
 
 def test_due_one_time_schedule_is_not_invalid_when_run_at_check_is_off():
     validate_spec(one_time("2020-01-01T00:00:00Z"), RULES, check_run_at=False)
+
+
+def test_the_run_control_example_is_valid():
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "run-control.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    specs = [validate_spec(doc["spec"], RULES) for doc in docs]
+    assert [s.overlapPolicy for s in specs] == ["BufferOne", "Skip"]
+    assert specs[1].pauseReason.startswith("quarter-end freeze")
