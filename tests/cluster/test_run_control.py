@@ -87,6 +87,8 @@ def test_a_paused_schedule_shows_its_reason_and_refuses_run_now_with_an_event(
     assert status["runNow"]["reason"] == "paused: quarter-end freeze"
     refusals = [m for r, m in events(cluster, "nightly") if r == "RunNowRefused"]
     assert refusals == ["run-now 'r1' refused: paused: quarter-end freeze"]
+    # A run-now request alone registers nothing again: no CronJob write, no Rescheduled Event.
+    assert "Rescheduled" not in [r for r, _ in events(cluster, "nightly")]
     # Resumed with the annotation still there: the id was spent by the refusal.
     cluster.apply("nightly", HOURLY)
     cluster.wait_status("nightly", lambda s: s.get("phase") == "Scheduled")

@@ -80,3 +80,24 @@ def test_the_launcher_job_takes_its_parent_from_traceparent():
     }
     assert fire_from_env(env).trace_parent == PARENT
     assert fire_from_env({**env, "TRACEPARENT": ""}).trace_parent is None
+
+
+def test_only_a_run_now_annotation_change_skips_the_registration():
+    from wfclock.controller.handlers import _changed_annotations
+
+    run_now_only = [("change", ("metadata", "annotations", "wfclock.dev/run-now"), "a", "b")]
+    assert _changed_annotations(run_now_only) == {"wfclock.dev/run-now"}
+    first = [("add", ("metadata", "annotations"), None, {"wfclock.dev/run-now": "a"})]
+    assert _changed_annotations(first) == {"wfclock.dev/run-now"}
+    with_spec = [*run_now_only, ("change", ("spec", "paused"), False, True)]
+    assert _changed_annotations(with_spec) is None
+    assert _changed_annotations(None) is None
+
+
+def test_metadata_appearing_with_only_a_run_now_annotation_counts_as_run_now_only():
+    from wfclock.controller.handlers import _changed_annotations
+
+    diff = [("add", ("metadata",), None, {"annotations": {"wfclock.dev/run-now": "r1"}})]
+    assert _changed_annotations(diff) == {"wfclock.dev/run-now"}
+    labels = [("add", ("metadata",), None, {"labels": {"a": "b"}})]
+    assert _changed_annotations(labels) is None

@@ -51,6 +51,26 @@ def reconcile(ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
     return new_status
 
 
+def answer_run_now(ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
+    """Only the run-now annotation changed: answer it and refresh the status from the state
+    row, registering nothing (a schedule never registered, deleted or invalid takes the whole
+    reconcile, which answers it too)."""
+    uid = uuid.UUID(meta["uid"])
+    row = store.get_schedule(ctx.engine, uid)
+    if row is None or row["deleted_at"] is not None or row["status"] == "disabled":
+        return reconcile(ctx, meta, spec, status)
+    try:
+        schedule = parse_schedule(ctx, meta, spec, row)
+    except SpecError:
+        return reconcile(ctx, meta, spec, status)
+    run_now = runnow.answer(ctx, meta, status, row)
+    generation = meta.get("generation", 1)
+    new_status = _status(ctx, schedule, row, generation, status.get("conditions") or [])
+    if run_now:
+        new_status["runNow"] = run_now
+    return new_status
+
+
 def keep_launcher_secret(ctx: Context, namespace: str, tenant: str, *, force=False) -> None:
     """The Secret the namespace's launcher pods read: the tenant's own login, or (tenant logins
     off) a copy of a configured Secret."""
