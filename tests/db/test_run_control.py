@@ -32,16 +32,18 @@ def ctx(engine, database_url):
     return Context(Settings(database_url=database_url), engine, FakeKube(engine), clock=lambda: NOW)
 
 
-def apply(ctx, uid, generation=1, trigger=HOURLY, **spec):
+def apply(ctx, uid, generation=1, trigger=HOURLY, status=None, metadata=None, **spec):
+    """A reconcile of schedule `uid` with `spec` (and extra `metadata`), as kopf hands it over."""
     meta = {
         "name": "nightly",
         "namespace": "acme",
         "uid": uid,
         "generation": generation,
         "creationTimestamp": "2026-11-25T11:59:00Z",
+        **(metadata or {}),
     }
     body = {"tenant": "acme", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": trigger}
-    return reconciler.reconcile(ctx, meta, {**body, **spec}, {})
+    return reconciler.reconcile(ctx, meta, {**body, **spec}, status or {})
 
 
 # --- pause with a reason ------------------------------------------------------------------------
@@ -387,24 +389,18 @@ def test_every_run_carries_a_w3c_traceparent_shared_by_the_deliveries_of_its_fir
 
 
 def annotated(ctx, uid, request_id, generation=1, status=None, **spec):
-    meta = {
-        "name": "nightly",
-        "namespace": "acme",
-        "uid": uid,
-        "generation": generation,
-        "creationTimestamp": "2026-11-25T11:59:00Z",
-        "annotations": {"wfclock.dev/run-now": request_id},
-        "managedFields": [
-            {
-                "manager": "kubectl-annotate",
-                "operation": "Update",
-                "time": "2026-11-25T11:59:30Z",
-                "fieldsV1": {"f:metadata": {"f:annotations": {"f:wfclock.dev/run-now": {}}}},
-            }
-        ],
+    """A reconcile of a schedule whose run-now annotation `kubectl annotate` set."""
+    written_by = {
+        "manager": "kubectl-annotate",
+        "operation": "Update",
+        "time": "2026-11-25T11:59:30Z",
+        "fieldsV1": {"f:metadata": {"f:annotations": {"f:wfclock.dev/run-now": {}}}},
     }
-    body = {"tenant": "acme", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": HOURLY}
-    return reconciler.reconcile(ctx, meta, {**body, **spec}, status or {})
+    metadata = {
+        "annotations": {"wfclock.dev/run-now": request_id},
+        "managedFields": [written_by],
+    }
+    return apply(ctx, uid, generation, status=status, metadata=metadata, **spec)
 
 
 def test_the_operator_answers_a_run_now_annotation_once_and_names_who_set_it(ctx):
