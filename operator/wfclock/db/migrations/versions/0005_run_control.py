@@ -154,8 +154,9 @@ BEGIN
     ), overlap AS (
         -- Only a fire the schedule's state accepts meets its overlap policy.
         SELECT s.*, busy.run_id AS busy_run, busy.status AS busy_status,
-               EXISTS (SELECT 1 FROM workflow_schedule_fires b
-                       WHERE b.schedule_id = s.schedule_id AND b.outcome = 'buffered')
+               (s.overlap_policy = 'BufferOne'
+                AND EXISTS (SELECT 1 FROM workflow_schedule_fires b
+                            WHERE b.schedule_id = s.schedule_id AND b.outcome = 'buffered'))
                    AS buffer_taken
         FROM schedule s LEFT JOIN LATERAL (
             SELECT r.run_id, r.status FROM workflow_runs r
