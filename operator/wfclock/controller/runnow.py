@@ -20,22 +20,24 @@ from wfclock.core.runcontrol import RUN_NOW_ANNOTATION, TRACEPARENT_ANNOTATION, 
 from wfclock.launcher import RunNow, launch
 
 log = logging.getLogger("wfclock.runnow")
+EPOCH = "1970-01-01T00:00:00Z"
 
 
 def requested_by(meta: dict) -> str:
     """Who set the annotation, from `managedFields`: the field manager of the latest write of
     `metadata.annotations["wfclock.dev/run-now"]`, with its operation and time."""
     field = f"f:{RUN_NOW_ANNOTATION}"
-    writers = [
-        entry
-        for entry in meta.get("managedFields") or []
-        if field
-        in (((entry.get("fieldsV1") or {}).get("f:metadata") or {}).get("f:annotations") or {})
-    ]
+
+    def annotations_of(entry: dict) -> dict:
+        metadata = (entry.get("fieldsV1") or {}).get("f:metadata") or {}
+        return metadata.get("f:annotations") or {}
+
+    writers = [e for e in meta.get("managedFields") or [] if field in annotations_of(e)]
     if not writers:
         return "unknown"
-    latest = max(writers, key=lambda e: parse_instant(str(e.get("time") or "1970-01-01T00:00:00Z")))
-    return f"{latest.get('manager', 'unknown')} ({latest.get('operation', '?')} at {latest.get('time', '?')})"
+    latest = max(writers, key=lambda e: parse_instant(str(e.get("time") or EPOCH)))
+    manager, operation = latest.get("manager", "unknown"), latest.get("operation", "?")
+    return f"{manager} ({operation} at {latest.get('time', '?')})"
 
 
 def answer(ctx: Context, meta: dict, status: dict, row: dict | None) -> dict | None:
