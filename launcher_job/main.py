@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -53,6 +54,12 @@ class InputError(ValueError):
 
 
 def fire_from_env(env: dict[str, str]) -> ClockFire:
+    """The fire the Job delivers; `TRACEPARENT` (the W3C trace context, as set on the schedule's
+    `wfclock.dev/traceparent` annotation) makes its run's trace a child of that one."""
+    return dataclasses.replace(_fire_from_env(env), trace_parent=env.get("TRACEPARENT") or None)
+
+
+def _fire_from_env(env: dict[str, str]) -> ClockFire:
     # What the Job was registered for: a one-time Job has no cron; a CronJob's Job carries its
     # cron and zone (when it does not, the launcher reads them from the schedule).
     cron, zone_name = env.get("WFCLOCK_CRON"), env.get("WFCLOCK_TIMEZONE")

@@ -3,8 +3,11 @@
 Given what was applied to each schedule and when (its history), it computes every fire that
 should have happened, with croniter (not wfclock's own fire-time maths), and compares them with
 the ledger (`workflow_schedule_fires`) and the runs (`workflow_runs`): each expected fire is
-exactly one ledger record, launched with exactly one run or skipped with its reason; no run
-belongs to a fire that was not expected. Fires within `margin` before a change (an edit, a pause,
+exactly one ledger record, launched with exactly one run, skipped with its reason (`overlap`
+among them), or buffered (waiting for the schedule's running run: owed a run later, by the same
+key, and not lost); no run belongs to a fire that was not expected. Run-now requests (ledger kind
+`manual`, runs of trigger type `manual`) are no fires of the trigger: never expected, never
+unexpected. Fires within `margin` before a change (an edit, a pause,
 a delete) may go either way (the change may reach the launcher first) and are only checked for
 duplicates. croniter's daylight-saving rules differ from the CronJob controller's, so histories
 use zones whose offset does not change during the run (the parity tests cover DST).
@@ -77,6 +80,7 @@ def expected_fires(
 class Report:
     expected: int = 0
     launched: int = 0
+    buffered: int = 0
     skipped: Counter = field(default_factory=Counter)
     lost: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
@@ -89,7 +93,9 @@ class Report:
     def line(self) -> str:
         by_reason = ", ".join(f"{reason} {n}" for reason, n in sorted(self.skipped.items()))
         return (
-            f"expected {self.expected}, launched {self.launched}, skipped "
+            f"expected {self.expected}, launched {self.launched}, "
+            + (f"buffered {self.buffered}, " if self.buffered else "")
+            + "skipped "
             f"{sum(self.skipped.values())}"
             + (f" ({by_reason})" if by_reason else "")
             + f", lost {len(self.lost)}, duplicated {len(self.duplicated)}, "
@@ -116,14 +122,15 @@ def account(
                 at: (outcome, reason)
                 for at, outcome, reason in conn.execute(
                     "SELECT scheduled_for, outcome, reason FROM workflow_schedule_fires "
-                    "WHERE schedule_id = %s AND scheduled_for <= %s",
+                    "WHERE schedule_id = %s AND scheduled_for <= %s AND kind = 'clock'",
                     (schedule_id, until),
                 )
             }
             runs = Counter(
                 datetime.fromisoformat(at.replace("Z", "+00:00"))
                 for (at,) in conn.execute(
-                    "SELECT payload->>'scheduledFor' FROM workflow_runs WHERE schedule_id = %s",
+                    "SELECT payload->>'scheduledFor' FROM workflow_runs "
+                    "WHERE schedule_id = %s AND trigger_type <> 'manual'",
                     (schedule_id,),
                 )
             )
@@ -140,6 +147,10 @@ def account(
                     report.launched += 1
                     if runs[fire] == 0:
                         report.lost.append(f"{name} (launched, but no run)")
+                elif ledger[fire][0] == "buffered":
+                    report.buffered += 1
+                    if runs[fire]:
+                        report.duplicated.append(f"{name} (buffered, yet it has a run)")
                 else:
                     report.skipped[_reason_kind(ledger[fire][1])] += 1
             for fire, count in runs.items():

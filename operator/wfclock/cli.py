@@ -365,6 +365,63 @@ def cmd_console(args) -> int:
     return console_main()
 
 
+def cmd_run_now(args) -> int:
+    """Sets the schedule's `wfclock.dev/run-now` annotation (the operator starts the run) and,
+    with --wait, prints the operator's answer from `status.runNow`."""
+    import time
+
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    from wfclock.core.model import API_GROUP, API_VERSION, PLURAL
+    from wfclock.core.runcontrol import RUN_NOW_ANNOTATION, request_id_problem
+
+    request_id = args.id or f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    problem = request_id_problem(request_id)
+    if problem:
+        raise UsageError(f"--id: {problem}")
+    try:
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    except config.ConfigException:
+        config.load_incluster_config()
+    objects = client.CustomObjectsApi()
+    namespace = args.namespace or _current_namespace()
+    where = (API_GROUP, API_VERSION, namespace, PLURAL, args.schedule)
+    try:
+        objects.patch_namespaced_custom_object(
+            *where,
+            {"metadata": {"annotations": {RUN_NOW_ANNOTATION: request_id}}},
+            field_manager=f"wfclock-cli-{os.environ.get('USER') or 'unknown'}",
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            message = f"no WorkflowSchedule {args.schedule!r} in namespace {namespace!r}"
+            raise UsageError(message) from None
+        raise
+    print(f"{namespace}/{args.schedule}: run-now {request_id} requested")
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        answer = (objects.get_namespaced_custom_object(*where).get("status") or {}).get("runNow")
+        if answer and answer.get("requestId") == request_id:
+            print(json.dumps(answer))
+            return EX_OK if answer.get("outcome") in ("launched", "duplicate") else 1
+        time.sleep(0.5)
+    if args.wait:
+        print(f"wfclock: no answer from the operator within {args.wait}s", file=sys.stderr)
+        return EX_TEMPFAIL
+    return EX_OK
+
+
+def _current_namespace() -> str:
+    from kubernetes import config
+
+    try:
+        _, context = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG"))
+        return context["context"].get("namespace") or "default"
+    except (config.ConfigException, KeyError, TypeError):
+        return "default"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wfclock", description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="default: $WFCLOCK_DATABASE_URL")
@@ -467,6 +524,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--request-id", help="manual starts: retrying with the same id starts one run only"
     )
     start.set_defaults(func=cmd_start)
+
+    run_now = sub.add_parser(
+        "run-now", help="start one run of a schedule now (sets its wfclock.dev/run-now annotation)"
+    )
+    run_now.add_argument("schedule", help="the WorkflowSchedule's name")
+    run_now.add_argument("-n", "--namespace", help="default: the kubeconfig context's")
+    run_now.add_argument(
+        "--id", help="request id (default: cli-<UTC time>-<random>); the same id runs once"
+    )
+    run_now.add_argument(
+        "--wait", type=float, default=30, help="seconds to wait for the answer (0: do not wait)"
+    )
+    run_now.set_defaults(func=cmd_run_now)
     return parser
 
 

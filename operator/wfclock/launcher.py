@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from wfclock.core.fires import PAYLOAD_SCHEMA_REF, fire_key_for, utc_iso
 from wfclock.core.firetime import CronError, is_fire_instant, next_fire_after, parse_cron
+from wfclock.core.runcontrol import request_id_problem, run_now_key, traceparent_for
 
 NOTIFY_CHANNEL = "wfclock_runs"
 
@@ -62,6 +63,8 @@ class ClockFire:
     source: str  # the Job name, "backfill", "catch-up" ...
     # None: unknown (backfill, catch-up); the launcher reads it from the schedule under a lock.
     registration: Registration | None = None
+    # A W3C traceparent the fire continues (the Job's TRACEPARENT); None: a trace of its own.
+    trace_parent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,21 @@ class ManualStart:
 
 
 @dataclass(frozen=True)
+class RunNow:
+    """A run-now request for a schedule (the `wfclock.dev/run-now` annotation): one manual run,
+    whatever the schedule's overlap policy, refused while the schedule is paused or invalid;
+    claimed in the ledger by the request id, so a request is answered once."""
+
+    schedule_id: uuid.UUID
+    request_id: str
+    requested_by: str = ""
+    trace_parent: str | None = None
+
+
+@dataclass(frozen=True)
 class LaunchResult:
-    outcome: str  # launched | duplicate | skipped
+    # launched | duplicate | skipped | buffered (waits for the schedule's running run)
+    outcome: str
     key: str
     run_id: uuid.UUID | None = None
     reason: str | None = None
@@ -103,7 +119,9 @@ class LaunchResult:
         )
 
 
-def launch(conn, request: ClockFire | EventStart | ManualStart, *, now: datetime) -> LaunchResult:
+def launch(
+    conn, request: ClockFire | EventStart | ManualStart | RunNow, *, now: datetime
+) -> LaunchResult:
     """Starts at most one run for `request`, atomically, on a psycopg connection.
 
     A clock fire whose registration is known is one statement (one round trip), which keeps the
@@ -112,6 +130,8 @@ def launch(conn, request: ClockFire | EventStart | ManualStart, *, now: datetime
     if isinstance(request, ClockFire) and request.registration and conn.autocommit:
         return _launch_clock_fire(conn, request, request.registration, now)
     with conn.transaction():
+        if isinstance(request, RunNow):
+            return _run_now(conn, request)
         if not isinstance(request, ClockFire):
             return _launch_start(conn, request)
         registration = request.registration
@@ -132,15 +152,17 @@ def launch(conn, request: ClockFire | EventStart | ManualStart, *, now: datetime
 
 _REGISTRATION = "SELECT cron, timezone FROM workflow_schedules WHERE schedule_id = %s FOR UPDATE"
 
-# One statement (the function `wfclock_fire`, created by migration 0004): lock the schedule row
-# and decide from its state (Postgres is authoritative at fire time), claim the fire key, and
-# only when this delivery claimed it: insert the run with its fixed payload, update the schedule
-# state and notify workers; a duplicate delivery is counted. A tenant's launcher login may run it
-# for its own tenant's schedules only, and has no other right on any table.
+# One statement (the function `wfclock_fire`, migrations 0004 and 0005): lock the schedule row
+# and decide from its state (Postgres is authoritative at fire time) and its overlap policy,
+# claim the fire key, and only when this delivery claimed it: insert the run with its fixed
+# payload (or leave the fire buffered), update the schedule state and notify workers; a
+# duplicate delivery is counted. A tenant's launcher login may run it for its own tenant's
+# schedules only, and has no other right on any table.
 _FIRE = """
 SELECT r_outcome, r_run_id, r_reason FROM wfclock_fire(
     %(schedule_id)s, %(at)s, %(key)s, %(at_iso)s, %(now_iso)s, %(cron)s, %(timezone)s,
-    %(is_fire)s, %(next_fire)s, %(run_id)s, %(source)s, %(schema_ref)s, %(channel)s)
+    %(is_fire)s, %(next_fire)s, %(run_id)s, %(source)s, %(schema_ref)s, %(channel)s,
+    %(traceparent)s)
 """
 
 
@@ -169,11 +191,42 @@ def _launch_clock_fire(
             "source": fire.source,
             "schema_ref": PAYLOAD_SCHEMA_REF,
             "channel": NOTIFY_CHANNEL,
+            "traceparent": traceparent_for(key, fire.trace_parent),
         },
     ).fetchone()
     if outcome == "unknown":
         raise UnknownSchedule(f"no schedule with id {fire.schedule_id} in workflow_schedules")
     return LaunchResult(outcome, key, result_run_id, reason)
+
+
+# The function `wfclock_run_now` (migration 0005): lock the schedule, refuse a paused, invalid
+# or deleted one (the refusal is recorded, so the id is spent), claim the request's key, insert
+# the manual run and notify workers.
+_RUN_NOW = """
+SELECT r_outcome, r_run_id, r_reason, r_key
+FROM wfclock_run_now(%(schedule_id)s, %(request_id)s, %(requested_by)s, %(run_id)s,
+                     %(traceparent)s)
+"""
+
+
+def _run_now(conn, request: RunNow) -> LaunchResult:
+    problem = request_id_problem(request.request_id)
+    if problem:
+        raise InvalidStart(problem)
+    key = run_now_key(request.schedule_id, request.request_id)
+    outcome, run_id, reason, key = conn.execute(
+        _RUN_NOW,
+        {
+            "schedule_id": request.schedule_id,
+            "request_id": request.request_id,
+            "requested_by": request.requested_by,
+            "run_id": uuid.uuid4(),
+            "traceparent": traceparent_for(key, request.trace_parent),
+        },
+    ).fetchone()
+    if outcome == "unknown":
+        raise UnknownSchedule(f"no schedule with id {request.schedule_id} in workflow_schedules")
+    return LaunchResult(outcome, key, run_id, reason)
 
 
 def _next_fire(registration: Registration, after: datetime) -> datetime | None:

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     health_port: int = 8081
     # Ledger rows of fires older than this are pruned by the operator (0: never).
     ledger_retention_days: int = 90
+    # How many of the latest fires each schedule's status lists (status.recentFires).
+    recent_fires: int = Field(5, ge=0, le=20)
+    # Per-schedule metric series (a namespace and schedule label each): seconds since the last
+    # launched fire and how late the next one is. Off by default: one series per schedule.
+    schedule_metrics: bool = False
 
     @field_validator("ledger_retention_days")
     @classmethod

@@ -13,7 +13,7 @@ from wfclock.controller.releases import Release
 from wfclock.core.fires import fire_key_for
 from wfclock.core.status import status_for
 from wfclock.db import store
-from wfclock.launcher import ClockFire, Registration, launch
+from wfclock.launcher import ClockFire, Registration, RunNow, launch
 from wfclock.settings import Settings
 
 from ..conftest import make_state, one_time_state
@@ -240,3 +240,23 @@ def test_a_one_time_fire_older_than_the_pruned_horizon_is_still_recorded_as_miss
     (fire,) = store.list_fires(engine, state.schedule_id)
     assert (fire["scheduled_for"], fire["outcome"]) == (run_at, "skipped")
     assert store.get_schedule(engine, state.schedule_id)["status"] == "failed"
+
+
+def test_fires_the_sweep_records_without_a_run_get_one_event_per_reason(ctx, engine, add_schedule):
+    """catchUp over a running run with overlap Skip: the sweep's deliveries are skipped with
+    reason overlap, and one Event names how many, the first and the last."""
+    state = every_five_minutes(add_schedule, missed_fires="catchUp", overlap_policy="Skip")
+    with engine.raw_connection() as raw:  # a run of the schedule still going
+        launch(
+            raw.driver_connection,
+            RunNow(state.schedule_id, "still-running"),
+            now=NOW,
+        )
+        raw.commit()
+    accounting.sweep(ctx, now=NOW + timedelta(minutes=5))  # owes 10:00, 10:05 (and 10:10)
+    fires = {at: f for at, f in ledger(engine, state.schedule_id).items() if f["kind"] == "clock"}
+    assert {f["outcome"] for f in fires.values()} == {"skipped"} and len(fires) > 1
+    [(kind, reason, message)] = ctx.kube.events
+    assert (kind, reason) == ("Normal", "FireSkipped")
+    assert message.startswith(f"{len(fires)} fires of 2026-11-25T10:00:00Z ... ")
+    assert "skipped: overlap: run " in message and "is still queued" in message

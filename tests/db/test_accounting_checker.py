@@ -59,3 +59,35 @@ def test_the_accounting_reports_lost_duplicated_and_unexpected_fires(conn, datab
     conn.commit()
     report = account(database_url, history, until)
     assert (len(report.lost), len(report.unexpected), report.ok) == (0, 1, False)
+
+
+def test_overlap_skips_and_buffered_fires_are_accounted_and_run_now_runs_are_never_unexpected(
+    conn, database_url
+):
+    sid = uuid.uuid4()
+    history = {sid: [Change(T0, EVERY_MINUTE)]}
+    minute = T0.replace(second=0)
+    insert_fire(conn, sid, minute + timedelta(minutes=1))
+    insert_fire(conn, sid, minute + timedelta(minutes=2), "skipped", "overlap: run x is running")
+    insert_fire(conn, sid, minute + timedelta(minutes=3), "buffered", "overlap: waits for run x")
+    # A run-now request between two fires: its ledger row and its manual run.
+    manual_at = minute + timedelta(minutes=1, seconds=30)
+    conn.execute(
+        "INSERT INTO workflow_runs (run_id, tenant, workflow_id, workflow_version, payload, "
+        "trigger_type, trigger_fire_key, schedule_id) VALUES (%s, 'acme', %s, 1, %s, 'manual', "
+        "'manual-key', %s)",
+        (uuid.uuid4(), uuid.uuid4(), json.dumps({"scheduledFor": f"{manual_at:%Y-%m-%dT%H:%M:%SZ}"}),
+         sid),
+    )  # fmt: skip
+    conn.execute(
+        "INSERT INTO workflow_schedule_fires (fire_key, schedule_id, scheduled_for, outcome, kind) "
+        "VALUES ('manual-key', %s, %s, 'launched', 'manual')",
+        (sid, manual_at),
+    )
+    conn.commit()
+    report = account(database_url, history, T0 + timedelta(minutes=3))
+    assert report.line() == (
+        "expected 3, launched 1, buffered 1, skipped 1 (overlap 1), lost 0, duplicated 0, "
+        "unexpected 0"
+    )
+    assert report.ok

@@ -120,3 +120,15 @@ def test_launcher_pods_have_a_cpu_limit():
     s = schedule({"type": "schedule", "runAt": "2026-12-01T09:00:00+01:00"}, NOW)
     (container,) = build_one_time_job(s, SETTINGS)["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"] == {"cpu": "1", "memory": "128Mi"}
+
+
+def test_a_schedules_traceparent_annotation_reaches_its_launcher_pods_as_traceparent():
+    import dataclasses
+
+    s = dataclasses.replace(
+        schedule({"type": "recurring", "cron": "0 9 * * *", "timezone": "UTC"}, NOW),
+        trace_parent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    pod = build_cronjob(s, SETTINGS)["spec"]["jobTemplate"]["spec"]["template"]
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["TRACEPARENT"] == s.trace_parent

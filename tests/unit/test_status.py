@@ -60,3 +60,120 @@ def test_invalid_status_registers_nothing_and_names_the_reason():
     assert status["phase"] == "Invalid" and status["nextFireAt"] is None
     assert status["conditions"][0]["reason"] == "TooFrequent"
     assert status["conditions"][0]["observedGeneration"] == 4
+
+
+# --- pause reason, recent fires, the failing streak ------------------------------------------
+
+import uuid  # noqa: E402
+
+from wfclock.core.status import FireHistory  # noqa: E402
+
+HOURLY = {"type": "recurring", "cron": "0 * * * *", "timezone": "Europe/Berlin"}
+T0 = datetime(2026, 11, 25, 12, tzinfo=UTC)
+
+
+def fire(hours_ago, outcome="launched", run_status="queued", reason=None, kind="clock"):
+    at = T0 - timedelta(hours=hours_ago)
+    run = uuid.uuid4() if outcome == "launched" else None
+    return {
+        "scheduled_for": at,
+        "first_delivered_at": at + timedelta(seconds=2),
+        "outcome": outcome,
+        "reason": reason,
+        "run_id": run,
+        "kind": kind,
+        "run_status": run_status if run else None,
+        "run_created_at": at + timedelta(seconds=3) if run else None,
+    }
+
+
+def status_with(history, **row):
+    s = schedule(HOURLY, T0)
+    return status_for(state_row(s, **row), s.spec.trigger.spec, 1, [], T0, history, 5)
+
+
+def fires_healthy(status):
+    return next(c for c in status["conditions"] if c["type"] == "FiresHealthy")
+
+
+def test_a_paused_schedule_shows_its_reason_in_the_status_and_the_ready_message():
+    status = status_with(None, status="paused", pause_reason="quarter-end freeze")
+    assert status["phase"] == "Paused" and status["pauseReason"] == "quarter-end freeze"
+    assert status["conditions"][0]["message"].endswith("is suspended: quarter-end freeze")
+
+
+def test_a_resumed_schedule_shows_no_pause_reason():
+    assert status_with(None, pause_reason="old")["pauseReason"] is None
+
+
+def test_recent_fires_put_the_scheduled_instant_beside_the_start_newest_first():
+    launched = fire(0, run_status="succeeded")
+    missed = fire(1, outcome="skipped", reason="missed: 13:00 passed 400s ago")
+    overlap = fire(2, outcome="skipped", reason="overlap: run x is still running")
+    history = FireHistory([launched, missed, overlap], T0, overlap)
+    recent = status_with(history)["recentFires"]
+    assert recent[0] == {
+        "scheduledFor": "2026-11-25T12:00:00Z",
+        "startedAt": "2026-11-25T12:00:03Z",
+        "kind": "clock",
+        "outcome": "launched",
+        "runId": str(launched["run_id"]),
+        "runStatus": "succeeded",
+    }
+    assert [f["outcome"] for f in recent] == ["launched", "missed", "skipped"]
+    assert recent[2]["startedAt"] == "2026-11-25T10:00:02Z"  # no run: when it was recorded
+
+
+def test_recent_fires_are_limited_to_the_number_shown():
+    history = FireHistory([fire(h) for h in range(8)])
+    s = schedule(HOURLY, T0)
+    status = status_for(state_row(s), s.spec.trigger.spec, 1, [], T0, history, 2)
+    assert len(status["recentFires"]) == 2
+
+
+def test_last_success_and_last_skipped_fire_are_shown():
+    skipped = fire(3, outcome="skipped", reason="overlap: run x is still running")
+    status = status_with(FireHistory([], T0 - timedelta(hours=1), skipped))
+    assert status["lastSuccessfulFireAt"] == "2026-11-25T11:00:00Z"
+    assert status["lastSkippedFire"] == {
+        "scheduledFor": "2026-11-25T09:00:00Z",
+        "outcome": "skipped",
+        "reason": "overlap: run x is still running",
+    }
+
+
+def test_three_failed_fires_in_a_row_make_fires_healthy_false_with_reason_fires_failing():
+    history = FireHistory(
+        [
+            fire(0, run_status="failed"),
+            fire(1, outcome="skipped", reason="missed: beyond the deadline"),
+            fire(2, run_status="TIMED_OUT"),
+            fire(3, run_status="succeeded"),
+        ]
+    )
+    condition = fires_healthy(status_with(history))
+    assert (condition["status"], condition["reason"]) == ("False", "FiresFailing")
+    assert "the last 3 fires all failed" in condition["message"]
+    assert "2026-11-25T11:00:00Z missed" in condition["message"]
+
+
+def test_a_success_overlap_skip_or_cancelled_run_breaks_the_failing_streak():
+    for breaker in (
+        fire(1, run_status="succeeded"),
+        fire(1, run_status="cancelled"),
+        fire(1, outcome="skipped", reason="overlap: run x is still running"),
+        fire(1, run_status="running"),
+    ):
+        history = FireHistory([fire(0, run_status="failed"), breaker, fire(2, run_status="failed")])
+        assert fires_healthy(status_with(history))["status"] == "True", breaker
+
+
+def test_manual_runs_do_not_count_in_the_failing_streak():
+    history = FireHistory(
+        [
+            fire(0, run_status="failed"),
+            fire(0.5, run_status="failed", kind="manual"),
+            fire(1, run_status="failed"),
+        ]
+    )
+    assert fires_healthy(status_with(history))["status"] == "True"

@@ -31,6 +31,14 @@ ACCEPTED = [
     ("half-hour zone", recurring("0 3 * * 0", "Australia/Lord_Howe")),
     ("one-time with offset", one_time("2026-12-01T09:00:00+01:00")),
     ("one-time in UTC", one_time("2026-11-25T12:00:01Z", timezone="Europe/Berlin")),
+    (
+        "paused with a reason",
+        {**recurring("0 9 * * *"), "paused": True, "pauseReason": "quarter-end freeze"},
+    ),
+    *[
+        (f"overlap {policy}", {**recurring("0 9 * * *"), "overlapPolicy": policy})
+        for policy in ("Allow", "Skip", "BufferOne")
+    ],
 ]
 
 REFUSED = [
@@ -115,6 +123,30 @@ REFUSED = [
         "greater than or equal to 1",
     ),
     (
+        "pause reason without pause",
+        {**recurring("0 9 * * *"), "pauseReason": "freeze"},
+        "spec.pauseReason",
+        "only for a paused schedule",
+    ),
+    (
+        "empty pause reason",
+        {**recurring("0 9 * * *"), "paused": True, "pauseReason": ""},
+        "spec.pauseReason",
+        "at least 1 character",
+    ),
+    (
+        "pause reason too long",
+        {**recurring("0 9 * * *"), "paused": True, "pauseReason": "x" * 257},
+        "spec.pauseReason",
+        "at most 256 characters",
+    ),
+    (
+        "unknown overlap policy",
+        {**recurring("0 9 * * *"), "overlapPolicy": "Replace"},
+        "spec.overlapPolicy",
+        "'Allow', 'Skip' or 'BufferOne'",
+    ),
+    (
         "missing tenant",
         {k: v for k, v in recurring("0 9 * * *").items() if k != "tenant"},
         "spec.tenant",
@@ -174,3 +206,15 @@ def test_delete_after_completion_is_accepted_for_one_time_schedules_only():
                 {**one_time("2026-12-01T09:00:00Z"), "deleteAfterCompletionSeconds": bad}, RULES
             )
         assert "deleteAfterCompletionSeconds" in str(refused.value)
+
+
+def test_the_run_control_example_is_valid():
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "run-control.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    specs = [validate_spec(doc["spec"], RULES) for doc in docs]
+    assert [s.overlapPolicy for s in specs] == ["BufferOne", "Skip"]
+    assert specs[1].pauseReason.startswith("quarter-end freeze")

@@ -83,10 +83,10 @@ capabilities: {drop: [ALL]}
   {{- end }}
 {{- end -}}
 
-{{- /* Findings of the policy scan (checkov, `make lint`) that are wrong for the operator, each
+{{- /* Findings of the policy scan (checkov, `make lint`) that are wrong for the operator and the console, each
 suppressed with its reason (docs/day-two.md). */ -}}
 {{- define "wfclock.scanExceptions" -}}
-checkov.io/skip1: CKV_K8S_38=the operator talks to the API server with its service account token
+checkov.io/skip1: CKV_K8S_38=the operator and the console talk to the API server with their service account token
 checkov.io/skip2: CKV_K8S_43=the image is a value (image.repository and image.tag); a digest there is used as given
 checkov.io/skip3: CKV_K8S_15=image.pullPolicy is a value; IfNotPresent keeps a restart off the registry
 checkov.io/skip4: CKV_K8S_35=the database URL comes by secretKeyRef, never in the manifest; the settings read the environment

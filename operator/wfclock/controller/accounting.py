@@ -46,6 +46,7 @@ def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | N
     keys = [fire_key_for(row["schedule_id"], fire) for fire in owed]
     plan = plan_accounting(row, store.recorded_keys(ctx.engine, keys), now)
     changed = False
+    skipped: dict[str, list[datetime]] = {}
     if plan.launch:
         with ctx.engine.raw_connection() as raw:
             conn = raw.driver_connection
@@ -58,7 +59,10 @@ def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | N
                     message = f"launched the fire of {utc_iso(fire)}, which its Job did not record"
                     ctx.kube.event(_ref(row), "Normal", "FireRecovered", message)
                     _report_stuck(ctx, row, fire)
+                elif result.outcome in ("skipped", "buffered"):
+                    skipped.setdefault(f"{result.outcome}: {result.reason}", []).append(fire)
                 changed = True
+    _report_skipped(ctx, row, skipped)
     accounted_until = plan.accounted_until
     for fire, reason in plan.missed:
         if ctx.kube.job_active(row["namespace"], _fire_job_name(row, fire)):
@@ -72,6 +76,18 @@ def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | N
     if accounted_until is not None:
         store.advance_accounting(ctx.engine, row, accounted_until)
     return changed
+
+
+def _report_skipped(ctx: Context, row: dict, skipped: dict[str, list[datetime]]) -> None:
+    """One Event per reason for the fires this sweep recorded without a run (a long pause can
+    leave hundreds: one Event names how many, the first and the last)."""
+    for what, fires in skipped.items():
+        outcome, reason = what.split(": ", 1)
+        span = utc_iso(fires[0]) + (f" ... {utc_iso(fires[-1])}" if len(fires) > 1 else "")
+        count = f"{len(fires)} fires" if len(fires) > 1 else "the fire"
+        message = f"{count} of {span} {outcome}: {reason}"
+        kind = "FireBuffered" if outcome == "buffered" else "FireSkipped"
+        ctx.kube.event(_ref(row), "Normal", kind, message)
 
 
 def _report_stuck(ctx: Context, row: dict, fire: datetime) -> None:
@@ -103,7 +119,7 @@ def sweep(ctx: Context, now: datetime | None = None, on_change=None) -> int:
         ).scalar():
             return -1
         try:
-            changed = 0
+            changed = store.release_buffered_fires(ctx.engine)
             horizon = store.ledger_horizon(ctx.engine)
             for row in store.live_schedules(ctx.engine, ctx.settings.namespaces):
                 if row["status"] != "scheduled":

@@ -17,10 +17,21 @@ def announce(ctx: Context, schedule: Schedule, previous, action: str, what: str)
     """Registered, Paused, Resumed or Rescheduled, from the previous state row and this change."""
     ref = ref_of(schedule)
     if previous is None:
-        ctx.kube.event(ref, "Normal", "Registered", f"registered {what}")
+        paused = schedule.spec.paused
+        reason = f": {schedule.spec.pauseReason}" if schedule.spec.pauseReason else ""
+        message = f"registered {what}" + (f", paused{reason}" if paused else "")
+        ctx.kube.event(ref, "Normal", "Registered", message)
     elif schedule.spec.paused and previous["status"] != "paused":
-        ctx.kube.event(ref, "Normal", "Paused", f"paused {what}")
+        reason = schedule.spec.pauseReason
+        ctx.kube.event(
+            ref, "Normal", "Paused", f"paused {what}" + (f": {reason}" if reason else "")
+        )
     elif not schedule.spec.paused and previous["status"] == "paused":
-        ctx.kube.event(ref, "Normal", "Resumed", f"resumed {what}")
+        was = previous.get("pause_reason")
+        message = f"resumed {what}" + (f" (it was paused: {was})" if was else "")
+        ctx.kube.event(ref, "Normal", "Resumed", message)
+    elif schedule.spec.paused and schedule.spec.pauseReason != previous.get("pause_reason"):
+        reason = schedule.spec.pauseReason or "(none)"
+        ctx.kube.event(ref, "Normal", "PauseReasonChanged", f"still paused: {reason}")
     elif previous["registered_name"] != what.split()[-1] or action == "updated":
         ctx.kube.event(ref, "Normal", "Rescheduled", f"{action} {what}")

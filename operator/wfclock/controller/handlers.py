@@ -39,6 +39,7 @@ from wfclock.core.fires import parse_instant
 from wfclock.core.model import API_GROUP, API_VERSION, PLURAL
 from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL
 from wfclock.core.retention import deletion_due
+from wfclock.core.runcontrol import RUN_NOW_ANNOTATION
 from wfclock.core.status import error_condition
 from wfclock.db.store import engine_for
 from wfclock.settings import Settings
@@ -159,7 +160,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     ]
     memo.finished_jobs = set()
     memo.pruner = housekeeping.LedgerPruner(ctx.engine, wf.ledger_retention_days).start()
-    metrics.register_ledger(ctx.engine)
+    metrics.register_ledger(ctx.engine, per_schedule=wf.schedule_metrics)
     if wf.metrics_port and not _metrics_started.is_set():
         start_http_server(wf.metrics_port)
         _metrics_started.set()
@@ -180,10 +181,17 @@ def cleanup(memo: kopf.Memo, **_) -> None:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
-def reconcile(meta, spec, status, patch, memo: kopf.Memo, logger, **_) -> None:
+def reconcile(meta, spec, status, patch, memo: kopf.Memo, logger, diff=None, **_) -> None:
     ctx: Context = memo.ctx
+    # A new run-now request alone changes nothing Kubernetes runs: it is answered without
+    # registering the schedule again.
+    work = (
+        reconciler.answer_run_now
+        if _changed_annotations(diff) == {RUN_NOW_ANNOTATION}
+        else reconciler.reconcile
+    )
     try:
-        new_status = reconciler.reconcile(ctx, dict(meta), dict(spec), dict(status))
+        new_status = work(ctx, dict(meta), dict(spec), dict(status))
     except TEMPORARY_ERRORS as exc:
         metrics.RECONCILES.labels(result="error").inc()
         logger.warning("reconcile failed, retrying: %s", exc)
@@ -196,6 +204,32 @@ def reconcile(meta, spec, status, patch, memo: kopf.Memo, logger, **_) -> None:
         raise
     metrics.RECONCILES.labels(result="ok").inc()
     patch.status.update(new_status)
+
+
+def _changed_annotations(diff) -> set[str] | None:
+    """The annotation keys an update changed, or None when it changed anything else."""
+    if not diff:
+        return None
+    keys: set[str] = set()
+    for _, path, old, new in diff:
+        path = tuple(path)
+        if path == ("metadata",):  # metadata appeared or went as a whole
+            old, new = old or {}, new or {}
+            if {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)} - {"annotations"}:
+                return None
+            path, old, new = (
+                ("metadata", "annotations"),
+                old.get("annotations"),
+                new.get("annotations"),
+            )
+        if path[:2] != ("metadata", "annotations"):
+            return None
+        if len(path) > 2:
+            keys.add(path[2])
+        else:
+            old, new = old or {}, new or {}
+            keys |= {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+    return keys
 
 
 @kopf.on.delete(*RESOURCE)

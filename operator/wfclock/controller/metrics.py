@@ -4,6 +4,7 @@ show what the ledger recorded, across operator restarts and replicas."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -19,14 +20,23 @@ RELEASE_LAG = Histogram(
 MISSED = Counter("wfclock_one_time_missed_total", "One-time schedules missed beyond their deadline")
 
 
+# A schedule whose next fire is this late counts as overdue (it stopped firing).
+OVERDUE_AFTER_SECONDS = 600
+
+
 class LedgerCollector:
-    def __init__(self, engine):
+    """Schedules and fires from the database at scrape time. Per-schedule series (a label per
+    schedule: cardinality grows with the schedules) only when `per_schedule` is set
+    (WFCLOCK_SCHEDULE_METRICS)."""
+
+    def __init__(self, engine, per_schedule: bool = False):
         self.engine = engine
+        self.per_schedule = per_schedule
 
     def collect(self):
         from sqlalchemy import func, select
 
-        from wfclock.db.store import fire_counts
+        from wfclock.db.store import fire_counts, schedule_fire_ages, skip_counts
         from wfclock.db.tables import workflow_schedules as t
 
         schedules = GaugeMetricFamily(
@@ -34,6 +44,25 @@ class LedgerCollector:
         )
         fires = GaugeMetricFamily(
             "wfclock_fires", "Fires recorded in the ledger, by outcome", labels=["outcome", "type"]
+        )
+        skipped = GaugeMetricFamily(
+            "wfclock_fires_skipped",
+            "Clock fires that started no run, by reason (overlap, paused, missed, superseded ...)",
+            labels=["reason"],
+        )
+        overdue = GaugeMetricFamily(
+            "wfclock_schedules_overdue",
+            f"Scheduled schedules whose next fire is more than {OVERDUE_AFTER_SECONDS}s late",
+        )
+        since = GaugeMetricFamily(
+            "wfclock_schedule_seconds_since_last_fire",
+            "Seconds since the schedule's last launched fire (WFCLOCK_SCHEDULE_METRICS)",
+            labels=["namespace", "schedule"],
+        )
+        late = GaugeMetricFamily(
+            "wfclock_schedule_next_fire_overdue_seconds",
+            "How late the schedule's next fire is, 0 when not due (WFCLOCK_SCHEDULE_METRICS)",
+            labels=["namespace", "schedule"],
         )
         try:
             with self.engine.connect() as conn:
@@ -46,19 +75,33 @@ class LedgerCollector:
                     schedules.add_metric([kind, state], count)
             for (outcome, kind), count in fire_counts(self.engine).items():
                 fires.add_metric([outcome, kind], count)
+            for reason, count in skip_counts(self.engine).items():
+                skipped.add_metric([reason], count)
+            ages = schedule_fire_ages(self.engine, datetime.now(UTC))
+            overdue.add_metric([], sum(1 for *_, due in ages if due > OVERDUE_AFTER_SECONDS))
+            if self.per_schedule:
+                for namespace, name, age, due in ages:
+                    if age is not None:
+                        since.add_metric([namespace, name], age)
+                    late.add_metric([namespace, name], due)
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail with the database
             log.warning("metrics: database unavailable: %s", exc)
         yield schedules
         yield fires
+        yield skipped
+        yield overdue
+        if self.per_schedule:
+            yield since
+            yield late
 
 
 _registered: LedgerCollector | None = None
 
 
-def register_ledger(engine) -> None:
+def register_ledger(engine, per_schedule: bool = False) -> None:
     global _registered
     if _registered is None:
-        _registered = LedgerCollector(engine)
+        _registered = LedgerCollector(engine, per_schedule)
         REGISTRY.register(_registered)
     else:
-        _registered.engine = engine
+        _registered.engine, _registered.per_schedule = engine, per_schedule

@@ -4,7 +4,8 @@
 2. parse the spec as published; an invalid one stops the schedule and says why (`_invalid`);
 3. keep the launcher pods' database Secret (the tenant's own login) in the namespace;
 4. register: the child, then the state row, then older children (`registration`);
-5. derive the status from the state row (`core.status`).
+5. answer a run-now request (`runnow`), once per request id;
+6. derive the status from the state row and the ledger (`core.status`).
 
 A delete marks the state row deleted before the children go; a finished fire's Job refreshes the
 status and posts what the fire did.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from wfclock.controller import metrics
+from wfclock.controller import metrics, runnow
 from wfclock.controller.context import Context
 from wfclock.controller.events import ref_of
 from wfclock.controller.registration import register_one_time, register_recurring
@@ -43,7 +44,31 @@ def reconcile(ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
     keep_launcher_secret(ctx, schedule.namespace, schedule.spec.tenant)
     register = register_recurring if schedule.recurring else register_one_time
     row = register(ctx, schedule, previous, generation)
-    return _status(ctx, schedule, row, generation, status.get("conditions") or [])
+    run_now = runnow.answer(ctx, meta, status, row)
+    new_status = _status(ctx, schedule, row, generation, status.get("conditions") or [])
+    if run_now:
+        new_status["runNow"] = run_now
+    return new_status
+
+
+def answer_run_now(ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
+    """Only the run-now annotation changed: answer it and refresh the status from the state
+    row, registering nothing (a schedule never registered, deleted or invalid takes the whole
+    reconcile, which answers it too)."""
+    uid = uuid.UUID(meta["uid"])
+    row = store.get_schedule(ctx.engine, uid)
+    if row is None or row["deleted_at"] is not None or row["status"] == "disabled":
+        return reconcile(ctx, meta, spec, status)
+    try:
+        schedule = parse_schedule(ctx, meta, spec, row)
+    except SpecError:
+        return reconcile(ctx, meta, spec, status)
+    run_now = runnow.answer(ctx, meta, status, row)
+    generation = meta.get("generation", 1)
+    new_status = _status(ctx, schedule, row, generation, status.get("conditions") or [])
+    if run_now:
+        new_status["runNow"] = run_now
+    return new_status
 
 
 def keep_launcher_secret(ctx: Context, namespace: str, tenant: str, *, force=False) -> None:
@@ -62,13 +87,16 @@ def keep_launcher_secret(ctx: Context, namespace: str, tenant: str, *, force=Fal
 
 def _status(ctx: Context, schedule: Schedule, row: dict, generation: int, previous: list) -> dict:
     cron = schedule.spec.trigger.spec if schedule.recurring else None
-    return status_for(row, cron, generation, previous, ctx.now())
+    shown = ctx.settings.recent_fires
+    history = store.fire_history(ctx.engine, row["schedule_id"], shown)
+    return status_for(row, cron, generation, previous, ctx.now(), history, shown)
 
 
 def _invalid(ctx: Context, meta: dict, status: dict, previous, error: SpecError) -> dict:
     """An invalid spec registers nothing; a schedule that was valid before stops firing."""
     uid = meta["uid"]
-    if previous is not None and previous["deleted_at"] is None:
+    registered = previous is not None and previous["deleted_at"] is None
+    if registered:
         published = published_at(meta, ctx.now())
         store.disable_schedule(ctx.engine, uuid.UUID(uid), str(error), published_at=published)
         cronjobs, _ = ctx.kube.owned(meta["namespace"], uid)
@@ -80,7 +108,18 @@ def _invalid(ctx: Context, meta: dict, status: dict, previous, error: SpecError)
     metrics.RECONCILES.labels(result="invalid").inc()
     previous_conditions = status.get("conditions") or []
     generation = meta.get("generation", 1)
-    return invalid_status(error.reason, str(error), generation, previous_conditions, ctx.now())
+    new_status = invalid_status(
+        error.reason, str(error), generation, previous_conditions, ctx.now()
+    )
+    # A registered schedule answers from its (now disabled) state row, which records the
+    # refusal; one never registered has none and refuses from the status alone.
+    disabled = registered and previous["status"] not in ("completed", "failed")
+    run_now = runnow.answer(
+        ctx, meta, {**status, "lastError": str(error)}, previous if disabled else None
+    )
+    if run_now:
+        new_status["runNow"] = run_now
+    return new_status
 
 
 def refresh_status(ctx: Context, namespace: str, name: str) -> None:
@@ -138,6 +177,9 @@ def report_finished_job(ctx: Context, job: dict, created: datetime) -> None:
         elif fire["outcome"] == "launched":
             message = f"Job {name} launched run {fire['run_id']}"
             ctx.kube.event(owner, "Normal", "Fired", message)
+        elif fire["outcome"] == "buffered":
+            message = f"Job {name}'s fire is buffered: {fire['reason']}"
+            ctx.kube.event(owner, "Normal", "FireBuffered", message)
         else:
             message = f"Job {name} started no run: {fire['reason']}"
             ctx.kube.event(owner, "Normal", "FireSkipped", message)

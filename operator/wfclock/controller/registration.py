@@ -47,6 +47,8 @@ def schedule_state(
         registered_kind=kind,
         registered_name=name,
         next_fire_at=next_fire,
+        pause_reason=spec.pauseReason if spec.paused else None,
+        overlap_policy=spec.overlapPolicy,
     )
 
 

@@ -10,6 +10,7 @@ from wfclock.core.builders import Schedule
 from wfclock.core.fires import parse_instant
 from wfclock.core.model import Problem, Rules, SpecError, validate_spec
 from wfclock.core.names import TENANT_LABEL
+from wfclock.core.runcontrol import TRACEPARENT_ANNOTATION, valid_traceparent
 
 
 def published_at(meta: dict, now: datetime) -> datetime:
@@ -64,4 +65,6 @@ def parse_schedule(ctx: Context, meta: dict, spec: dict, previous: dict | None) 
             ],
             reason="TenantMismatch",
         )
-    return Schedule(meta["name"], meta["namespace"], meta["uid"], parsed, published)
+    trace = (meta.get("annotations") or {}).get(TRACEPARENT_ANNOTATION)
+    trace = trace if valid_traceparent(trace) else None
+    return Schedule(meta["name"], meta["namespace"], meta["uid"], parsed, published, trace)

@@ -1,7 +1,9 @@
 """Which fires a schedule owes, and what to do about each one not yet in the ledger.
 
 Every fire of a schedule's current trigger ends in the ledger: launched, skipped with the reason
-(paused, superseded, ...), or missed with the reason. A fire's own Job normally records it; when
+(paused, superseded, overlap, ...), buffered behind the schedule's running run (launched later by
+the same key), or missed with the reason. Run-now requests have keys of their own (ledger kind
+`manual`) and are never owed. A fire's own Job normally records it; when
 it could not (a database outage beyond the Job's retries, a pod that never started, a CronJob
 deleted by hand, a controller that was down), the operator's accounting sweep finds the fire
 here and either launches it through the launcher (by its fire key, so never twice) while it is

@@ -39,6 +39,8 @@ class Schedule:
     spec: WorkflowScheduleSpec
     # When this spec was published (applied); fires before it belong to an earlier spec.
     published_at: datetime | None = None
+    # The schedule's wfclock.dev/traceparent annotation: its fires' runs join that trace.
+    trace_parent: str | None = None
 
     @property
     def recurring(self) -> bool:
@@ -104,6 +106,8 @@ def _pod_template(schedule: Schedule, settings: Settings, fire_env: list[dict]) 
         {"name": "WFCLOCK_SCHEDULE_ID", "value": schedule.uid},
         *fire_env,
     ]
+    if schedule.trace_parent:
+        env.append({"name": "TRACEPARENT", "value": schedule.trace_parent})
     return {
         "metadata": {"labels": _labels(schedule, "launcher-pod")},
         "spec": {

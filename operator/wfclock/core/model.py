@@ -92,6 +92,7 @@ class RecurringTrigger(_Model):
 ClockTrigger = Annotated[OneTimeTrigger | RecurringTrigger, Field(discriminator="type")]
 
 MissedFirePolicy = Literal["latest", "skip", "catchUp"]
+OverlapPolicy = Literal["Allow", "Skip", "BufferOne"]
 
 
 class WorkflowScheduleSpec(_Model):
@@ -100,6 +101,8 @@ class WorkflowScheduleSpec(_Model):
     workflowVersion: int = Field(ge=1)
     trigger: ClockTrigger
     paused: bool = False
+    pauseReason: str | None = Field(None, min_length=1, max_length=256)
+    overlapPolicy: OverlapPolicy = "Allow"
     payloadSchemaMode: str = "pinned"
     startingDeadlineSeconds: int = Field(300, ge=10, le=86400)
     missedFires: MissedFirePolicy = "latest"
@@ -139,6 +142,12 @@ class SpecError(ValueError):
         super().__init__("; ".join(str(p) for p in problems))
 
 
+# The CRD's CEL rule on spec gives the same message.
+PAUSE_REASON_NEEDS_PAUSED = (
+    "is only for a paused schedule; set paused: true with it, or remove pauseReason"
+)
+
+
 @dataclass(frozen=True)
 class Rules:
     """The context-dependent rules: an injected clock, the edition and the minimum interval."""
@@ -169,6 +178,8 @@ def validate_spec(data: dict, rules: Rules, *, check_run_at: bool = True) -> Wor
         spec = WorkflowScheduleSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError([_problem(err) for err in exc.errors()]) from None
+    if spec.pauseReason is not None and not spec.paused:
+        raise SpecError([Problem("spec.pauseReason", PAUSE_REASON_NEEDS_PAUSED)])
     trigger = spec.trigger
     if isinstance(trigger, OneTimeTrigger):
         if check_run_at and trigger.runAt <= rules.now:

@@ -7,13 +7,18 @@ generation, the previous conditions and `now`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from wfclock.core.fires import utc_iso
 from wfclock.core.firetime import CronSpec
 from wfclock.core.nextfires import next_fires_view
+from wfclock.core.runcontrol import run_failed
 
 NEXT_FIRES_SHOWN = 5
+# This many clock fires in a row that failed (missed, or their run failed) make FiresHealthy
+# False with reason FiresFailing.
+FAILING_STREAK = 3
 
 # The state row's status, as people read it. A failed one-time schedule is Missed when its
 # runAt passed beyond the deadline, Failed otherwise.
@@ -64,9 +69,10 @@ def phase_for(row: dict) -> str:
 
 def _message(phase: str, row: dict) -> str:
     registered = f"{row['registered_kind']} {row['registered_name']}"
+    reason = row.get("pause_reason")
     return {
         "Scheduled": f"{registered} is registered",
-        "Paused": f"{registered} is suspended",
+        "Paused": f"{registered} is suspended" + (f": {reason}" if reason else ""),
         "Completed": "the one-time schedule fired; it never fires again",
         "Missed": row["last_error"] or "runAt passed beyond the deadline",
         "Failed": row["last_error"] or "failed",
@@ -74,11 +80,61 @@ def _message(phase: str, row: dict) -> str:
     }[phase]
 
 
+@dataclass(frozen=True)
+class FireHistory:
+    """What the ledger says of a schedule's fires: the latest ones (newest first, joined with
+    their runs: `scheduled_for`, `first_delivered_at`, `outcome`, `reason`, `run_id`, `kind`,
+    `run_status`, `run_created_at`), the latest clock fire whose run did not fail, and the
+    latest clock fire that started no run."""
+
+    recent: list[dict] = field(default_factory=list)
+    last_success: datetime | None = None
+    last_skipped: dict | None = None
+
+
+def fire_outcome(fire: dict) -> str:
+    """launched | buffered | skipped | missed (a skip the accounting recorded as missed)."""
+    if fire["outcome"] == "skipped" and (fire.get("reason") or "").startswith("missed"):
+        return "missed"
+    return fire["outcome"]
+
+
+def recent_fire_view(fire: dict) -> dict:
+    """One fire as `status.recentFires` shows it: scheduled and actual side by side."""
+    started = fire.get("run_created_at") or fire["first_delivered_at"]
+    view = {
+        "scheduledFor": utc_iso(fire["scheduled_for"]),
+        "startedAt": utc_iso(started),
+        "kind": fire.get("kind") or "clock",
+        "outcome": fire_outcome(fire),
+    }
+    if fire.get("reason"):
+        view["reason"] = fire["reason"]
+    if fire.get("run_id"):
+        view["runId"] = str(fire["run_id"])
+        view["runStatus"] = fire.get("run_status") or "unknown"
+    return view
+
+
+def fire_failed(fire: dict) -> bool:
+    """A clock fire that failed: missed, or its run ended in a failed status."""
+    return fire_outcome(fire) == "missed" or (
+        fire["outcome"] == "launched" and run_failed(fire.get("run_status"))
+    )
+
+
 def status_for(
-    row: dict, cron: CronSpec | None, generation: int, previous: list[dict], now: datetime
+    row: dict,
+    cron: CronSpec | None,
+    generation: int,
+    previous: list[dict],
+    now: datetime,
+    history: FireHistory | None = None,
+    recent_shown: int = NEXT_FIRES_SHOWN,
 ) -> dict:
-    """The status that reflects the state row and the registration at `now`; `cron` is the parsed
-    expression of a recurring schedule (None for a one-time one)."""
+    """The status that reflects the state row, the registration and the ledger's `history` at
+    `now`; `cron` is the parsed expression of a recurring schedule (None for a one-time one)."""
+    history = history or FireHistory()
     phase = phase_for(row)
     next_fires: list[dict] = []
     if phase == "Scheduled" and row["trigger_type"] == "recurring" and cron is not None:
@@ -96,6 +152,11 @@ def status_for(
         "lastRunId": str(row["last_run_id"]) if row["last_run_id"] else None,
         "lastResult": row["last_run_status"],
         "lastError": row["last_error"],
+        "pauseReason": row.get("pause_reason") if phase == "Paused" else None,
+        "overlapPolicy": row.get("overlap_policy") or "Allow",
+        "recentFires": [recent_fire_view(f) for f in history.recent[:recent_shown]],
+        "lastSuccessfulFireAt": utc_iso(history.last_success) if history.last_success else None,
+        "lastSkippedFire": _skipped_view(history.last_skipped),
         "conditions": [
             condition(
                 "Ready",
@@ -106,17 +167,48 @@ def status_for(
                 previous,
                 now,
             ),
-            _fires_condition(row, generation, previous, now),
+            _fires_condition(row, history, generation, previous, now),
         ],
     }
 
 
-def _fires_condition(row: dict, generation: int, previous: list[dict], now: datetime) -> dict:
-    """FiresHealthy: whether fires are delivered by their Jobs and none was missed lately."""
+def _skipped_view(fire: dict | None) -> dict | None:
+    if fire is None:
+        return None
+    return {
+        "scheduledFor": utc_iso(fire["scheduled_for"]),
+        "outcome": fire_outcome(fire),
+        "reason": fire.get("reason") or "",
+    }
+
+
+def failing_streak(history: FireHistory) -> list[dict]:
+    """The latest FAILING_STREAK clock fires when every one of them failed, else []."""
+    clock = [f for f in history.recent if (f.get("kind") or "clock") == "clock"]
+    latest = clock[:FAILING_STREAK]
+    if len(latest) == FAILING_STREAK and all(fire_failed(f) for f in latest):
+        return latest
+    return []
+
+
+def _fires_condition(
+    row: dict, history: FireHistory, generation: int, previous: list[dict], now: datetime
+) -> dict:
+    """FiresHealthy: whether fires are delivered by their Jobs, do not keep failing, and none
+    was missed lately."""
     if row.get("fire_problem"):
         return condition(
             "FiresHealthy", False, "FireStuck", row["fire_problem"], generation, previous, now
         )
+    streak = failing_streak(history)
+    if streak:
+        what = "; ".join(
+            f"{utc_iso(f['scheduled_for'])} "
+            + (f"run {f['run_id']} {f['run_status']}" if fire_outcome(f) != "missed" else "missed")
+            for f in streak
+        )
+        message = f"the last {len(streak)} fires all failed: {what}"
+        return condition("FiresHealthy", False, "FiresFailing", message, generation, previous, now)
     if row["last_run_status"] == "missed":
         message = row["last_error"] or "a fire was missed"
         return condition("FiresHealthy", False, "FireMissed", message, generation, previous, now)

@@ -10,11 +10,14 @@ from functools import lru_cache
 import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, func, select, text, update
 
+from wfclock.core.runcontrol import FAILED_RUN_STATUSES
+from wfclock.core.status import FAILING_STREAK, FireHistory
 from wfclock.db.tables import (
     workflow_runs,
     workflow_schedule_fire_counts,
     workflow_schedule_fires,
     workflow_schedule_fires_horizon,
+    workflow_schedule_skip_counts,
     workflow_schedules,
 )
 from wfclock.db.urls import sqlalchemy_url
@@ -50,6 +53,8 @@ class ScheduleState:
     next_fire_at: datetime | None
     last_error: str | None = None
     starting_deadline_seconds: int = 300
+    pause_reason: str | None = None
+    overlap_policy: str = "Allow"
 
 
 # What the upsert keeps, and why (plain SQL: compiled once, run often):
@@ -78,7 +83,7 @@ INSERT INTO workflow_schedules AS s
     (schedule_id, tenant, namespace, name, workflow_id, workflow_version, trigger_type, run_at,
      cron, timezone, status, missed_fires, catch_up_window_seconds, generation, registered_kind,
      registered_name, next_fire_at, last_error, enabled, trigger_effective_from, accounted_until,
-     starting_deadline_seconds, quiet)
+     starting_deadline_seconds, quiet, pause_reason, overlap_policy)
 VALUES
     (:schedule_id, :tenant, :namespace, :name, :workflow_id, :workflow_version, :trigger_type,
      :run_at, :cron, :timezone, :status, :missed_fires, :catch_up_window_seconds, :generation,
@@ -86,7 +91,8 @@ VALUES
      :published_at, :starting_deadline_seconds,
      CASE WHEN :status = 'paused'
           THEN tstzmultirange(tstzrange(CAST(:published_at AS timestamptz), NULL))
-          ELSE '{{}}'::tstzmultirange END)
+          ELSE '{{}}'::tstzmultirange END,
+     :pause_reason, :overlap_policy)
 ON CONFLICT (schedule_id) DO UPDATE SET
     tenant = excluded.tenant, namespace = excluded.namespace, name = excluded.name,
     workflow_id = excluded.workflow_id, workflow_version = excluded.workflow_version,
@@ -96,6 +102,7 @@ ON CONFLICT (schedule_id) DO UPDATE SET
     starting_deadline_seconds = excluded.starting_deadline_seconds,
     generation = excluded.generation, registered_kind = excluded.registered_kind,
     registered_name = excluded.registered_name, last_error = excluded.last_error,
+    pause_reason = excluded.pause_reason, overlap_policy = excluded.overlap_policy,
     enabled = true,
     status = CASE WHEN {fired} THEN 'completed' WHEN {final} THEN s.status
                   ELSE excluded.status END,
@@ -251,6 +258,92 @@ def fire_counts(engine: Engine) -> dict[tuple[str, str], int]:
     )
     with engine.connect() as conn:
         return {(o, t): int(n) for o, t, n in conn.execute(query)}
+
+
+_RECENT_FIRES = text(
+    """
+SELECT f.scheduled_for, f.first_delivered_at, f.outcome, f.reason, f.run_id, f.kind,
+       r.status AS run_status, r.created_at AS run_created_at
+FROM workflow_schedule_fires f LEFT JOIN workflow_runs r ON r.run_id = f.run_id
+WHERE f.schedule_id = :schedule_id
+ORDER BY f.scheduled_for DESC LIMIT :limit
+"""
+)
+_LAST_SUCCESS = text(
+    """
+SELECT f.scheduled_for
+FROM workflow_schedule_fires f JOIN workflow_runs r ON r.run_id = f.run_id
+WHERE f.schedule_id = :schedule_id AND f.kind = 'clock' AND f.outcome = 'launched'
+  AND lower(r.status) <> ALL(:failed)
+ORDER BY f.scheduled_for DESC LIMIT 1
+"""
+)
+_LAST_SKIPPED = text(
+    """
+SELECT f.scheduled_for, f.outcome, f.reason FROM workflow_schedule_fires f
+WHERE f.schedule_id = :schedule_id AND f.kind = 'clock' AND f.outcome = 'skipped'
+ORDER BY f.scheduled_for DESC LIMIT 1
+"""
+)
+
+
+def fire_history(engine: Engine, schedule_id: uuid.UUID, limit: int) -> FireHistory:
+    """The schedule's latest `limit` fires (at least the failing streak's length) with their
+    runs, its latest successful and latest skipped clock fire, for the status."""
+    params = {
+        "schedule_id": schedule_id,
+        "limit": max(limit, FAILING_STREAK),
+        "failed": sorted(FAILED_RUN_STATUSES),
+    }
+    with engine.connect() as conn:
+        recent = [dict(r) for r in conn.execute(_RECENT_FIRES, params).mappings()]
+        success = conn.execute(_LAST_SUCCESS, params).scalar_one_or_none()
+        skipped = conn.execute(_LAST_SKIPPED, params).mappings().first()
+    return FireHistory(recent, success, dict(skipped) if skipped else None)
+
+
+def release_buffered_fires(engine: Engine) -> int:
+    """Launches (or skips, saying why) each buffered fire whose schedule has no unfinished run
+    left; the trigger on workflow_runs does this as runs finish, this is the sweep's backstop
+    (a schedule whose overlap policy changed meanwhile, a run finished by a replica restore).
+    Returns how many runs it started."""
+    with engine.begin() as conn:
+        started = conn.execute(
+            text(
+                "SELECT wfclock_release_buffered(b.schedule_id) FROM (SELECT DISTINCT schedule_id "
+                "FROM workflow_schedule_fires WHERE outcome = 'buffered') AS b"
+            )
+        )
+        return sum(1 for (run,) in started if run is not None)
+
+
+def skip_counts(engine: Engine) -> dict[str, int]:
+    """Skipped clock fires by reason (overlap, paused, missed, ...), for the metrics: read from
+    the counts a trigger keeps (migration 0005), never from the ledger."""
+    counts = workflow_schedule_skip_counts
+    query = select(counts.c.reason, func.sum(counts.c.fires)).group_by(counts.c.reason)
+    with engine.connect() as conn:
+        return {reason: int(n) for reason, n in conn.execute(query)}
+
+
+def schedule_fire_ages(engine: Engine, now: datetime) -> list[tuple[str, str, float | None, float]]:
+    """Per live scheduled schedule: (namespace, name, seconds since its last launched fire or
+    None, seconds its next fire is overdue, 0 when not due yet)."""
+    table = workflow_schedules
+    query = select(
+        table.c.namespace, table.c.name, table.c.last_fire_at, table.c.next_fire_at
+    ).where(table.c.deleted_at.is_(None), table.c.status == "scheduled")
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        (
+            namespace,
+            name,
+            (now - last).total_seconds() if last else None,
+            max(0.0, (now - upcoming).total_seconds()) if upcoming else 0.0,
+        )
+        for namespace, name, last, upcoming in rows
+    ]
 
 
 def latest_fire_for_job(engine: Engine, job_name: str) -> dict | None:
@@ -444,8 +537,9 @@ CROSS JOIN LATERAL (
     SELECT f.fire_key FROM workflow_schedule_fires f
     WHERE f.schedule_id = s.schedule_id
       AND f.scheduled_for < :horizon AND f.last_delivered_at < :horizon
+      AND f.outcome <> 'buffered'
       AND f.scheduled_for < (SELECT max(l.scheduled_for) FROM workflow_schedule_fires l
-                             WHERE l.schedule_id = s.schedule_id)
+                             WHERE l.schedule_id = s.schedule_id AND l.kind = 'clock')
     LIMIT :batch
 ) f
 """

@@ -65,6 +65,10 @@ workflow_schedules = Table(
     Column("quiet", TSTZMULTIRANGE, nullable=False, server_default="{}"),
     # The latest problem with a fire's Job (stuck, failed); cleared by a fire its Job delivers.
     Column("fire_problem", Text),
+    # Why the schedule is paused, as its spec says (shown in the status and the Events).
+    Column("pause_reason", Text),
+    # What a fire does while a run of the schedule is unfinished: Allow, Skip or BufferOne.
+    Column("overlap_policy", Text, nullable=False, server_default="Allow"),
     Column("deleted_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=now),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
@@ -77,6 +81,7 @@ workflow_schedules = Table(
         "(trigger_type = 'recurring' AND cron IS NOT NULL AND run_at IS NULL)",
         name="trigger_shape",
     ),
+    CheckConstraint("overlap_policy IN ('Allow', 'Skip', 'BufferOne')", name="overlap_policy"),
     Index(None, "tenant", "workflow_id"),
 )
 
@@ -105,6 +110,13 @@ workflow_runs = Table(
         postgresql_where=text("trigger_fire_key IS NOT NULL"),
     ),
     Index(None, "tenant", "workflow_id", "created_at"),
+    # The runs that hold a schedule's overlap policy (migration 0005).
+    Index(
+        "ix_workflow_runs_schedule_id_unfinished",
+        "schedule_id",
+        "created_at",
+        postgresql_where=text("schedule_id IS NOT NULL AND NOT wfclock_run_finished(status)"),
+    ),
 )
 
 workflow_schedule_fires = Table(
@@ -113,16 +125,28 @@ workflow_schedule_fires = Table(
     Column("fire_key", Text, primary_key=True),
     Column("schedule_id", UUID(as_uuid=True), nullable=False),
     Column("scheduled_for", DateTime(timezone=True), nullable=False),
+    # launched | skipped | buffered (waits for the schedule's running run; then launched or
+    # skipped, by the same key)
     Column("outcome", Text, nullable=False),
     Column("reason", Text),
     Column("run_id", UUID(as_uuid=True)),
     Column("source", Text),
+    # clock: a fire of the trigger; manual: a run-now request (key workflow-schedule-run-now:...)
+    Column("kind", Text, nullable=False, server_default="clock"),
+    # The W3C trace context the fire carries into its run's trigger_metadata.
+    Column("traceparent", Text),
     Column("attempts", Integer, nullable=False, server_default="1"),
     Column("first_delivered_at", DateTime(timezone=True), nullable=False, server_default=now),
     Column("last_delivered_at", DateTime(timezone=True), nullable=False, server_default=now),
-    CheckConstraint("outcome IN ('launched', 'skipped')", name="outcome"),
+    CheckConstraint("outcome IN ('launched', 'skipped', 'buffered')", name="outcome"),
+    CheckConstraint("kind IN ('clock', 'manual')", name="kind"),
     Index(None, "schedule_id", "scheduled_for"),
     Index(None, "source", "last_delivered_at"),  # a finished Job's fire (latest_fire_for_job)
+    Index(
+        "ix_workflow_schedule_fires_schedule_id_buffered",
+        "schedule_id",
+        postgresql_where=text("outcome = 'buffered'"),
+    ),
 )
 
 # Fires recorded per schedule and outcome, kept by a trigger on the ledger as each fire is
@@ -132,6 +156,16 @@ workflow_schedule_fire_counts = Table(
     metadata,
     Column("schedule_id", UUID(as_uuid=True), primary_key=True),
     Column("outcome", Text, primary_key=True),
+    Column("fires", BigInteger, nullable=False),
+)
+
+# Skipped clock fires per schedule and reason (its first word: overlap, paused, missed, ...),
+# kept by a trigger on the ledger (migration 0005), for the metrics.
+workflow_schedule_skip_counts = Table(
+    "workflow_schedule_skip_counts",
+    metadata,
+    Column("schedule_id", UUID(as_uuid=True), primary_key=True),
+    Column("reason", Text, primary_key=True),
     Column("fires", BigInteger, nullable=False),
 )
 
