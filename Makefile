@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml devstack/pyproject.toml |
 .PHONY: faults help venv postgres control-plane deps test test-unit lint up down demo bench clean kind-e2e image
 
 help:
-	@echo "make demo   - start the local stack (control plane, Postgres, operator) and watch schedules fire"
+	@echo "make demo   - start the local stack (control plane, node, Postgres, the chart's operator pod) and watch schedules fire"
 	@echo "make test   - install what the tests need (idempotent, cached) and run them all"
 	@echo "make up / make down - start / stop the local stack in the background"
 	@echo "make lint   - ruff"
@@ -53,7 +53,8 @@ lint: venv control-plane
 	$(VENV)/bin/shellcheck -x scripts/*.sh .ci/run
 	$(shell scripts/build-control-plane.sh helm 2>/dev/null)/helm lint --strict charts/wfclock
 
-up: deps
+# The operator runs as the chart installs it, from the image built here, on the local node.
+up: deps image
 	$(PY) -m wfclock_devstack.localstack up
 
 down:
