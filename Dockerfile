@@ -35,6 +35,10 @@ RUN set -eu; \
     rm -rf /usr/share/python-wheels
 ENV PATH=/opt/wfclock/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 COPY --from=build /opt/wfclock /opt/wfclock
+# A name for uid 65532 (distroless calls it nonroot): the operator's kopf asks for its user's
+# name (getpass) to name itself, and an anonymous uid makes it fail at start.
+RUN echo 'wfclock:x:65532:65532:wfclock:/tmp:/usr/sbin/nologin' >> /etc/passwd \
+ && echo 'wfclock:x:65532:' >> /etc/group
 USER 65532:65532
 WORKDIR /tmp
 CMD ["python", "-m", "wfclock.controller"]

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml devstack/pyproject.toml |
 .PHONY: faults help venv postgres control-plane browser checkov deps test test-unit lint up down demo bench clean kind-e2e image
 
 help:
-	@echo "make demo   - start the local stack (control plane, Postgres, operator) and watch schedules fire"
+	@echo "make demo   - start the local stack (control plane, node, Postgres, the chart's operator pod) and watch schedules fire"
 	@echo "make test   - install what the tests need (idempotent, cached) and run them all"
 	@echo "make up / make down - start / stop the local stack in the background"
 	@echo "make lint   - ruff, shellcheck, helm lint, the policy scan (checkov)"
@@ -62,7 +62,8 @@ lint: venv control-plane checkov
 	$(shell scripts/build-control-plane.sh helm 2>/dev/null)/helm lint --strict charts/wfclock
 	$(PY) -m wfclock_devstack.policyscan
 
-up: deps
+# The operator runs as the chart installs it, from the image built here, on the local node.
+up: deps image
 	$(PY) -m wfclock_devstack.localstack up
 
 down:

@@ -28,7 +28,30 @@ def _pem_key(key) -> bytes:
     )
 
 
-def _cert(subject, issuer, public_key, signing_key, *, ca=False, server=False, client=False):
+SERVING_NAMES = ("localhost", "127.0.0.1")
+
+
+def _san(names) -> x509.SubjectAlternativeName:
+    entries = []
+    for name in names:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return x509.SubjectAlternativeName(entries)
+
+
+def _cert(
+    subject,
+    issuer,
+    public_key,
+    signing_key,
+    *,
+    ca=False,
+    server=False,
+    client=False,
+    names=SERVING_NAMES,
+):
     now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
@@ -43,12 +66,7 @@ def _cert(subject, issuer, public_key, signing_key, *, ca=False, server=False, c
     usages = []
     if server:
         usages.append(x509.ExtendedKeyUsageOID.SERVER_AUTH)
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
+        builder = builder.add_extension(_san(names), critical=False)
     if client:
         usages.append(x509.ExtendedKeyUsageOID.CLIENT_AUTH)
     if usages:
@@ -113,3 +131,39 @@ def issue_client(ca: dict[str, Path], directory: Path, name: str, cn: str, org: 
     crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(_pem_key(key))
     return crt_path, key_path
+
+
+def serving_names(cert: Path) -> list[str]:
+    """The host names and addresses a serving certificate is valid for."""
+    san = (
+        x509.load_pem_x509_certificate(cert.read_bytes())
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
+    return [str(n) for n in san.get_values_for_type(x509.DNSName)] + [
+        str(a) for a in san.get_values_for_type(x509.IPAddress)
+    ]
+
+
+def add_serving_address(ca: dict[str, Path], name: str, address: str) -> None:
+    """Re-issues the serving certificate `name.crt` (of `generate`) with one more address, for
+    the same key, and replaces the file in one rename: the API server reloads it from disk, and
+    its key never differs from the certificate it is reading."""
+    crt = ca[f"{name}.crt"]
+    names = serving_names(crt)
+    if address in names:
+        return
+    current = x509.load_pem_x509_certificate(crt.read_bytes())
+    ca_cert = x509.load_pem_x509_certificate(ca["ca.crt"].read_bytes())
+    ca_key = serialization.load_pem_private_key(ca["ca.key"].read_bytes(), password=None)
+    cert = _cert(
+        current.subject,
+        ca_cert.subject,
+        current.public_key(),
+        ca_key,
+        server=True,
+        names=[*names, address],
+    )
+    staged = crt.with_suffix(".crt.new")
+    staged.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    staged.replace(crt)

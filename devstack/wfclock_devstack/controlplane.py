@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -29,7 +30,12 @@ from wfclock_devstack.repo import repository
 CONTROLLERS = (
     "cronjob-controller,job-controller,garbage-collector-controller,"
     "namespace-controller,ttl-after-finished-controller,clusterrole-aggregation-controller,"
-    "node-lifecycle-controller"
+    "node-lifecycle-controller,"
+    # The chart's operator is a Deployment.
+    "deployment-controller,replicaset-controller,"
+    # Every namespace's `default` ServiceAccount and `kube-root-ca.crt` ConfigMap: what the
+    # ServiceAccount admission plugin and a pod's token volume need.
+    "serviceaccount-controller,root-ca-certificate-publisher-controller"
 )
 
 
@@ -150,8 +156,8 @@ class ControlPlane:
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
+                # ServiceAccount (on by default) gives pods their account's token volume.
                 "--enable-admission-plugins=NodeRestriction",
-                "--disable-admission-plugins=ServiceAccount",
                 f"--kubelet-client-certificate={f['kubelet-client.crt']}",
                 f"--kubelet-client-key={f['kubelet-client.key']}",
                 # A node's name is no host name here; its InternalIP is an address of this machine.
@@ -249,6 +255,23 @@ class ControlPlane:
             return "wfclock.dev/finalizer" in json.loads(out)["metadata"].get("finalizers", [])
         except ValueError:
             return False
+
+    def serve_address(self, address: str, timeout: float = 90) -> None:
+        """Makes the API server's certificate valid for `address` too (a node's address, on which
+        its pods reach the API server through the node's proxy), and waits until the API server
+        serves it: it reloads its serving certificate from disk, without a restart."""
+        certs.add_serving_address(self.files, "apiserver", address)
+        context = ssl.create_default_context(cafile=str(self.files["ca.crt"]))
+
+        def served() -> bool:
+            self._check_alive()
+            with (
+                socket.create_connection(("127.0.0.1", self.api_port), timeout=3) as sock,
+                context.wrap_socket(sock, server_hostname=address),
+            ):
+                return True
+
+        wait_until(served, timeout, f"the API server's certificate for {address}", interval=0.5)
 
     def _check_alive(self) -> None:
         for name, proc in self.processes.items():

@@ -1,21 +1,24 @@
 """The local stack: `make up`, `make down`, `make demo`.
 
-`up` starts a supervisor in the background that owns Postgres (migrated), the local control plane,
-the CRDs, the operator and the pod runner; it writes `.wfclock/env` once everything is ready.
-`down` stops the supervisor, which stops everything it started. `demo` applies example schedules
-and shows their fires and runs as they happen.
+`up` starts a supervisor in the background that owns the local control plane, a real node
+(containerd, kubelet, kube-scheduler), Postgres listening for the node's pods, and the operator
+as the chart installs it: `helm install` with the image `make image` builds, its pod run by the
+kubelet (`podstack`). Every fire is a launcher container the kubelet runs from the same image. It
+writes `.wfclock/env` once the operator's pod is Ready. `down` stops the supervisor, which stops
+and removes everything it started (the node's network, cgroups and mounts included). `demo`
+applies example schedules and shows their fires and runs as they happen.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -24,6 +27,8 @@ from pathlib import Path
 STATE = Path(os.environ.get("WFCLOCK_STATE_DIR", Path.cwd() / ".wfclock"))
 PIDFILE = STATE / "supervisor.pid"
 ENVFILE = STATE / "env"
+# What the stack made outside its folder (the node's claim, Postgres' folder), for checks.
+MADE = STATE / "made.json"
 DEMO_NAMESPACE = "demo"
 DEMO_TENANT = "demo"
 SYSTEM_NAMESPACE = "wfclock-system"
@@ -62,7 +67,8 @@ def up() -> int:
     PIDFILE.write_text(str(proc.pid))
     started = time.monotonic()
     print(
-        "starting Postgres, etcd, kube-apiserver, kube-controller-manager, operator, pod runner ..."
+        "starting etcd, kube-apiserver, kube-controller-manager, a node (containerd, kubelet, "
+        "kube-scheduler), Postgres, and the operator's pod (helm install) ..."
     )
     while not ENVFILE.exists():
         if proc.poll() is not None:
@@ -75,6 +81,8 @@ def up() -> int:
             print("the local stack did not become ready within 10 minutes", file=sys.stderr)
             return 1
         time.sleep(0.5)
+    log_lines = (STATE / "supervisor.log").read_text(errors="replace").splitlines()
+    print(next((line for line in reversed(log_lines) if "local stack ready" in line), ""))
     print(f"ready in {time.monotonic() - started:.1f}s. Use it with: source {ENVFILE}")
     print(ENVFILE.read_text())
     return 0
@@ -86,26 +94,29 @@ def down() -> int:
         print("wfclock local stack is not running")
         return 0
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     if _alive(pid):
         os.killpg(pid, signal.SIGKILL)
+        time.sleep(1)
+        from wfclock_devstack import nodehost
+
+        nodehost.release_stale()  # what the killed supervisor's node left on the machine
     PIDFILE.unlink(missing_ok=True)
     ENVFILE.unlink(missing_ok=True)
+    MADE.unlink(missing_ok=True)
     print("wfclock local stack stopped")
     return 0
 
 
 def serve() -> int:
     """The supervisor: owns every process of the stack; SIGTERM tears it all down."""
-    from kubernetes import client, config
-    from wfclock.db.migrate import upgrade
-
+    from wfclock_devstack import podstack
     from wfclock_devstack.controlplane import ControlPlane
-    from wfclock_devstack.podrunner import PodRunner
-    from wfclock_devstack.postgres import temporary_server
-    from wfclock_devstack.processes import spawn, terminate
+    from wfclock_devstack.node import Node
+    from wfclock_devstack.postgres import PostgresServer
+    from wfclock_devstack.processes import terminate
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -113,79 +124,89 @@ def serve() -> int:
     # The local stack is ephemeral: every `make up` starts from empty data. Postgres lives in a
     # temporary folder, which its server user can reach wherever the checkout is.
     shutil.rmtree(STATE / "kube", ignore_errors=True)
-    postgres = temporary_server()
+    archive = podstack.build_image()
     plane = ControlPlane(root=STATE / "kube")
-    operator = runner = console = None
+    node = postgres = console = None
     try:
-        postgres.start()
-        url = postgres.url()
-        upgrade(url)
         plane.start()
-        plane.install_crds()
-        api = config.new_client_from_config(config_file=str(plane.kubeconfig))
-        core = client.CoreV1Api(api)
-        for name, labels in (
-            (SYSTEM_NAMESPACE, {}),
-            (DEMO_NAMESPACE, {"wfclock.dev/tenant": DEMO_TENANT}),
-        ):
-            core.create_namespace({"metadata": {"name": name, "labels": labels}})
-        core.create_namespaced_secret(
-            SYSTEM_NAMESPACE,
-            {
-                "metadata": {"name": "wfclock-database"},
-                "data": {"url": base64.b64encode(url.encode()).decode()},
-            },
+        node = Node(plane).start()
+        # Pods reach Postgres on the node's address, with a password.
+        postgres = PostgresServer(
+            Path(tempfile.mkdtemp(prefix="wfclock-pg-")),
+            also_listen=(node.host_ip,),
+            password_networks=(node.pod_subnet,),
         )
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(plane.kubeconfig),
-            "WFCLOCK_DATABASE_URL": url,
-            "WFCLOCK_DATABASE_SECRET_SOURCE": f"{SYSTEM_NAMESPACE}/wfclock-database",
-            # The demo fires every minute; production keeps the 5-minute default.
-            "WFCLOCK_MINIMUM_INTERVAL_MINUTES": os.environ.get(
-                "WFCLOCK_MINIMUM_INTERVAL_MINUTES", "1"
+        postgres.start()
+        MADE.write_text(json.dumps({"node": vars(node.claim), "postgres": str(postgres.root)}))
+        pod_url = podstack.database_for_pods(postgres, node, "wfclock")
+        plane.kubectl(
+            "create",
+            "-f",
+            "-",
+            input=json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {
+                        "name": DEMO_NAMESPACE,
+                        "labels": {"wfclock.dev/tenant": DEMO_TENANT, **podstack.RESTRICTED},
+                    },
+                }
             ),
-            "WFCLOCK_METRICS_PORT": os.environ.get("WFCLOCK_METRICS_PORT", "9464"),
-            "WFCLOCK_HEALTH_PORT": os.environ.get("WFCLOCK_HEALTH_PORT", "9465"),
-        }
-        operator = spawn(
-            [sys.executable, "-m", "wfclock.controller"], STATE / "logs" / "operator.log", env=env
         )
-        runner = PodRunner(api).start()
+        # The demo fires every minute; production keeps the 5-minute default.
+        minimum = os.environ.get("WFCLOCK_MINIMUM_INTERVAL_MINUTES", "1")
+        release = podstack.install_operator(
+            node,
+            archive,
+            pod_url,
+            "--set",
+            f"minimumIntervalMinutes={minimum}",
+            namespace=SYSTEM_NAMESPACE,
+        )
+        plane.wait_schedules_admitted(DEMO_NAMESPACE, DEMO_TENANT)
+        # The console as a local process (migrations are in: the operator's init step ran).
+        from kubernetes import config
+
         from wfclock_devstack.console import start_console
 
+        api = config.new_client_from_config(config_file=str(plane.kubeconfig))
         console, console_url, console_token = start_console(
-            api, url, plane.kubeconfig, DEMO_NAMESPACE, STATE / "logs" / "console.log"
+            api,
+            postgres.url("wfclock"),
+            plane.kubeconfig,
+            DEMO_NAMESPACE,
+            STATE / "logs" / "console.log",
         )
         lines = {
             "WFCLOCK_CONSOLE_URL": console_url,
             "WFCLOCK_CONSOLE_TOKEN_COMMAND": console_token,
             "KUBECONFIG": str(plane.kubeconfig),
-            "WFCLOCK_DATABASE_URL": url,
+            # The administrator's view of the operator's database, over the loopback.
+            "WFCLOCK_DATABASE_URL": postgres.url("wfclock"),
             "WFCLOCK_NAMESPACE": DEMO_NAMESPACE,
             "WFCLOCK_TENANT": DEMO_TENANT,
             "PATH": f"{plane.bin}:{Path(sys.executable).parent}:$PATH",
         }
         ENVFILE.write_text("".join(f'export {k}="{v}"\n' for k, v in lines.items()))
-        print(f"local stack ready (control plane in {plane.ready_seconds:.1f}s)", flush=True)
+        print(
+            f"local stack ready: control plane in {plane.ready_seconds:.1f}s, node "
+            f"{node.name} in {node.ready_seconds:.1f}s, helm install to operator pod Ready "
+            f"in {release.ready_seconds:.1f}s",
+            flush=True,
+        )
         while not stop.wait(1):
-            if operator.poll() is not None:
-                print("the operator exited; see .wfclock/logs/operator.log", flush=True)
-                operator = spawn(
-                    [sys.executable, "-m", "wfclock.controller"],
-                    STATE / "logs" / "operator.log",
-                    env=env,
-                )
+            pass
         return 0
     finally:
         ENVFILE.unlink(missing_ok=True)
-        if runner:
-            runner.stop()
-        terminate(operator)
         terminate(console)
+        if node is not None:
+            node.stop()
         plane.remove()
-        postgres.stop()
-        shutil.rmtree(postgres.root, ignore_errors=True)
+        if postgres is not None:
+            postgres.stop()
+            shutil.rmtree(postgres.root, ignore_errors=True)
 
 
 def demo() -> int:
@@ -249,13 +270,41 @@ def demo() -> int:
                 env=env,
             )
             if {"recurring", "schedule"} <= kinds:
+                _show_containers(kubectl, env)
                 print("\nboth schedules fired, one run per fire. `make down` stops the stack.")
                 return 0
             time.sleep(10)
     except KeyboardInterrupt:
         return 0
-    print("no fire of both schedules within 4 minutes; see .wfclock/logs/", file=sys.stderr)
+    print(
+        "no fire of both schedules within 4 minutes; see `kubectl get pods -A` and "
+        f"`kubectl logs -n {SYSTEM_NAMESPACE} deployment/wfclock` (after `source {ENVFILE}`)",
+        file=sys.stderr,
+    )
     return 1
+
+
+def _show_containers(kubectl: list[str], env: dict) -> None:
+    """The fires' launcher pods, and the containers the kubelet ran for them."""
+    selector = ["-l", "wfclock.dev/schedule"]
+    print("\nthe fires' launcher pods, run by the kubelet on the local node:")
+    subprocess.run([*kubectl, "get", "pods", *selector, "-o", "wide"], env=env)
+    pods = json.loads(
+        subprocess.run(
+            [*kubectl, "get", "pods", *selector, "-o", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
+        or '{"items": []}'
+    )["items"]
+    for pod in pods:
+        for status in pod["status"].get("containerStatuses") or []:
+            if status.get("containerID"):
+                print(
+                    f"  {pod['metadata']['name']}: container {status['containerID'][:25]}... "
+                    f"of {status['image']}"
+                )
 
 
 def main() -> int:

@@ -14,6 +14,9 @@ The way Kubernetes' hack/local-up-cluster.sh runs one, with everything in a fold
   control plane's CA, x509 and webhook authentication and webhook authorization for its own API
   (no anonymous access); the API server reaches it on the node's address for logs.
 - kube-scheduler, logging in as `system:kube-scheduler`.
+- the way its pods reach the API server: a relay on the node's address to the API server on
+  127.0.0.1 (`apiproxy`), whose certificate is re-issued to carry that address; pods are told
+  with `KUBERNETES_SERVICE_HOST` / `_PORT` = `api_host` / `api_port`.
 
 No kube-proxy: wfclock's pods reach Postgres on a host address, no Service; kube-proxy would also
 write the host's firewall. The kubelet runs with a PATH without iptables for the same reason: its
@@ -26,8 +29,10 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import ssl
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -78,6 +83,11 @@ class Node:
         return self.claim.subnet
 
     @property
+    def api_host(self) -> str:
+        """Where pods reach the API server (KUBERNETES_SERVICE_HOST): the node's address."""
+        return self.claim.host_ip
+
+    @property
     def containerd_socket(self) -> Path:
         return self.root / "containerd.sock"
 
@@ -100,6 +110,7 @@ class Node:
             self.import_image(self.bin / "pause.tar")
             self._start_kubelet()
             self._start_scheduler()
+            self._start_api_proxy()
             wait_until(self._ready, timeout, f"node {self.name} to be Ready", interval=0.5)
             nodehost.kubelet_started()
         except BaseException:
@@ -330,6 +341,36 @@ disabled_plugins = [
 
         wait_until(ready, 30, "kube-scheduler /readyz", interval=0.2)
 
+    def _start_api_proxy(self) -> None:
+        """Pods reach the API server at `api_host:api_port`: a relay there (no kube-proxy, no
+        firewall rule), and the API server's certificate valid for that address."""
+        self.api_port = free_port(self.host_ip)
+        self.processes["apiproxy"] = spawn(
+            [
+                sys.executable,
+                "-m",
+                "wfclock_devstack.apiproxy",
+                self.host_ip,
+                str(self.api_port),
+                str(self.plane.api_port),
+            ],
+            self.logs("apiproxy"),
+            before_exec=nodehost.joining(f"{self.claim.cgroup}/node"),
+        )
+        self.plane.serve_address(self.host_ip)
+        context = ssl.create_default_context(cafile=str(self.plane.files["ca.crt"]))
+
+        def relayed() -> bool:
+            self._check_alive()
+            address = (self.host_ip, self.api_port)
+            with (
+                socket.create_connection(address, timeout=3) as sock,
+                context.wrap_socket(sock, server_hostname=self.host_ip),
+            ):
+                return True
+
+        wait_until(relayed, 30, "the API server through the node's relay", interval=0.2)
+
     def _ready(self) -> bool:
         self._check_alive()
         node = json.loads(self.plane.kubectl("get", "node", self.name, "-o", "json"))
@@ -350,7 +391,7 @@ disabled_plugins = [
         the bridge, its folder; and its Node object and pods, when the API server still runs."""
         if self.claim is None:
             return
-        for name in ("kube-scheduler", "kubelet"):
+        for name in ("apiproxy", "kube-scheduler", "kubelet"):
             terminate(self.processes.pop(name, None))
         if self.processes.get("containerd") and self.processes["containerd"].poll() is None:
             self._delete_tasks()

@@ -436,3 +436,21 @@ def test_kubectl_shows_printer_columns_and_explains_the_trigger(plane, installed
     for field in ("cron", "runAt", "timezone", "type"):
         assert field in explained
     assert "Exactly 5 fields" in explained and "IANA time zone" in explained
+
+
+def test_api_server_address_is_passed_only_when_set(tools):
+    def operator_env(*args):
+        out = helm(tools, "template", "wfclock", str(CHART), "-n", RELEASE_NS, *args).stdout
+        (deployment,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    assert "KUBERNETES_SERVICE_HOST" not in operator_env()  # the kubelet's, from the Service
+    env = operator_env("--set", "apiServer.host=10.213.0.1", "--set", "apiServer.port=6443")
+    assert (env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]) == (
+        "10.213.0.1",
+        "6443",
+    )
+    for bad in (["--set", "apiServer.host=https://x"], ["--set", "apiServer.port=0"]):
+        done = helm(tools, "template", "wfclock", str(CHART), *bad, check=False)
+        assert done.returncode != 0 and "apiServer" in done.stderr

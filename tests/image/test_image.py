@@ -117,6 +117,13 @@ def test_operator_command_starts(archive):
     assert handlers.returncode == 0, handlers.stderr
 
 
+def test_the_images_user_has_a_name_as_the_operator_needs(archive):
+    # kopf names the operator after its user (getpass): an anonymous uid fails its start.
+    done = run("python", "-c", "import getpass; print(getpass.getuser())", env={**ENV})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "wfclock"
+
+
 def test_cli_works(archive):
     done = run("wfclock", "--help")
     assert done.returncode == 0, done.stderr
