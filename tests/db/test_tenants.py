@@ -184,3 +184,21 @@ def test_the_administrators_query_parameters_never_reach_a_tenants_url():
     url = tenant_url(admin, "wfclock_t_x_acme", "pw")
     assert url == "postgresql://wfclock_t_x_acme:pw@db:5432/wfclock?sslmode=require"
     assert psycopg.conninfo.conninfo_to_dict(url)["user"] == "wfclock_t_x_acme"
+
+
+def test_a_login_that_administers_the_launcher_role_is_not_taken_for_a_tenant_login(
+    schedules, database_url
+):
+    """On PostgreSQL 16 and later, the operator's login that creates wfclock_launcher (with
+    CREATEROLE, not a superuser) is recorded as a member of it WITH ADMIN OPTION; such a login is
+    the operator, never a tenant's launcher login refused for belonging to no tenant."""
+    name, password = f"wfclock_ops_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+        admin.execute(f"GRANT wfclock_launcher TO {name} WITH ADMIN OPTION")
+    try:
+        url = database_url.replace("postgres@", f"{name}:{password}@", 1)
+        assert fire(url, schedules["acme"].schedule_id).outcome == "launched"
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(f"DROP ROLE {name}")

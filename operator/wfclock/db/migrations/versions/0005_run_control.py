@@ -91,10 +91,12 @@ DECLARE
     v_at_iso text;
 BEGIN
     -- A launcher login is a direct member of wfclock_launcher (pg_has_role would also say
-    -- yes for a superuser, who is the administrator here).
+    -- yes for a superuser, who is the administrator here), granted without admin option: the
+    -- operator's login that created the role holds it with admin option (PostgreSQL 16+).
     IF EXISTS (SELECT 1 FROM pg_auth_members m
                JOIN pg_roles g ON g.oid = m.roleid AND g.rolname = 'wfclock_launcher'
-               JOIN pg_roles u ON u.oid = m.member AND u.rolname = session_user) THEN
+               JOIN pg_roles u ON u.oid = m.member AND u.rolname = session_user
+               WHERE NOT m.admin_option) THEN
         SELECT l.tenant INTO v_tenant FROM wfclock_tenant_logins l
         WHERE l.role_name = session_user;
         IF v_tenant IS NULL THEN
