@@ -1,5 +1,6 @@
-"""`helm upgrade` from the previous chart (a packaged copy of the chart at main commit 5ce9421,
-`data/`) to the current one while schedules fire, then `helm rollback`: exactly one run per fire,
+"""`helm upgrade` from the previous chart (a packaged copy of the chart at main commit 460fb6b,
+`data/`: before migration 0005, and the first whose migrate step leaves a newer database as it
+is, so a rollback across 0005 starts) to the current one while schedules fire, then `helm rollback`: exactly one run per fire,
 by the independent accounting (`make faults`; about five minutes).
 
 The local control plane has no kubelet for the operator's pod, so each revision's pod is played
@@ -37,8 +38,8 @@ from .test_faults import settle_and_account
 
 pytestmark = pytest.mark.faults
 
-PREVIOUS_COMMIT = "5ce9421"
-PREVIOUS_CHART = Path(__file__).parent / "data" / f"wfclock-0.1.0-{PREVIOUS_COMMIT}.tgz"
+PREVIOUS_COMMIT = "460fb6b"
+PREVIOUS_CHART = Path(__file__).parent / "data" / f"wfclock-0.2.0-{PREVIOUS_COMMIT}.tgz"
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = ["--set", "minimumIntervalMinutes=1", "--set", "watchNamespaces={acme}"]
 EVERY_MINUTE = [("utc", "UTC"), ("kolkata", "Asia/Kolkata")]
