@@ -11,6 +11,7 @@ CORE = [
     "wfclock.core.names",
     "wfclock.core.builders",
     "wfclock.core.status",
+    "wfclock.core.launcherpods",
 ]
 IO_LIBRARIES = ["kopf", "kubernetes", "sqlalchemy", "psycopg", "urllib3", "requests"]
 

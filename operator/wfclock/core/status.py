@@ -11,6 +11,7 @@ from datetime import datetime
 
 from wfclock.core.fires import utc_iso
 from wfclock.core.firetime import CronSpec
+from wfclock.core.launcherpods import split_problem
 from wfclock.core.nextfires import next_fires_view
 
 NEXT_FIRES_SHOWN = 5
@@ -114,9 +115,8 @@ def status_for(
 def _fires_condition(row: dict, generation: int, previous: list[dict], now: datetime) -> dict:
     """FiresHealthy: whether fires are delivered by their Jobs and none was missed lately."""
     if row.get("fire_problem"):
-        return condition(
-            "FiresHealthy", False, "FireStuck", row["fire_problem"], generation, previous, now
-        )
+        reason, message = split_problem(row["fire_problem"])
+        return condition("FiresHealthy", False, reason, message, generation, previous, now)
     if row["last_run_status"] == "missed":
         message = row["last_error"] or "a fire was missed"
         return condition("FiresHealthy", False, "FireMissed", message, generation, previous, now)
