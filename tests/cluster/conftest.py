@@ -350,7 +350,9 @@ class Cluster:
             wait_until(finished, 90, f"pod {name} to finish", interval=0.3)
         except TimeoutError as exc:
             raise AssertionError(f"{exc}\n{self.describe()}") from None
-        return self.core.read_namespaced_pod_log(name, self.namespace)
+        # Raw: the client would parse a log that reads as JSON into a dict.
+        log = self.core.read_namespaced_pod_log(name, self.namespace, _preload_content=False)
+        return log.data.decode()
 
     def pods(self, job: str) -> list:
         return self.core.list_namespaced_pod(
