@@ -85,22 +85,27 @@ class PodsDone:
         while not self._stop.is_set():
             try:
                 if version is None:
-                    version = self.core.list_namespaced_pod(NAMESPACE).metadata.resource_version
+                    listing = self.core.list_namespaced_pod(NAMESPACE)
+                    for pod in listing.items:
+                        self._seen(pod)
+                    version = listing.metadata.resource_version
                 for event in watch.Watch().stream(
                     self.core.list_namespaced_pod,
                     NAMESPACE,
                     resource_version=version,
                     timeout_seconds=5,
                 ):
-                    pod = event["object"]
-                    version = pod.metadata.resource_version
-                    name, phase = pod.metadata.name, pod.status.phase
-                    if phase in ("Succeeded", "Failed") and name not in self.done:
-                        self.done[name] = (time.time(), pod.metadata.labels or {})
-                        if phase == "Failed":
-                            self.failed.append(name)
+                    version = event["object"].metadata.resource_version
+                    self._seen(event["object"])
             except Exception:  # noqa: BLE001 - a watch that expired starts again from a list
                 version = None
+
+    def _seen(self, pod) -> None:
+        name, phase = pod.metadata.name, pod.status.phase
+        if phase in ("Succeeded", "Failed") and name not in self.done:
+            self.done[name] = (time.time(), pod.metadata.labels or {})
+            if phase == "Failed":
+                self.failed.append(name)
 
     def stop(self) -> None:
         self._stop.set()
@@ -136,7 +141,9 @@ def main() -> None:
     try:
         node = Node(plane).start()
         pg = PostgresServer(
-            work / "pg", also_listen=(node.host_ip,), password_networks=(node.pod_subnet,)
+            Path(tempfile.mkdtemp(prefix="wfclock-pg-")),
+            also_listen=(node.host_ip,),
+            password_networks=(node.pod_subnet,),
         )
         pg.start()
         url = pg.create_database("bench")
@@ -197,10 +204,8 @@ def main() -> None:
 
             wait_until(registered, 120, "the schedules to be registered")
             first = (datetime.now(UTC) + timedelta(minutes=1)).replace(second=0, microsecond=0)
-            minutes = math.ceil(wanted / per_kind)
-            last = first + timedelta(minutes=minutes - 1)
             print(f"{per_kind} wfclock schedules and {per_kind} bare CronJobs, every minute, "
-                  f"fires from {first:%H:%M} to {last:%H:%M} UTC", flush=True)  # fmt: skip
+                  f"fires from {first:%H:%M} UTC", flush=True)  # fmt: skip
 
             def runs() -> list[tuple[datetime, datetime, str]]:
                 with psycopg.connect(url) as conn:
@@ -209,20 +214,27 @@ def main() -> None:
                         "trigger_metadata->>'source' FROM workflow_runs"
                     ).fetchall()
 
-            def bare_done() -> dict[str, float]:
+            def bare_done(until: datetime) -> dict[str, float]:
                 return {
                     name: seen
                     for name, (seen, pod_labels) in list(pods.done.items())
                     if pod_labels.get("bench") == "bare"
-                    and first <= fired_minute(pod_labels[JOB_LABEL]) <= last
+                    and first <= fired_minute(pod_labels[JOB_LABEL]) <= until
                 }
 
-            def collected() -> bool:
-                ours = [r for r in runs() if first <= r[0] <= last]
-                return len(ours) >= minutes * per_kind and len(bare_done()) >= minutes * per_kind
-
-            wait_until(collected, (last - datetime.now(UTC)).total_seconds() + 180,
-                       "every fire of both kinds", interval=2)  # fmt: skip
+            # Until both kinds have `wanted` fires done; a minute whose Job was skipped (the
+            # previous one still running: concurrencyPolicy Forbid, on both kinds) adds none.
+            far = first + timedelta(hours=1)
+            wait_until(
+                lambda: (
+                    len([r for r in runs() if r[0] >= first]) >= wanted
+                    and len(bare_done(far)) >= wanted
+                ),
+                1800,
+                f"{wanted} fires of both kinds",
+                interval=2,
+            )
+            last = datetime.now(UTC).replace(second=0, microsecond=0)
             for i in range(per_kind):
                 objects.patch_namespaced_custom_object(
                     "wfclock.dev", "v1alpha1", NAMESPACE, "workflowschedules", f"wf-{i}",
@@ -230,12 +242,22 @@ def main() -> None:
                 )  # fmt: skip
                 batch.patch_namespaced_cron_job(f"bare-{i}", NAMESPACE, {"spec": {"suspend": True}})
 
+            def window_finished() -> bool:
+                """Every Job of the minutes up to `last` has finished (or is gone)."""
+                return all(
+                    j.status.succeeded or j.status.failed
+                    for j in batch.list_namespaced_job(NAMESPACE).items
+                    if fired_minute(j.metadata.name) <= last
+                )
+
+            wait_until(window_finished, 300, "the last minute's Jobs to finish", interval=2)
+            time.sleep(3)  # the watch sees the last pods
             ours = [r for r in runs() if first <= r[0] <= last]
             recovered = [r for r in ours if not r[2].startswith("wf-")]
             wfclock_run = [(created - at).total_seconds() for at, created, _ in ours]
             bare = [
                 seen - fired_minute(pods.done[name][1][JOB_LABEL]).timestamp()
-                for name, seen in bare_done().items()
+                for name, seen in bare_done(last).items()
             ]
             wfclock_done = [
                 seen - fired_minute(pod_labels[JOB_LABEL]).timestamp()
@@ -275,15 +297,18 @@ def main() -> None:
         print(line("wfclock fire: minute -> workflow_runs row", wfclock_run, bare))
         print(line("pod `python -c pass`: created -> Succeeded", starts["python"]))
         print(line("launcher pod: created -> Succeeded", starts["launcher"], starts["python"]))
-        print(f"runs launched by the operator's accounting instead of their Job: "
-              f"{len(recovered)}; failed pods: {len(pods.failed)}")  # fmt: skip
+        print(f"minutes {first:%H:%M}-{last:%H:%M} UTC; runs launched by the operator's accounting "
+              f"instead of their Job: {len(recovered)}; failed pods: {len(pods.failed)}")  # fmt: skip
     finally:
-        if node is not None:
-            node.stop()
-        plane.remove()
-        if pg is not None:
-            pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        try:
+            if node is not None:
+                node.stop()
+        finally:
+            plane.remove()
+            if pg is not None:
+                pg.stop()
+                shutil.rmtree(pg.root, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
