@@ -50,7 +50,7 @@ def stack():
 
 
 @contextlib.contextmanager
-def operator(plane, url, log: Path):
+def operator(plane, url, log: Path, **extra_env: str):
     env = {
         **os.environ,
         "KUBECONFIG": str(plane.kubeconfig),
@@ -59,6 +59,7 @@ def operator(plane, url, log: Path):
         "WFCLOCK_HEALTH_PORT": "0",
         "WFCLOCK_LOG_LEVEL": "warning",
         "WFCLOCK_NAMESPACES": f'["{NAMESPACE}"]',
+        **extra_env,
     }
     profile = (
         ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]

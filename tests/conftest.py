@@ -19,13 +19,18 @@ ROOT = Path(__file__).resolve().parents[1]
 _counter = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    server = temporary_server()
+def serve_migrated(server):
+    """Starts `server` with the migrated template database that `database_url` copies."""
     server.start()
     template = server.create_database("wfclock_template")
     upgrade(template)
     engine_for(template).dispose()
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = serve_migrated(temporary_server())
     yield server
     server.stop()
 

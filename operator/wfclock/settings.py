@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     edition: Literal["enterprise", "community"] = "enterprise"
     minimum_interval_minutes: int = Field(5, ge=1, le=1440)
     launcher_image: str = "ghcr.io/wfclock/wfclock:0.1.0"
+    # Never where images reach the nodes by import only (the local node, air-gapped clusters).
+    launcher_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     # Command the launcher container runs; the local stack points it at this checkout's venv.
     launcher_command: list[str] = ["python", "-m", "launcher_job"]
     # The Secret (name, key) in each schedule's namespace that launcher pods read the URL from.

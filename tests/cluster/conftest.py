@@ -1,19 +1,44 @@
-"""The local control plane for the whole session, a fresh namespace per test, the pod runner;
-a real node on a control plane of its own."""
+"""The session's control plane with a real node joined to it (fires' pods are real containers
+of wfclock's image, started by the kubelet), the session's Postgres also on the node's address, a
+fresh tenant namespace per test under the restricted Pod Security level; a control plane without
+a node for the tests that install cluster-wide objects."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from datetime import datetime
+from pathlib import Path
 
+import kopf.testing
 import pytest
 from kubernetes import client, config
+from kubernetes.client.rest import ApiException
 from wfclock_devstack import nodehost
 from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.node import Node
-from wfclock_devstack.podrunner import PodRunner
+from wfclock_devstack.postgres import PostgresServer
+from wfclock_devstack.processes import wait_until
+from wfclock_devstack.repo import repository
+
+from ..conftest import serve_migrated
 
 _names = itertools.count()
+log = logging.getLogger("wfclock.tests")
+
+# Tenant namespaces: launcher pods must pass the restricted level (enforced on pods; a CronJob or
+# Job whose template would not pass is warned about when it is created).
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/warn-version": "latest",
+}
 
 
 def pytest_collection_modifyitems(items):
@@ -23,17 +48,33 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def control_plane():
+def node():
+    """A real node (containerd with runc, CNI bridge, kubelet, kube-scheduler) on the session's
+    control plane: every pod the tests' Jobs make is scheduled to it and run in a container."""
     plane = ControlPlane().start()
-    logging.getLogger("wfclock.tests").info("control plane ready in %.1fs", plane.ready_seconds)
-    yield plane
+    try:
+        started = Node(plane).start()
+    except BaseException:
+        plane.remove()
+        raise
+    log.info("control plane ready in %.1fs, node %s in %.1fs", plane.ready_seconds,
+             started.name, started.ready_seconds)  # fmt: skip
+    yield started
+    claim = started.claim
+    started.stop()
     plane.remove()
+    assert nodehost.leftovers(claim) == []
+
+
+@pytest.fixture(scope="session")
+def control_plane(node):
+    return node.plane
 
 
 @pytest.fixture(scope="module")
 def plane():
-    """A control plane of the module's own (the chart and standby tests install cluster-wide
-    objects)."""
+    """A control plane of the module's own, without a node (the chart and standby tests install
+    cluster-wide objects; the pod runner plays the node there)."""
     started = ControlPlane().start()
     yield started
     started.remove()
@@ -44,58 +85,49 @@ def api(control_plane) -> client.ApiClient:
     return config.new_client_from_config(config_file=str(control_plane.kubeconfig))
 
 
-@pytest.fixture
-def namespace(api, request):
-    name = f"t{next(_names)}-{request.node.name[:40].lower().replace('_', '-').strip('-')}"
-    name = "".join(c for c in name if c.isalnum() or c == "-")[:60].rstrip("-")
-    core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name, "labels": {"wfclock.dev/tenant": "acme"}}})
-    yield name
-    core.delete_namespace(name)
-
-
-@pytest.fixture(scope="session")
-def pod_runner(api):
-    runner = PodRunner(api, time_limit=120).start()
-    yield runner
-    runner.stop()
-
-
-@pytest.fixture(scope="session")
-def node():
-    """A real node (containerd with runc, CNI bridge, kubelet, kube-scheduler) on a control plane
-    of its own: on the shared one, the pod runner plays the node and its pods stay unscheduled."""
-    plane = ControlPlane().start()
-    try:
-        started = Node(plane).start()
-    except BaseException:
-        plane.remove()
-        raise
-    logging.getLogger("wfclock.tests").info(
-        "node %s ready in %.1fs", started.name, started.ready_seconds
-    )
-    yield started
-    claim = started.claim
-    started.stop()
-    plane.remove()
-    assert nodehost.leftovers(claim) == []
-
-
 @pytest.fixture(scope="session")
 def node_api(node) -> client.ApiClient:
     return config.new_client_from_config(config_file=str(node.plane.kubeconfig))
 
 
+@pytest.fixture(scope="session")
+def launcher_image(node) -> str:
+    """wfclock's image (`make image`: cached, rebuilt when the sources change), imported into the
+    node's containerd: the image of every fire's pod, which never pulls it."""
+    script = repository() / "scripts" / "build-image.sh"
+    out = subprocess.run([str(script)], check=True, stdout=subprocess.PIPE, text=True)
+    return node.import_image(Path(out.stdout.strip().splitlines()[-1]))[0]
+
+
+@pytest.fixture(scope="session")
+def postgres(node):
+    """The session's Postgres, also listening on the node's address: fires' pods log in there
+    with their tenant's password (scram-sha-256, from the pod network only)."""
+    server = serve_migrated(
+        PostgresServer(
+            Path(tempfile.mkdtemp(prefix="wfclock-pg-")),
+            also_listen=(node.host_ip,),
+            password_networks=(node.pod_subnet,),
+        )
+    )
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def namespace(api, request):
+    name = f"t{next(_names)}-{request.node.name[:40].lower().replace('_', '-').strip('-')}"
+    name = "".join(c for c in name if c.isalnum() or c == "-")[:60].rstrip("-")
+    core = client.CoreV1Api(api)
+    labels = {"wfclock.dev/tenant": "acme", **RESTRICTED}
+    core.create_namespace({"metadata": {"name": name, "labels": labels}})
+    yield name
+    core.delete_namespace(name)
+
+
 # --- the operator and what it needs -----------------------------------------------------------
 
-import base64  # noqa: E402
-import os  # noqa: E402
-from datetime import datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import kopf.testing  # noqa: E402
-from kubernetes.client.rest import ApiException  # noqa: E402
-from wfclock_devstack.processes import wait_until  # noqa: E402
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "wfclock.dev_workflowschedules.yaml"
 WORKFLOW = "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"
@@ -147,13 +179,17 @@ class Operator:
 
 
 @pytest.fixture
-def operator_env(database_url):
+def operator_env(database_url, node, postgres, launcher_image):
+    """The operator runs here; its launcher pods run on the node, from the imported image, and
+    reach Postgres on the node's address with their tenant's login."""
     return {
         "WFCLOCK_DATABASE_URL": database_url,
         "WFCLOCK_MINIMUM_INTERVAL_MINUTES": "5",
         "WFCLOCK_EDITION": "enterprise",
         "WFCLOCK_METRICS_PORT": "0",
-        "WFCLOCK_LAUNCHER_IMAGE": "wfclock:test",
+        "WFCLOCK_LAUNCHER_IMAGE": launcher_image,
+        "WFCLOCK_LAUNCHER_IMAGE_PULL_POLICY": "Never",
+        "WFCLOCK_LAUNCHER_DATABASE_HOST": f"{node.host_ip}:{postgres.port}",
         "WFCLOCK_DATABASE_SECRET_SOURCE": "",
     }
 
@@ -284,12 +320,56 @@ class Cluster:
         }
         return self.batch.create_namespaced_job(self.namespace, body)
 
-    def wait_job_finished(self, name, timeout=60):
+    def wait_job_finished(self, name, timeout=90):
         def done():
             status = self.batch.read_namespaced_job(name, self.namespace).status
             return status.succeeded or status.failed
 
-        return wait_until(done, timeout, f"Job {name} to finish", interval=0.3)
+        try:
+            return wait_until(done, timeout, f"Job {name} to finish", interval=0.3)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{self.describe()}") from None
+
+    def run_pod_again(self, job: str) -> str:
+        """A second pod with the spec and the Job's name label of `job`'s pod, as a retry or a
+        restarted kubelet would run it (not the Job's: no controller labels or owner)."""
+        (pod,) = self.pods(job)
+        spec = self.core.api_client.sanitize_for_serialization(pod.spec)
+        spec.pop("nodeName", None)
+        name = f"{pod.metadata.name}-again"
+        labels = {"batch.kubernetes.io/job-name": job}
+        self.core.create_namespaced_pod(
+            self.namespace, {"metadata": {"name": name, "labels": labels}, "spec": spec}
+        )
+
+        def finished():
+            phase = self.core.read_namespaced_pod(name, self.namespace).status.phase
+            return phase in ("Succeeded", "Failed") and phase
+
+        try:
+            wait_until(finished, 90, f"pod {name} to finish", interval=0.3)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{self.describe()}") from None
+        # Raw: the client would parse a log that reads as JSON into a dict.
+        log = self.core.read_namespaced_pod_log(name, self.namespace, _preload_content=False)
+        return log.data.decode()
+
+    def pods(self, job: str) -> list:
+        return self.core.list_namespaced_pod(
+            self.namespace, label_selector=f"batch.kubernetes.io/job-name={job}"
+        ).items
+
+    def describe(self) -> str:
+        """The namespace's pods and events: what to read when a fire's pod did not run."""
+        pods = [
+            (p.metadata.name, p.status.phase, p.spec.node_name, p.status.container_statuses)
+            for p in self.core.list_namespaced_pod(self.namespace).items
+        ]
+        events = [
+            (e.involved_object.kind, e.involved_object.name, e.reason, e.message)
+            for e in self.core.list_namespaced_event(self.namespace).items
+        ]
+        return f"pods: {pods}\nevents: {events}"
 
 
 @pytest.fixture

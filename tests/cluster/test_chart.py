@@ -320,6 +320,11 @@ def test_the_charts_token_cannot_do_more_than_it_needs(plane, admin, installed):
             attempt()
         assert refused.value.status == 403
     assert core.read_namespaced_secret("wfclock-database", RELEASE_NS).data["url"]
+    # It reads pods (why a fire's pod cannot start; a 403 would raise), and does no more.
+    assert all(p.metadata.namespace == "acme" for p in core.list_namespaced_pod("acme").items)
+    with pytest.raises(ApiException) as refused:
+        core.delete_collection_namespaced_pod("acme")
+    assert refused.value.status == 403
 
 
 def _schedule(tenant):

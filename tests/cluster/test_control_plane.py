@@ -7,26 +7,39 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from wfclock_devstack.controlplane import ControlPlane
+from wfclock_devstack.podrunner import PodRunner
 from wfclock_devstack.processes import wait_until
 
-SERVE = {"wfclock.dev/schedule": "control-plane-test"}
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
-def job_template(command, backoff_limit=0):
+def job_template(image, command, backoff_limit=0):
+    """A Job of one container that passes the restricted level, run on the node."""
     return {
         "backoffLimit": backoff_limit,
         "template": {
-            "metadata": {"labels": SERVE},
             "spec": {
                 "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 65532,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
                 "containers": [
                     {
                         "name": "main",
-                        "image": "busybox",
+                        "image": image,
+                        "imagePullPolicy": "Never",
                         "command": command,
+                        "securityContext": RESTRICTED_CONTAINER,
                         "env": [
                             {
                                 "name": "JOB_NAME",
@@ -42,6 +55,10 @@ def job_template(command, backoff_limit=0):
             },
         },
     }
+
+
+def python(code: str) -> list[str]:
+    return ["python", "-c", code]
 
 
 def test_crd_cel_rule_refuses_an_object_with_the_rules_message(control_plane, api, namespace):
@@ -102,8 +119,9 @@ def test_crd_cel_rule_refuses_an_object_with_the_rules_message(control_plane, ap
     assert refused.value.status == 422 and "min must not exceed max" in refused.value.body
 
 
-def test_cronjob_with_time_zone_fires_and_completes(api, namespace, pod_runner):
+def test_cronjob_with_time_zone_fires_and_completes(api, namespace, launcher_image):
     batch = client.BatchV1Api(api)
+    command = python("import os; print('fired', os.environ['JOB_NAME'])")
     batch.create_namespaced_cron_job(
         namespace,
         {
@@ -111,7 +129,7 @@ def test_cronjob_with_time_zone_fires_and_completes(api, namespace, pod_runner):
             "spec": {
                 "schedule": "* * * * *",
                 "timeZone": "Europe/Berlin",
-                "jobTemplate": {"spec": job_template(["sh", "-c", "echo fired $JOB_NAME"])},
+                "jobTemplate": {"spec": job_template(launcher_image, command)},
             },
         },
     )
@@ -127,11 +145,15 @@ def test_cronjob_with_time_zone_fires_and_completes(api, namespace, pod_runner):
     assert abs((datetime.now(UTC) - scheduled).total_seconds()) < 120
     wait_until(
         lambda: batch.read_namespaced_job(created.metadata.name, namespace).status.succeeded,
-        60,
+        90,
         "the Job to complete",
     )
-    (run,) = pod_runner.runs_for_job(created.metadata.name)
-    assert run.output.strip() == f"fired {created.metadata.name}"
+    core = client.CoreV1Api(api)
+    (pod,) = core.list_namespaced_pod(
+        namespace, label_selector=f"batch.kubernetes.io/job-name={created.metadata.name}"
+    ).items
+    log = core.read_namespaced_pod_log(pod.metadata.name, namespace)
+    assert log.strip() == f"fired {created.metadata.name}"
     wait_until(
         lambda: (
             batch.read_namespaced_cron_job("every-minute", namespace).status.last_successful_time
@@ -150,20 +172,20 @@ def test_cronjob_with_an_invalid_time_zone_is_refused(api, namespace):
                 "spec": {
                     "schedule": "0 * * * *",
                     "timeZone": "Mars/Olympus_Mons",
-                    "jobTemplate": {"spec": job_template(["true"])},
+                    "jobTemplate": {"spec": job_template("any", ["true"])},
                 },
             },
         )
     assert refused.value.status == 422 and "timeZone" in refused.value.body
 
 
-def test_failing_job_is_retried_up_to_backoff_limit_then_failed(api, namespace, pod_runner):
+def test_failing_job_is_retried_up_to_backoff_limit_then_failed(api, namespace, launcher_image):
     batch = client.BatchV1Api(api)
     batch.create_namespaced_job(
         namespace,
         {
             "metadata": {"name": "fails"},
-            "spec": job_template(["sh", "-c", "exit 3"], backoff_limit=1),
+            "spec": job_template(launcher_image, python("raise SystemExit(3)"), backoff_limit=1),
         },
     )
 
@@ -171,24 +193,34 @@ def test_failing_job_is_retried_up_to_backoff_limit_then_failed(api, namespace, 
         conditions = batch.read_namespaced_job("fails", namespace).status.conditions or []
         return any(c.type == "Failed" and c.status == "True" for c in conditions)
 
-    wait_until(failed, 90, "the Job to fail", interval=1)
-    runs = pod_runner.runs_for_job("fails")
-    assert len(runs) == 2 and all(r.exit_code == 3 for r in runs)
+    wait_until(failed, 120, "the Job to fail", interval=1)
+    pods = client.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector="batch.kubernetes.io/job-name=fails"
+    )
+    codes = [p.status.container_statuses[0].state.terminated.exit_code for p in pods.items]
+    assert codes == [3, 3]
 
 
-def test_pod_that_cannot_run_is_reported(api, namespace, pod_runner):
-    template = job_template(["true"])
-    template["template"]["spec"]["containers"][0]["env"] = [
-        {"name": "X", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "k"}}}
-    ]
-    client.BatchV1Api(api).create_namespaced_job(
-        namespace, {"metadata": {"name": "broken"}, "spec": template}
-    )
-    problem = wait_until(
-        lambda: [p for p in pod_runner.problems if f"{namespace}/broken" in p],
-        30,
-        "a reported problem",
-    )
+def test_pod_that_cannot_run_is_reported_by_the_pod_runner(plane):
+    """The pod runner (which plays the node where none runs: the chart and standby tests, the
+    local stack) reports a pod it cannot run rather than ignoring it."""
+    admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
+    client.CoreV1Api(admin).create_namespace({"metadata": {"name": "runner"}})
+    runner = PodRunner(admin, namespace="runner").start()
+    try:
+        template = job_template("any", ["true"])
+        template["template"]["metadata"] = {"labels": {"wfclock.dev/schedule": "x"}}
+        template["template"]["spec"]["containers"][0]["env"] = [
+            {"name": "X", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "k"}}}
+        ]
+        client.BatchV1Api(admin).create_namespaced_job(
+            "runner", {"metadata": {"name": "broken"}, "spec": template}
+        )
+        problem = wait_until(
+            lambda: [p for p in runner.problems if "runner/broken" in p], 30, "a reported problem"
+        )
+    finally:
+        runner.stop()
     assert "secret 'missing' not readable" in problem[0]
 
 

@@ -50,7 +50,7 @@ def apply_every_minute(cluster, histories, policy: str) -> None:
 
 @pytest.mark.parametrize("outage", [int(os.environ.get("WFCLOCK_FAULT_OUTAGE_SECONDS", "150"))])
 def test_postgres_stopped_during_fires_loses_no_fire(
-    start_operator, cluster, database_url, pod_runner, postgres, outage
+    start_operator, cluster, database_url, postgres, outage
 ):
     """Postgres away for longer than a launcher's connect budget (60 s) and several of its Jobs'
     retries: when it is back, every fire within its deadline runs once and the rest are recorded

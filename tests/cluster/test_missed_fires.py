@@ -47,7 +47,7 @@ def test_catch_up_launches_every_missed_fire_in_the_window_exactly_once(
 
 
 def test_latest_fires_the_missed_one_within_the_deadline_and_skip_drops_it(
-    start_operator, control_plane, cluster, database_url, pod_runner
+    start_operator, control_plane, cluster, database_url
 ):
     start_operator(WFCLOCK_MINIMUM_INTERVAL_MINUTES="1")
     cluster.apply("latest", EVERY_MINUTE, startingDeadlineSeconds=300)

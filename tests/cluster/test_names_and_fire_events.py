@@ -25,7 +25,7 @@ def event_reasons(cluster, name: str) -> list[str]:
 
 
 def test_a_253_character_recurring_schedule_registers_fires_and_reports_the_fire(
-    start_operator, cluster, database_url, pod_runner
+    start_operator, cluster, database_url
 ):
     assert len(LONGEST) == 253
     start_operator()
@@ -46,9 +46,7 @@ def test_a_253_character_recurring_schedule_registers_fires_and_reports_the_fire
     assert status["lastFireAt"] == fire.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_a_253_character_one_time_schedule_fires_once(
-    start_operator, cluster, database_url, pod_runner
-):
+def test_a_253_character_one_time_schedule_fires_once(start_operator, cluster, database_url):
     start_operator()
     cluster.apply(LONGEST, {"type": "schedule", "runAt": soon(5)})
     cluster.wait_status(LONGEST, lambda s: s.get("phase") == "Scheduled", timeout=20)
@@ -60,7 +58,7 @@ def test_a_253_character_one_time_schedule_fires_once(
 
 
 def test_a_one_time_fire_is_reported_as_fired_never_as_failed(
-    start_operator, cluster, database_url, pod_runner
+    start_operator, cluster, database_url
 ):
     start_operator()
     cluster.apply("once", {"type": "schedule", "runAt": soon(5)})

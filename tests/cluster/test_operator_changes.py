@@ -47,7 +47,7 @@ def test_editing_cron_or_zone_patches_the_same_cronjob_in_place(
 
 
 def test_a_fire_planned_under_the_old_cron_starts_no_run_after_an_edit(
-    start_operator, cluster, database_url, pod_runner
+    start_operator, cluster, database_url
 ):
     """Kubernetes issue 63371: after an edit, the controller may start a Job for an instant the
     new schedule never produced. The launcher refuses it."""
@@ -118,7 +118,7 @@ def test_switching_type_keeps_a_single_live_registration(start_operator, cluster
 
 
 def test_pause_suspends_and_refuses_an_in_flight_job_then_resume_fires_again(
-    start_operator, cluster, database_url, pod_runner
+    start_operator, cluster, database_url
 ):
     start_operator()
     created = cluster.apply("paused", HOURLY)
@@ -142,7 +142,7 @@ def test_pause_suspends_and_refuses_an_in_flight_job_then_resume_fires_again(
 
 
 def test_delete_removes_children_and_refuses_an_in_flight_job(
-    start_operator, cluster, database_url, pod_runner, python_env
+    start_operator, cluster, database_url, python_env
 ):
     start_operator()
     created = cluster.apply("doomed", HOURLY)
@@ -181,9 +181,7 @@ def test_delete_removes_children_and_refuses_an_in_flight_job(
 
 
 @pytest.mark.parametrize("late_by, expect_run", [(4, True), (25, False)])
-def test_operator_down_across_run_at(
-    start_operator, cluster, database_url, pod_runner, late_by, expect_run
-):
+def test_operator_down_across_run_at(start_operator, cluster, database_url, late_by, expect_run):
     operator = start_operator()
     run_at = datetime.now(UTC) + timedelta(seconds=5)
     created = cluster.apply(
@@ -294,7 +292,7 @@ def test_a_cronjob_deleted_or_suspended_by_hand_is_put_back(start_operator, clus
 
 
 def test_a_pending_one_time_job_deleted_by_hand_comes_back_and_fires_once(
-    start_operator, cluster, database_url, pod_runner
+    start_operator, cluster, database_url
 ):
     start_operator()
     run_at = (datetime.now(UTC) + timedelta(seconds=12)).isoformat()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -61,7 +60,7 @@ def test_publish_recurring_registers_one_cronjob_and_the_state_row(
 
 
 def test_a_cronjob_fire_starts_exactly_one_run_even_when_its_pod_runs_twice(
-    start_operator, cluster, database_url, pod_runner
+    start_operator, cluster, database_url
 ):
     start_operator()
     created = cluster.apply("hourly", HOURLY)
@@ -76,13 +75,9 @@ def test_a_cronjob_fire_starts_exactly_one_run_even_when_its_pod_runs_twice(
     assert run["payload"]["scheduledFor"] == fire.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert run["trigger_type"] == "recurring"
     # The same pod again (a kubelet restart, a retry): the fire key holds.
-    (pod_run,) = pod_runner.runs_for_job(job.metadata.name)
-    pod = cluster.core.list_namespaced_pod(
-        cluster.namespace, label_selector=f"job-name={job.metadata.name}"
-    ).items[0]
-    argv, env = pod_runner.resolve(pod)
-    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
-    assert '"outcome": "duplicate"' in again.stdout
+    (pod,) = cluster.pods(job.metadata.name)
+    assert pod.spec.node_name and pod.status.container_statuses[0].state.terminated.exit_code == 0
+    assert '"outcome": "duplicate"' in cluster.run_pod_again(job.metadata.name)
     assert len(list_runs(engine)) == 1 and list_fires(engine)[0]["attempts"] == 2
     status = cluster.wait_status("hourly", lambda s: s.get("lastFireAt"))
     assert status["lastFireAt"] == fire.strftime("%Y-%m-%dT%H:%M:%SZ") and status[
@@ -91,7 +86,7 @@ def test_a_cronjob_fire_starts_exactly_one_run_even_when_its_pod_runs_twice(
 
 
 def test_one_time_schedule_is_released_at_run_at_fires_once_and_completes(
-    start_operator, cluster, database_url, pod_runner
+    start_operator, cluster, database_url
 ):
     operator = start_operator()
     run_at = soon(6)
@@ -120,7 +115,7 @@ def test_one_time_schedule_is_released_at_run_at_fires_once_and_completes(
 
 
 def test_the_real_cronjob_controller_fires_exactly_one_run_per_minute(
-    start_operator, cluster, database_url, pod_runner
+    start_operator, cluster, database_url
 ):
     start_operator(WFCLOCK_MINIMUM_INTERVAL_MINUTES="1")
     cluster.apply(
@@ -213,7 +208,7 @@ def test_without_the_admission_policy_the_operator_adds_the_finalizer_itself(
 
 
 def test_one_time_schedule_written_with_a_non_utc_offset_fires_once(
-    start_operator, cluster, database_url, pod_runner
+    start_operator, cluster, database_url
 ):
     start_operator()
     nepal = timezone(timedelta(hours=5, minutes=45))

@@ -29,7 +29,7 @@ def _pods_of(cluster, job_name: str) -> list:
 
 
 def test_a_one_time_job_deleted_after_its_ttl_is_never_made_again(
-    start_operator, cluster, database_url, pod_runner
+    start_operator, cluster, database_url
 ):
     env = {
         "WFCLOCK_LAUNCHER_TTL_SECONDS_AFTER_FINISHED": str(TTL_SECONDS),
@@ -67,7 +67,7 @@ def test_a_one_time_job_deleted_after_its_ttl_is_never_made_again(
 
 
 def test_a_completed_one_time_schedule_that_opted_in_is_deleted_after_its_ttl(
-    start_operator, cluster, database_url, pod_runner
+    start_operator, cluster, database_url
 ):
     start_operator()
     created = cluster.apply(

@@ -101,7 +101,7 @@ def test_a_paused_schedule_shows_its_reason_and_refuses_run_now_with_an_event(
 
 
 def test_recent_fires_show_a_launched_fire_and_the_one_its_running_run_skipped(
-    start_operator, cluster, database_url, pod_runner
+    start_operator, cluster, database_url
 ):
     start_operator(WFCLOCK_ACCOUNTING_INTERVAL_SECONDS="3600")  # the Jobs deliver, not the sweep
     created = cluster.apply("nightly", HOURLY, overlapPolicy="Skip")

@@ -31,9 +31,7 @@ def at_second(second: int, next_minute: bool = True) -> None:
     time.sleep(max(0.0, (target - now).total_seconds()))
 
 
-def test_short_soak_every_fire_accounted(
-    start_operator, cluster, database_url, pod_runner, tmp_path
-):
+def test_short_soak_every_fire_accounted(start_operator, cluster, database_url, tmp_path):
     env = {
         "WFCLOCK_MINIMUM_INTERVAL_MINUTES": "1",
         "WFCLOCK_ACCOUNTING_INTERVAL_SECONDS": "3",

@@ -85,4 +85,27 @@ def test_an_edit_user_of_one_tenant_cannot_reach_another_tenants_rows(
         "WFCLOCK_TIMEZONE": "UTC",
     }
     assert launcher_main(env) == 2
+    # The same from a launcher pod of acme's own, on the node: its CronJob's pod, pointed at
+    # globex's schedule, is refused (exit 2) and writes nothing.
+    (cronjob,) = cluster.cronjobs()
+    template = cluster.batch.api_client.sanitize_for_serialization(
+        cronjob.spec.job_template.spec.template
+    )
+    container = template["spec"]["containers"][0]
+    container["env"] = [
+        e for e in container["env"] if e["name"] not in env or e["name"] == "WFCLOCK_DATABASE_URL"
+    ] + [{"name": k, "value": v} for k, v in env.items() if k != "WFCLOCK_DATABASE_URL"]
+    cluster.core.create_namespaced_pod(
+        namespace, {"metadata": {"name": "to-globex"}, "spec": template["spec"]}
+    )
+    pod = wait_until(
+        lambda: (
+            (p := cluster.core.read_namespaced_pod("to-globex", namespace)).status.phase
+            in ("Succeeded", "Failed")
+            and p
+        ),
+        90,
+        "the pod to finish",
+    )
+    assert pod.spec.node_name and pod.status.container_statuses[0].state.terminated.exit_code == 2
     assert list_fires(engine_for(database_url), globex) == []

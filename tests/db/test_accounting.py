@@ -11,6 +11,7 @@ from wfclock.controller import accounting, onetime
 from wfclock.controller.context import Context
 from wfclock.controller.releases import Release
 from wfclock.core.fires import fire_key_for
+from wfclock.core.names import SCHEDULE_UID_LABEL
 from wfclock.core.status import status_for
 from wfclock.db import store
 from wfclock.launcher import ClockFire, Registration, RunNow, launch
@@ -204,6 +205,55 @@ def test_a_fire_whose_job_is_stuck_is_launched_by_the_operator_and_reported_once
     later = FIVE_PAST + timedelta(minutes=5)
     assert job_fire(engine, state.schedule_id, later).outcome == "launched"
     assert store.get_schedule(engine, state.schedule_id)["fire_problem"] is None
+
+
+def stuck_pod(state, job: str, reason: str, message: str) -> dict:
+    labels = {SCHEDULE_UID_LABEL: str(state.schedule_id), "batch.kubernetes.io/job-name": job}
+    waiting = {"reason": reason, "message": message}
+    return {
+        "metadata": {"name": f"{job}-abcde", "namespace": "acme", "labels": labels},
+        "status": {"phase": "Pending", "containerStatuses": [{"state": {"waiting": waiting}}]},
+    }
+
+
+def test_a_launcher_pod_that_cannot_start_is_reported_once_with_its_cause(
+    ctx, engine, add_schedule
+):
+    state = every_five_minutes(add_schedule, starting_deadline_seconds=300)
+    job = f"nightly-x-{int(FIVE_PAST.timestamp()) // 60}"
+    ctx.kube.active_jobs.add(("acme", job))
+    missing = 'Container image "localhost/wfclock:gone" is not present with pull policy of Never'
+    ctx.kube.pending_pods.append(stuck_pod(state, job, "ErrImageNeverPull", missing))
+    refreshed = []
+    accounting.sweep(ctx, now=NOW, on_change=lambda ns, name: refreshed.append((ns, name)))
+    # Later sweeps, the one that launches the fire itself included: no second report.
+    accounting.sweep(ctx, now=NOW + timedelta(seconds=30))
+    accounting.sweep(ctx, now=NOW + timedelta(seconds=60))
+    warnings = [e for e in ctx.kube.events if e[1].startswith(("Launcher", "FireStuck"))]
+    assert [e[1] for e in warnings] == ["LauncherImageUnavailable"]
+    assert "FireRecovered" in [e[1] for e in ctx.kube.events]  # the fire itself is launched
+    assert f"pod {job}-abcde of Job {job} cannot start: ErrImageNeverPull" in warnings[0][2]
+    assert "localhost/wfclock:gone" in warnings[0][2] and ("acme", "nightly") in refreshed
+    row = store.get_schedule(engine, state.schedule_id)
+    fires = next(
+        c for c in status_for(row, None, 1, [], NOW)["conditions"] if c["type"] == "FiresHealthy"
+    )
+    assert (fires["status"], fires["reason"]) == ("False", "LauncherImageUnavailable")
+    # The Secret gone instead: a new problem, a new report.
+    ctx.kube.pending_pods[:] = [
+        stuck_pod(state, job, "CreateContainerConfigError", 'secret "wfclock-database" not found')
+    ]
+    accounting.sweep(ctx, now=NOW + timedelta(seconds=90))
+    assert ctx.kube.events[-1][1] == "LauncherConfigError"
+    assert 'secret "wfclock-database" not found' in ctx.kube.events[-1][2]
+
+
+def test_a_deleted_schedules_stuck_pod_is_not_reported(ctx, engine, add_schedule):
+    state = every_five_minutes(add_schedule)
+    store.mark_deleted(engine, state.schedule_id)
+    ctx.kube.pending_pods.append(stuck_pod(state, "nightly-x-1", "ErrImageNeverPull", "gone"))
+    accounting.sweep(ctx, now=NOW)
+    assert ctx.kube.events == []
 
 
 def test_fires_before_the_pruned_ledger_horizon_are_not_accounted_again(

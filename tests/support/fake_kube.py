@@ -36,6 +36,7 @@ class FakeKube:
     active_jobs: set[tuple[str, str]] = field(default_factory=set)  # released, not finished
     schedules: dict[tuple[str, str], dict] = field(default_factory=dict)  # for get_schedule
     secrets: dict[tuple[str, str], dict] = field(default_factory=dict)
+    pending_pods: list[dict] = field(default_factory=list)  # launcher pods not started, as JSON
 
     def _record(self, name: str, *args, uid: str | None = None) -> None:
         row = store.get_schedule(self.engine, uuid.UUID(uid)) if uid else None
@@ -126,6 +127,13 @@ class FakeKube:
 
     def job_active(self, namespace: str, name: str) -> bool:
         return (namespace, name) in self.active_jobs
+
+    def pending_launcher_pods(self, namespaces: list[str]) -> list[dict]:
+        return [
+            p
+            for p in self.pending_pods
+            if not namespaces or p["metadata"]["namespace"] in namespaces
+        ]
 
     def stuck_cause(self, namespace: str, job_name: str) -> str:
         return f"pod {job_name}-p: ErrImageNeverPull: image is not present"

@@ -4,7 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 from wfclock.core.builders import Schedule, build_cronjob, build_one_time_job, child_name
+from wfclock.settings import Settings
 
+from ..support.pod_security import launcher_promises_broken, restricted_violations
 from ._schedules import SETTINGS, schedule
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
@@ -132,3 +134,64 @@ def test_a_schedules_traceparent_annotation_reaches_its_launcher_pods_as_tracepa
     pod = build_cronjob(s, SETTINGS)["spec"]["jobTemplate"]["spec"]["template"]
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["TRACEPARENT"] == s.trace_parent
+
+
+def _launcher_pods(settings=SETTINGS) -> dict[str, dict]:
+    recurring = schedule({"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"}, NOW)
+    once = schedule({"type": "schedule", "runAt": "2026-12-01T09:00:00Z"}, NOW)
+    return {
+        "CronJob": build_cronjob(recurring, settings)["spec"]["jobTemplate"]["spec"]["template"],
+        "Job": build_one_time_job(once, settings)["spec"]["template"],
+    }
+
+
+@pytest.mark.parametrize("kind", ["CronJob", "Job"])
+def test_launcher_pods_meet_the_restricted_pod_security_level(kind):
+    pod = _launcher_pods()[kind]["spec"]
+    assert restricted_violations(pod) == []
+    assert launcher_promises_broken(pod) == []
+    # Both of the kubelet's environment sources: the Secret and the downward API (CronJob).
+    env = {e["name"]: e.get("valueFrom", {}) for e in pod["containers"][0]["env"]}
+    assert set(env["WFCLOCK_DATABASE_URL"]) == {"secretKeyRef"}
+    if kind == "CronJob":
+        assert env["WFCLOCK_JOB_NAME"]["fieldRef"]["fieldPath"] == (
+            "metadata.labels['batch.kubernetes.io/job-name']"
+        )
+
+
+@pytest.mark.parametrize(
+    ("break_it", "problem"),
+    [
+        (lambda pod: pod["securityContext"].pop("runAsNonRoot"), "runAsNonRoot"),
+        (lambda pod: pod["securityContext"].pop("seccompProfile"), "seccomp"),
+        (
+            lambda pod: pod["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
+            "allowPrivilegeEscalation",
+        ),
+        (lambda pod: pod["containers"][0]["securityContext"].pop("capabilities"), "drop ALL"),
+        (lambda pod: pod.update(hostNetwork=True), "hostNetwork"),
+        (lambda pod: pod.update(volumes=[{"name": "h", "hostPath": {"path": "/"}}]), "hostPath"),
+    ],
+)
+def test_the_restricted_check_refuses_what_the_level_refuses(break_it, problem):
+    pod = _launcher_pods()["Job"]["spec"]
+    break_it(pod)
+    assert any(problem in p for p in restricted_violations(pod)), restricted_violations(pod)
+
+
+def test_the_launcher_promises_are_checked_beyond_the_restricted_level():
+    pod = _launcher_pods()["Job"]["spec"]
+    pod["automountServiceAccountToken"] = True
+    pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = False
+    assert restricted_violations(pod) == []  # the level itself allows both
+    assert len(launcher_promises_broken(pod)) == 2
+
+
+def test_the_launcher_image_pull_policy_is_a_setting():
+    assert {p["spec"]["containers"][0]["imagePullPolicy"] for p in _launcher_pods().values()} == {
+        "IfNotPresent"
+    }
+    never = Settings(database_url="postgresql://x/y", launcher_image_pull_policy="Never")
+    assert {
+        p["spec"]["containers"][0]["imagePullPolicy"] for p in _launcher_pods(never).values()
+    } == {"Never"}

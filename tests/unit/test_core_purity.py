@@ -12,6 +12,7 @@ CORE = [
     "wfclock.core.builders",
     "wfclock.core.status",
     "wfclock.core.runcontrol",
+    "wfclock.core.launcherpods",
 ]
 IO_LIBRARIES = ["kopf", "kubernetes", "sqlalchemy", "psycopg", "urllib3", "requests"]
 

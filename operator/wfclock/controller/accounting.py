@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import text
 
+from wfclock.controller import launcherpods
 from wfclock.controller.context import Context
 from wfclock.core.accounting import owed_fires, plan_accounting
 from wfclock.core.fires import fire_key_for, utc_iso
@@ -94,6 +95,8 @@ def _report_stuck(ctx: Context, row: dict, fire: datetime) -> None:
     """A fire the operator had to launch itself while its Job was still active: the Job is stuck
     (its pod cannot start, or the launcher hangs). Say why, once, as an Event and in the status."""
     job_name = _fire_job_name(row, fire)
+    if f"of Job {job_name} " in (row.get("fire_problem") or ""):
+        return  # its pod's own problem is recorded already (launcherpods), with its reason
     if not ctx.kube.job_active(row["namespace"], job_name):
         return
     cause = ctx.kube.stuck_cause(row["namespace"], job_name)
@@ -119,6 +122,10 @@ def sweep(ctx: Context, now: datetime | None = None, on_change=None) -> int:
         ).scalar():
             return -1
         try:
+            try:
+                launcherpods.report(ctx, on_change)
+            except Exception as exc:  # noqa: BLE001 - the accounting below must still run
+                log.warning("checking launcher pods failed: %s", exc)
             changed = store.release_buffered_fires(ctx.engine)
             horizon = store.ledger_horizon(ctx.engine)
             for row in store.live_schedules(ctx.engine, ctx.settings.namespaces):

@@ -16,7 +16,7 @@ from kubernetes.client.rest import ApiException
 
 from wfclock.core.fires import utc_iso
 from wfclock.core.model import API_GROUP, API_VERSION, KIND, PLURAL
-from wfclock.core.names import SCHEDULE_UID_LABEL, TENANT_LABEL
+from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL, TENANT_LABEL
 
 log = logging.getLogger("wfclock.operator")
 
@@ -63,10 +63,10 @@ class Kube:
 
         return by_name(cronjobs), by_name(jobs)
 
-    def _items(self, fn, namespace: str | None, selector: str) -> list[dict]:
+    def _items(self, fn, namespace: str | None, selector: str, **kwargs) -> list[dict]:
         """A list call's items as plain dicts (the raw JSON, no client models)."""
         args = (namespace,) if namespace else ()
-        response = fn(*args, label_selector=selector, _preload_content=False)
+        response = fn(*args, label_selector=selector, _preload_content=False, **kwargs)
         try:
             return json.loads(response.data)["items"]
         finally:
@@ -122,6 +122,22 @@ class Kube:
             return False
         conditions = job.status.conditions or []
         return not any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions)
+
+    def pending_launcher_pods(self, namespaces: list[str]) -> list[dict]:
+        """wfclock's launcher pods that have not started (as JSON), in `namespaces` (empty: all)."""
+        selector = f"{REGISTRATION_LABEL}=launcher-pod"
+        pending = "status.phase=Pending"
+        if not namespaces:
+            return self._items(
+                self.core.list_pod_for_all_namespaces, None, selector, field_selector=pending
+            )
+        return [
+            pod
+            for ns in namespaces
+            for pod in self._items(
+                self.core.list_namespaced_pod, ns, selector, field_selector=pending
+            )
+        ]
 
     def stuck_cause(self, namespace: str, job_name: str) -> str:
         """Why a fire's Job has not delivered: what its pods wait for (image, Secret, node)."""

@@ -124,7 +124,7 @@ def _pod_template(schedule: Schedule, settings: Settings, fire_env: list[dict]) 
                 {
                     "name": "launcher",
                     "image": settings.launcher_image,
-                    "imagePullPolicy": "IfNotPresent",
+                    "imagePullPolicy": settings.launcher_image_pull_policy,
                     "command": list(settings.launcher_command),
                     # The launcher's JSON line becomes the container's termination message.
                     "terminationMessagePolicy": "FallbackToLogsOnError",

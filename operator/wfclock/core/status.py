@@ -12,6 +12,7 @@ from datetime import datetime
 
 from wfclock.core.fires import utc_iso
 from wfclock.core.firetime import CronSpec
+from wfclock.core.launcherpods import split_problem
 from wfclock.core.nextfires import next_fires_view
 from wfclock.core.runcontrol import run_failed
 
@@ -197,9 +198,8 @@ def _fires_condition(
     """FiresHealthy: whether fires are delivered by their Jobs, do not keep failing, and none
     was missed lately."""
     if row.get("fire_problem"):
-        return condition(
-            "FiresHealthy", False, "FireStuck", row["fire_problem"], generation, previous, now
-        )
+        reason, message = split_problem(row["fire_problem"])
+        return condition("FiresHealthy", False, reason, message, generation, previous, now)
     streak = failing_streak(history)
     if streak:
         what = "; ".join(

@@ -1,0 +1,45 @@
+"""Launcher pods that cannot start (image missing, Secret gone): each is reported on its schedule,
+as the FiresHealthy condition's reason and a Warning Event, once per problem.
+
+Run by the accounting sweep (one replica at a time), so a stuck pod is reported within one
+accounting interval; the problem stays in the status until a Job delivers a fire again. A pod
+that cannot read its Secret also has the Secret put back at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from wfclock.controller import reconciler
+from wfclock.controller.context import Context
+from wfclock.core.launcherpods import pod_problem
+from wfclock.core.names import SCHEDULE_UID_LABEL
+from wfclock.db import store
+
+log = logging.getLogger("wfclock.accounting")
+
+
+def report(ctx: Context, on_change=None) -> int:
+    """Records the problem of every launcher pod that cannot start; returns how many were new."""
+    reported = 0
+    for pod in ctx.kube.pending_launcher_pods(ctx.settings.namespaces):
+        problem = pod_problem(pod)
+        uid = (pod["metadata"].get("labels") or {}).get(SCHEDULE_UID_LABEL)
+        if problem is None or not uid:
+            continue
+        row = store.get_schedule(ctx.engine, uuid.UUID(uid))
+        if row is None or row["deleted_at"] is not None:
+            continue
+        if problem.reason == "LauncherConfigError":
+            # The launcher Secret deleted or edited by hand: put it back now rather than at the
+            # next resync; the kubelet's next retry starts the pod.
+            reconciler.keep_launcher_secret(ctx, row["namespace"], row["tenant"], force=True)
+        if store.set_fire_problem(ctx.engine, row["schedule_id"], problem.text()):
+            log.warning("%s/%s: %s", row["namespace"], row["name"], problem.message)
+            ref = {"name": row["name"], "namespace": row["namespace"], "uid": uid}
+            ctx.kube.event(ref, "Warning", problem.reason, problem.message)
+            reported += 1
+            if on_change is not None:
+                on_change(row["namespace"], row["name"])
+    return reported
