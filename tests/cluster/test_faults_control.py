@@ -587,7 +587,7 @@ def test_active_replica_killed_at_the_run_at_of_one_time_schedules_each_fires_on
 # --- 4. a burst: recurring schedules all firing in the same minute ---------------------------
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 def test_a_burst_of_recurring_fires_in_one_minute_runs_each_once(
     control_plane, crds, api, namespace, database_url, pod_runner, cluster, tmp_path, postgres
 ):
