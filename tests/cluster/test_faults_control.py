@@ -523,6 +523,9 @@ def released(plane, postgres):
 
 
 def test_active_replica_killed_at_the_run_at_of_one_time_schedules_each_fires_once(plane, released):
+    """Two replicas peering (the chart's `standby.enabled`); `STANDBY_SCHEDULES` one-time
+    schedules registered by the active one share a `runAt`, at which it is killed with SIGKILL:
+    the standby takes over, rebuilds its release queue, and every fire runs exactly once."""
     url, admin = released
     cluster = Cluster(admin, "acme")
     active = OperatorProcess(plane, admin, url, "active", 100)
