@@ -428,7 +428,7 @@ def own_plane(postgres):
         try:
             yield plane, admin
         finally:
-            runner.stop()
+            runner.stop(drop_queued=True)  # late Jobs' pods of fires already accounted
     finally:
         plane.remove()
 
