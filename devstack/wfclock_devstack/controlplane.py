@@ -166,6 +166,10 @@ class ControlPlane:
             ],
             self.logs("kube-apiserver"),
         )
+        self.wait_apiserver_ready()
+
+    def wait_apiserver_ready(self, timeout: float = 60) -> None:
+        f = self.files
         context = ssl.create_default_context(cafile=str(f["ca.crt"]))
         context.load_cert_chain(f["admin.crt"], f["admin.key"])
 
@@ -176,7 +180,26 @@ class ControlPlane:
                 == 200
             )
 
-        wait_until(ready, 60, "kube-apiserver /readyz", interval=0.25)
+        wait_until(ready, timeout, "kube-apiserver /readyz", interval=0.25)
+
+    def restart_apiserver(self, down: float = 0) -> float:
+        """Stops kube-apiserver (SIGTERM), keeps it down `down` seconds, starts it again with the
+        same address and certificates; returns the seconds from the stop to /readyz."""
+        stopped = time.monotonic()
+        terminate(self.processes.pop("kube-apiserver", None))
+        time.sleep(down)
+        self._start_apiserver()
+        return time.monotonic() - stopped
+
+    def restart_etcd(self, down: float = 0) -> float:
+        """Stops etcd (SIGTERM), keeps it down `down` seconds, starts it on the same data and
+        port; returns the seconds from the stop until the API server is ready again."""
+        stopped = time.monotonic()
+        terminate(self.processes.pop("etcd", None))
+        time.sleep(down)
+        self._start_etcd()
+        self.wait_apiserver_ready()
+        return time.monotonic() - stopped
 
     def start_controller_manager(self) -> None:
         """Start (or restart) it; restart after installing CRDs so the GC discovers them at once."""

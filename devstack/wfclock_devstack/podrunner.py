@@ -71,10 +71,12 @@ class PodRunner:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, drop_queued: bool = False) -> None:
+        """Stops watching and waits for the pods being run; with `drop_queued`, pods still
+        waiting for a worker are not run (a control plane about to go, after a burst)."""
         self._stop.set()
         self._thread.join(15)
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        self._pool.shutdown(wait=True, cancel_futures=drop_queued)
 
     def runs_for_job(self, job: str) -> list[PodRun]:
         with self._lock:

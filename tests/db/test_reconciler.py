@@ -293,3 +293,46 @@ def test_the_resync_keeps_the_namespaces_own_tenant_in_its_launcher_secret(ctx, 
     drift.resync(ctx)
     (url,) = ctx.kube.secrets.values()
     assert url["url"].split("://")[1].split(":")[0].endswith("_acme")
+
+
+class Killed(BaseException):
+    """The operator dying (SIGKILL) in the middle of a reconcile."""
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [(HOURLY, ONCE), (ONCE, HOURLY), (ONCE, {"type": "schedule", "runAt": "2026-11-27T09:00:00Z"})],
+    ids=["recurring-to-one-time", "one-time-to-recurring", "new-run-at"],
+)
+def test_a_child_left_by_an_operator_killed_mid_registration_is_removed_by_the_resync(
+    ctx, before, after
+):
+    """Killed after the state row names the new child but before the older one goes: the next
+    reconcile sees its registration unchanged and lists nothing, so the resync must remove it
+    (found by the SIGKILL loop of tests/cluster/test_faults_control.py)."""
+    uid = str(uuid.uuid4())
+    apply(ctx, uid, before)
+    ((old_key, old),) = [*ctx.kube.cronjobs.items(), *ctx.kube.jobs.items()]
+    old["metadata"]["creationTimestamp"] = "2026-11-25T12:00:00Z"  # as the API server sets it
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, after, generation=2)
+    delete_cronjob, delete_job = ctx.kube.delete_cronjob, ctx.kube.delete_job
+
+    def killed(*args):
+        raise Killed
+
+    ctx.kube.delete_cronjob = ctx.kube.delete_job = killed
+    with pytest.raises(Killed):
+        apply(ctx, uid, after, generation=2)
+    ctx.kube.delete_cronjob, ctx.kube.delete_job = delete_cronjob, delete_job
+    apply(ctx, uid, after, generation=2)  # the restarted operator's resume: nothing to replace
+    children = {**ctx.kube.cronjobs, **ctx.kube.jobs}
+    assert old_key in children and len(children) == 2
+
+    assert drift.resync(ctx) == 0, "a child may be a registration in flight for a minute"
+    ctx.clock = lambda: NOW + timedelta(minutes=2)
+    assert drift.resync(ctx) == 1
+    row = store.get_schedule(ctx.engine, uuid.UUID(uid))
+    children = {**ctx.kube.cronjobs, **ctx.kube.jobs}
+    assert list(children) == [("acme", row["registered_name"])]
+    assert "ChildRemoved" in [e[1] for e in ctx.kube.events]
+    assert drift.resync(ctx) == 0

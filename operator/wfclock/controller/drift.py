@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 
 from wfclock.controller.context import Context
 from wfclock.controller.reconciler import keep_launcher_secret, restore
-from wfclock.core.drift import cronjob_drift, one_time_job_missing
+from wfclock.core.drift import cronjob_drift, one_time_job_missing, stale_child
 from wfclock.core.fires import fire_key_for
-from wfclock.core.names import SCHEDULE_UID_LABEL
+from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL
 from wfclock.db import store
 
 log = logging.getLogger("wfclock.operator")
@@ -74,8 +75,9 @@ def one_time_job_deleted(ctx: Context, body: dict) -> None:
 
 
 def resync(ctx: Context) -> int:
-    """Compares every registered schedule with the children that exist; restores drift.
-    Two list calls for all schedules, whatever their number. Returns how many were restored."""
+    """Compares every registered schedule with the children that exist; restores drift and
+    removes children no schedule registers any more. Two list calls for all schedules, whatever
+    their number. Returns how many were restored or removed."""
     rows = store.registered_schedules(ctx.engine, ctx.settings.namespaces)
     cronjobs, jobs = ctx.kube.list_children(ctx.settings.namespaces)
     pending = [r for r in rows if r["trigger_type"] == "schedule" and r["status"] != "disabled"]
@@ -102,4 +104,42 @@ def resync(ctx: Context) -> int:
                 restored += 1
             except Exception as exc:  # noqa: BLE001 - the next resync tries again
                 log.warning("restoring %s/%s failed: %s", row["namespace"], row["name"], exc)
-    return restored
+    return restored + remove_stale_children(ctx, rows, cronjobs, jobs)
+
+
+def _created(body: dict) -> datetime | None:
+    stamp = body["metadata"].get("creationTimestamp")
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+
+
+def remove_stale_children(ctx: Context, rows: list[dict], cronjobs: dict, jobs: dict) -> int:
+    """Deletes the CronJobs and one-time Jobs whose live schedule registers another child (left
+    by an operator killed between a registration's state row and its removal of older children:
+    the next reconcile sees the registration unchanged and lists nothing). The row is read again
+    before each delete, in case a reconcile has just registered that child."""
+    by_uid = {str(row["schedule_id"]): row for row in rows}
+    now = ctx.now()
+    removed = 0
+    for kind, children in (("CronJob", cronjobs), ("Job", jobs)):
+        for (namespace, name), body in children.items():
+            labels = body["metadata"].get("labels") or {}
+            if kind == "Job" and labels.get(REGISTRATION_LABEL) != "one-time":
+                continue  # a CronJob's fire Jobs go with their CronJob
+            row = by_uid.get(labels.get(SCHEDULE_UID_LABEL, ""))
+            if not stale_child(row, kind, name, _created(body), now):
+                continue
+            row = store.get_schedule(ctx.engine, row["schedule_id"])
+            why = stale_child(row, kind, name, _created(body), now)
+            if not why:
+                continue
+            try:
+                log.info("removing %s/%s: %s", namespace, name, why)
+                if kind == "CronJob":
+                    ctx.kube.delete_cronjob(namespace, name)
+                else:
+                    ctx.kube.delete_job(namespace, name)
+                ctx.kube.event(_ref(row), "Normal", "ChildRemoved", f"{why}; removed")
+                removed += 1
+            except Exception as exc:  # noqa: BLE001 - the next resync tries again
+                log.warning("removing %s/%s failed: %s", namespace, name, exc)
+    return removed
