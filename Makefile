@@ -64,7 +64,7 @@ demo: up
 
 # Fault scenarios and the full soak: each prints its accounting line (docs/reliability.md).
 faults: deps
-	$(PY) -m pytest -m faults -s tests/cluster/test_faults.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m faults -s tests/cluster $(PYTEST_ARGS)
 
 bench: deps
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
