@@ -1,11 +1,13 @@
 """Random launcher environments (Hypothesis): whatever WFCLOCK_* values a pod is given, the
 launcher prints exactly one JSON line, exits 0, 2, 70 or 75, and starts a run only for a real,
-due fire of the schedule's current cron, never twice for one fire."""
+due fire of the schedule's current cron, never twice for one fire; each example is checked
+against an independent model of what may start a run."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -52,6 +54,30 @@ def environments(draw, schedule_id: uuid.UUID, url: str) -> dict[str, str]:
     return env
 
 
+def real_fire(env: dict[str, str], schedule_id: uuid.UUID, url: str) -> datetime | None:
+    """The fire `env` delivers when it is a real fire of the schedule, as its Job would deliver
+    it; None when it must start no run."""
+    try:
+        if uuid.UUID(env.get("WFCLOCK_SCHEDULE_ID", "")) != schedule_id:
+            return None
+    except ValueError:
+        return None
+    if env["WFCLOCK_DATABASE_URL"] != url or env.get("WFCLOCK_SCHEDULED_FOR"):
+        return None
+    prefix, _, minutes = env.get("WFCLOCK_JOB_NAME", "").rpartition("-")
+    if not minutes.isdigit() or env.get("WFCLOCK_CRONJOB_NAME", prefix) != prefix:
+        return None
+    cron, zone = env.get("WFCLOCK_CRON"), env.get("WFCLOCK_TIMEZONE")
+    if cron and zone and (cron, zone) != (CRON, ZONE):
+        return None
+    try:
+        at = datetime.fromtimestamp(int(minutes) * 60, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+    previous = croniter(CRON, (at - timedelta(seconds=1)).astimezone(ZoneInfo(ZONE)))
+    return at if previous.get_next(datetime) == at else None
+
+
 def test_random_environments_never_start_a_run_they_should_not(
     database_url, engine, add_schedule, capsys
 ):
@@ -60,17 +86,33 @@ def test_random_environments_never_start_a_run_they_should_not(
         effective_from=NOW - timedelta(days=1),
     )
 
+    outcomes: Counter = Counter()
+
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
     @given(environments(state.schedule_id, database_url))
     def check(env):
+        env = {k: v.replace("\x00", "") for k, v in env.items()}
+        before = len(list_runs(engine))
         capsys.readouterr()
-        code = launcher_main({k: v.replace("\x00", "") for k, v in env.items()})
+        code = launcher_main(env)
         lines = capsys.readouterr().out.strip().splitlines()
         assert len(lines) == 1, lines
-        assert json.loads(lines[0])["outcome"] in {"launched", "duplicate", "skipped", "error"}
+        outcome = json.loads(lines[0])["outcome"]
+        outcomes[outcome] += 1
+        assert outcome in {"launched", "duplicate", "skipped", "error"}
         assert code in (0, 2, 70, 75)
+        # A run only for the schedule's own, due fire of its current cron and zone, delivered as
+        # a CronJob's Job would (a one-time delivery or another registration starts none).
+        due = real_fire(env, state.schedule_id, database_url)
+        started = len(list_runs(engine)) - before
+        assert started == (1 if outcome == "launched" else 0), (env, outcome, started)
+        if outcome == "launched":
+            assert due is not None and due <= datetime.now(UTC) + timedelta(seconds=60), env
+        if due is not None and due <= NOW:
+            assert outcome in ("launched", "duplicate"), (env, lines)
 
     check()
+    assert outcomes["launched"] and outcomes["error"], outcomes  # both sides were exercised
     # A real fire, delivered as its Job would: the invariants below are not vacuous.
     due = NOW - timedelta(minutes=NOW.minute % 5 + 5)
     valid = {
