@@ -30,16 +30,27 @@ def minutes(at: datetime) -> int:
 
 instants = st.integers(min_value=-600, max_value=600).map(lambda m: NOW + timedelta(minutes=m))
 texts = st.text(max_size=40)
+# Fires of CRON (every 5 minutes) from 10 hours before to 10 hours after NOW.
+fires = st.integers(min_value=-120, max_value=120).map(
+    lambda k: NOW - timedelta(minutes=NOW.minute % 5) + timedelta(minutes=5 * k)
+)
 
 
 @st.composite
 def environments(draw, schedule_id: uuid.UUID, url: str) -> dict[str, str]:
-    env = {"WFCLOCK_DATABASE_URL": draw(st.sampled_from([url, url, "mysql://x", ""]))}
-    env["WFCLOCK_SCHEDULE_ID"] = draw(
-        st.sampled_from([str(schedule_id), str(schedule_id), str(uuid.uuid4())]) | texts
+    # Half the environments start from a sound fire of the schedule (its Job's name for a fire
+    # of its cron, past or to come), which the optional values below may then spoil.
+    sound = draw(st.booleans())
+    at = draw(fires if sound else instants)
+    env = {"WFCLOCK_DATABASE_URL": url if sound else draw(st.sampled_from([url, "mysql://x", ""]))}
+    env["WFCLOCK_SCHEDULE_ID"] = (
+        str(schedule_id)
+        if sound
+        else draw(st.sampled_from([str(schedule_id), str(uuid.uuid4())]) | texts)
     )
-    at = draw(instants)
     job = st.sampled_from([f"nightly-x-{minutes(at)}", f"other-{minutes(at)}"]) | texts
+    if sound:
+        env["WFCLOCK_JOB_NAME"] = f"nightly-x-{minutes(at)}"
     optional = {
         "WFCLOCK_JOB_NAME": job,
         "WFCLOCK_CRONJOB_NAME": st.sampled_from(["nightly-x", "other"]) | texts,
@@ -48,7 +59,7 @@ def environments(draw, schedule_id: uuid.UUID, url: str) -> dict[str, str]:
         "WFCLOCK_SCHEDULED_FOR": st.sampled_from([at.isoformat(), "yesterday"]) | texts,
     }
     for name, values in optional.items():
-        if draw(st.booleans()):
+        if draw(st.integers(0, 3)) == 0 if sound else draw(st.booleans()):
             env[name] = draw(values)
     env["WFCLOCK_CONNECT_BUDGET_SECONDS"] = "0"
     return env
