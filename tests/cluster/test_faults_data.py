@@ -14,6 +14,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -157,7 +158,8 @@ def test_launchers_hanging_on_a_silent_database_lose_no_fire(
     every_minute(cluster, histories, "hang", startingDeadlineSeconds=300)
     one_time(cluster, histories, "hang-once", next_minute(30))
     all_scheduled(cluster)
-    silent = psycopg.conninfo.make_conninfo(database_url, host="127.0.0.1", port=hole.port)
+    url = urlsplit(database_url)
+    silent = url._replace(netloc=f"{url.username}@127.0.0.1:{hole.port}").geturl()
     set_database_url(cluster, silent)
     try:
         time.sleep(180)
