@@ -23,10 +23,20 @@ from wfclock.backfill import backfill
 from wfclock.console.data import ensure_console_role
 from wfclock.db.store import ScheduleState, engine_for, upsert_schedule
 from wfclock.launcher import EventStart, ManualStart, launch
+from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.ports import free_port
 from wfclock_devstack.processes import wait_until
 
-from tests.cluster.conftest import WORKFLOW, Operator, api, control_plane, crds  # noqa: F401
+from tests.cluster.conftest import WORKFLOW, Operator, api, crds  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def control_plane():
+    """A control plane of the console tests' own: they run no launcher pod, so no node."""
+    plane = ControlPlane().start()
+    yield plane
+    plane.remove()
+
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-results" / "console"

@@ -76,7 +76,8 @@ def real_fire(env: dict[str, str], schedule_id: uuid.UUID, url: str) -> datetime
     if env["WFCLOCK_DATABASE_URL"] != url or env.get("WFCLOCK_SCHEDULED_FOR"):
         return None
     prefix, _, minutes = env.get("WFCLOCK_JOB_NAME", "").rpartition("-")
-    if not minutes.isdigit() or env.get("WFCLOCK_CRONJOB_NAME", prefix) != prefix:
+    # An empty setting is an absent one, for the launcher as for the kubelet's environment.
+    if not minutes.isdigit() or (env.get("WFCLOCK_CRONJOB_NAME") or prefix) != prefix:
         return None
     cron, zone = env.get("WFCLOCK_CRON"), env.get("WFCLOCK_TIMEZONE")
     if cron and zone and (cron, zone) != (CRON, ZONE):
