@@ -116,10 +116,16 @@ def sweep(ctx: Context, now: datetime | None = None, on_change=None) -> int:
             for row in store.live_schedules(ctx.engine, ctx.settings.namespaces):
                 try:
                     if row["status"] != "scheduled":
-                        # Paused or invalid: the fires owed from before the window opened.
-                        last = account_change(ctx, row, accounting_horizon(row, now))
+                        # Paused: the fires owed from before the pause that no Job recorded
+                        # are recorded as its Jobs would be now (paused); see `owed`.
+                        until = accounting_horizon(row, now)
+                        last, recorded = account_change(ctx, row, until, horizon)
                         if last is not None:
                             store.advance_accounting(ctx.engine, row, last)
+                        if recorded:
+                            changed += 1
+                            if on_change is not None:
+                                on_change(row["namespace"], row["name"])
                     elif account(ctx, row, now, horizon):
                         changed += 1
                         if on_change is not None:

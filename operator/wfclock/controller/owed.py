@@ -22,15 +22,21 @@ def ref(row: dict) -> dict:
     return {"name": row["name"], "namespace": row["namespace"], "uid": str(row["schedule_id"])}
 
 
-def account_change(ctx: Context, row: dict, until: datetime) -> datetime | None:
+def account_change(
+    ctx: Context, row: dict, until: datetime, pruned_before: datetime | None
+) -> tuple[datetime | None, bool]:
     """The fires the registration `row` owed before `until` (its trigger was edited or it was
     deleted then; see `owed_before`) that are not in the ledger are delivered now, each as its
     late Job would be and by its key: the launcher records each with the reason the change gives
     (superseded, paused, deleted), and a Job delivering later meets that record (a duplicate),
-    never a second claim. Returns the last fire looked at (None: none was owed)."""
-    fires = owed_before(row, until, store.ledger_horizon(ctx.engine))
+    never a second claim. `pruned_before`: the ledger's horizon (`store.ledger_horizon`).
+    Returns the last fire looked at (None: none was owed) and whether any was recorded now."""
+    fires = owed_before(row, until, pruned_before)
     keys = {fire: fire_key_for(row["schedule_id"], fire) for fire in fires}
     recorded = store.recorded_keys(ctx.engine, list(keys.values()))
+    if all(key in recorded for key in keys.values()):
+        return (fires[-1] if fires else None), False
+    delivered = False
     skipped: dict[str, list[datetime]] = {}
     registration = Registration(row["cron"], row["timezone"])
     with ctx.engine.raw_connection() as raw:
@@ -41,6 +47,7 @@ def account_change(ctx: Context, row: dict, until: datetime) -> datetime | None:
             request = ClockFire(row["schedule_id"], fire, "recovery", registration)
             result = launch(conn, request, now=ctx.now())
             conn.commit()
+            delivered = True
             log.info(
                 "fire %s of %s, owed before a change: %s %s",
                 utc_iso(fire),
@@ -51,7 +58,7 @@ def account_change(ctx: Context, row: dict, until: datetime) -> datetime | None:
             if result.outcome in ("skipped", "buffered"):
                 skipped.setdefault(f"{result.outcome}: {result.reason}", []).append(fire)
     report_skipped(ctx, row, skipped)
-    return fires[-1] if fires else None
+    return fires[-1], delivered
 
 
 def account_change_safely(ctx: Context, row: dict | None, until: datetime) -> None:
@@ -60,7 +67,7 @@ def account_change_safely(ctx: Context, row: dict | None, until: datetime) -> No
     if row is None:
         return
     try:
-        account_change(ctx, row, until)
+        account_change(ctx, row, until, store.ledger_horizon(ctx.engine))
     except Exception as exc:  # noqa: BLE001 - the change must go through regardless
         log.warning(
             "recording the fires %s/%s owed before its change failed: %s",
