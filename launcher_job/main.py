@@ -10,7 +10,7 @@ import sys
 import time
 import traceback
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 import psycopg
 from wfclock.core.fires import parse_instant, scheduled_for_from_job_name
@@ -141,6 +141,13 @@ def _budget(env: dict[str, str]) -> float:
         return CONNECT_BUDGET_SECONDS
 
 
+def database_now(conn) -> datetime:
+    """The database's clock, which the launcher trusts over its own: the pod's node may be ahead
+    or behind, and a skewed clock must neither refuse a due fire (behind) nor claim one early or
+    misdate the run's `firedAt` and the next fire (ahead). One short round trip per fire."""
+    return conn.execute("SELECT now()").fetchone()[0]
+
+
 def _fail(code: int, reason: str, key: str | None = None) -> int:
     print(json.dumps({"outcome": "error", "fireKey": key, "runId": None, "reason": reason}))
     print(f"launcher: {reason}", file=sys.stderr)
@@ -213,7 +220,7 @@ def main(env: dict[str, str] | None = None) -> int:
         return _fail(EX_USAGE, str(exc))
     try:
         with connect(url, _budget(env)) as conn:
-            result = launch(conn, fire, now=datetime.now(UTC))
+            result = launch(conn, fire, now=database_now(conn))
     except (UnknownSchedule, FireNotDue, NotAFire) as exc:
         return _fail(EX_USAGE, str(exc))
     except psycopg.Error as exc:

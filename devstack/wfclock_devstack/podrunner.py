@@ -59,6 +59,11 @@ class PodRunner:
         self.time_limit = time_limit
         self.runs: list[PodRun] = []
         self.problems: list[str] = []
+        # The fault scenarios' hooks, by namespace: environment added to every pod (a skewed
+        # clock with libfaketime), and namespaces whose pods are held Pending (pods that never
+        # start) until removed from the set.
+        self.extra_env: dict[str, dict[str, str]] = {}
+        self.held: set[str] = set()
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -124,6 +129,8 @@ class PodRunner:
     def _consider(self, pod) -> None:
         if pod.spec.node_name or pod.status.phase != "Pending" or pod.metadata.deletion_timestamp:
             return
+        if pod.metadata.namespace in self.held:
+            return  # seen again by the next listing once released
         with self._lock:
             if pod.metadata.uid in self._seen:
                 return
@@ -218,6 +225,7 @@ class PodRunner:
             value = self._env_value(pod, var, env)
             if value is not None:
                 env[var.name] = value
+        env.update(self.extra_env.get(pod.metadata.namespace, {}))
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable
         elif not os.path.isabs(argv[0]):

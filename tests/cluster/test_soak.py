@@ -6,11 +6,16 @@ The full soak and the fault scenarios run with `make faults`."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import random
 import sys
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from wfclock_devstack.accounting import Change, account, dump_history
 
 ZONES = ["UTC", "Asia/Kolkata", "Asia/Tokyo", "Asia/Kathmandu", "America/Sao_Paulo", "Asia/Dubai"]
@@ -95,3 +100,173 @@ def test_short_soak_every_fire_accounted(start_operator, cluster, database_url, 
     )
     assert report.ok, details
     assert report.expected >= 15 and report.launched >= 13, details
+
+
+# --- the full soak (`make faults`) --------------------------------------------------------------
+
+SOAK_SCHEDULES = int(os.environ.get("WFCLOCK_SOAK_SCHEDULES", "500"))
+SOAK_MINUTES = int(os.environ.get("WFCLOCK_SOAK_MINUTES", "30"))
+# Zones whose offset does not change in the run (the accounting's croniter and the CronJob
+# controller agree there; the parity tests cover DST).
+STEADY_ZONES = [
+    "UTC",
+    "Asia/Kolkata",
+    "Asia/Tokyo",
+    "Asia/Kathmandu",
+    "Asia/Dubai",
+    "Africa/Nairobi",
+]
+CRONS = ["* * * * *", "*/2 * * * *", "*/3 * * * *"]
+
+
+class Soak:
+    """The schedules of the soak, what was applied to each and when, and the random stream."""
+
+    def __init__(self, cluster, rng: random.Random):
+        self.cluster, self.rng = cluster, rng
+        self.histories: dict[uuid.UUID, list[Change]] = {}
+        self.live: dict[str, dict] = {}  # name -> spec as applied
+        self.uids: dict[str, uuid.UUID] = {}
+        self.generations: dict[str, int] = {}
+        self.names = itertools.count()
+        self.actions: Counter = Counter()
+
+    def apply(self, name: str, trigger: dict, **spec) -> None:
+        body = self.cluster.apply(name, trigger, startingDeadlineSeconds=300, **spec)
+        uid = uuid.UUID(body["metadata"]["uid"])
+        self.live[name], self.uids[name] = body["spec"], uid
+        self.generations[name] = body["metadata"]["generation"]
+        self.histories.setdefault(uid, []).append(Change(datetime.now(UTC), body["spec"]))
+
+    def delete(self, name: str) -> None:
+        self.cluster.delete(name)
+        self.histories[self.uids[name]].append(Change(datetime.now(UTC), None))
+        del self.live[name]
+        self.generations.pop(name, None)
+
+    def run_at(self) -> dict:
+        """A one-time trigger at a whole minute 1 to 3 minutes ahead (changes happen between
+        :15 and :45, fires at :00)."""
+        at = datetime.now(UTC).replace(second=0, microsecond=0)
+        at += timedelta(minutes=self.rng.randint(2, 4))
+        return {"type": "schedule", "runAt": at.isoformat().replace("+00:00", "Z")}
+
+    def recurring(self) -> dict:
+        return {
+            "type": "recurring",
+            "cron": self.rng.choice(CRONS),
+            "timezone": self.rng.choice(STEADY_ZONES),
+        }
+
+    def create(self) -> None:
+        kind = "recurring" if self.rng.random() < 0.9 else "one-time"
+        name = f"{'r' if kind == 'recurring' else 'o'}{next(self.names)}"
+        self.apply(name, self.recurring() if kind == "recurring" else self.run_at())
+        self.actions[f"create {kind}"] += 1
+
+    def change(self) -> None:
+        name = self.rng.choice(sorted(self.live))
+        spec = self.live[name]
+        trigger = spec["trigger"]
+        if trigger["type"] == "schedule":
+            due = datetime.fromisoformat(trigger["runAt"].replace("Z", "+00:00"))
+            if due < datetime.now(UTC) + timedelta(seconds=20) or self.rng.random() < 0.5:
+                self.delete(name)  # done, or dropped before its time
+                self.actions["delete one-time"] += 1
+                self.create()
+            else:
+                self.apply(name, self.recurring())
+                self.actions["switch to recurring"] += 1
+            return
+        action = self.rng.choice(["pause", "cron", "zone", "switch", "delete"])
+        if spec.get("paused"):
+            self.apply(name, trigger)
+            self.actions["resume"] += 1
+        elif action == "pause":
+            self.apply(name, trigger, paused=True)
+            self.actions["pause"] += 1
+        elif action == "cron":
+            cron = self.rng.choice([c for c in CRONS if c != trigger["cron"]])
+            self.apply(name, {**trigger, "cron": cron})
+            self.actions["cron edit"] += 1
+        elif action == "zone":
+            zone = self.rng.choice([z for z in STEADY_ZONES if z != trigger["timezone"]])
+            self.apply(name, {**trigger, "timezone": zone})
+            self.actions["zone edit"] += 1
+        elif action == "switch":
+            self.apply(name, self.run_at())
+            self.actions["switch to one-time"] += 1
+        else:
+            self.delete(name)
+            self.actions["delete"] += 1
+            self.create()
+
+    def observed(self, deadline: datetime) -> int:
+        """Waits (until `deadline`) for the operator to have seen every applied generation;
+        returns how many it had not."""
+        behind = dict(self.generations)
+        while behind and datetime.now(UTC) < deadline:
+            for item in self.cluster.list():
+                name = item["metadata"]["name"]
+                seen = (item.get("status") or {}).get("observedGeneration") or 0
+                if name in behind and seen >= behind[name]:
+                    del behind[name]
+            time.sleep(1)
+        return len(behind)
+
+
+@pytest.mark.faults
+@pytest.mark.timeout(SOAK_MINUTES * 60 + 3600)
+def test_soak_every_fire_accounted(start_operator, cluster, database_url, tmp_path):
+    """SOAK_SCHEDULES recurring schedules (WFCLOCK_SOAK_SCHEDULES, 500) fire every one to three
+    minutes for SOAK_MINUTES (WFCLOCK_SOAK_MINUTES, 30) while a random stream (seed printed,
+    WFCLOCK_SOAK_SEED to replay) pauses, resumes, edits cron and zone, switches type, deletes
+    and adds one-time schedules; the accounting then checks every fire."""
+    seed = int(os.environ.get("WFCLOCK_SOAK_SEED", str(time.time_ns() % 10**6)))
+    sys.__stderr__.write(
+        f"\nsoak: {SOAK_SCHEDULES} schedules, {SOAK_MINUTES} minutes, seed {seed}\n"
+    )
+    start_operator(
+        WFCLOCK_MINIMUM_INTERVAL_MINUTES="1",
+        WFCLOCK_ACCOUNTING_INTERVAL_SECONDS="15",
+        WFCLOCK_RESYNC_INTERVAL_SECONDS="120",
+    )
+    soak = Soak(cluster, random.Random(seed))
+    changes_per_minute = max(3, SOAK_SCHEDULES // 25)
+    started = datetime.now(UTC)
+    lagging = 0
+    while datetime.now(UTC) - started < timedelta(minutes=SOAK_MINUTES):
+        at_second(15, next_minute=datetime.now(UTC).second > 15)
+        window_end = datetime.now(UTC).replace(second=45)
+        created = sum(v for k, v in soak.actions.items() if k.startswith("create"))
+        if created < SOAK_SCHEDULES:
+            while created < SOAK_SCHEDULES and datetime.now(UTC) < window_end:
+                name = f"r{next(soak.names)}"
+                soak.apply(name, {**soak.recurring(), "cron": "* * * * *"})
+                soak.actions["create recurring"] += 1
+                created += 1
+        else:
+            for _ in range(changes_per_minute):
+                if datetime.now(UTC) >= window_end:
+                    break
+                soak.change()
+        lagging += soak.observed(window_end.replace(second=55))
+    end = datetime.now(UTC)
+    sys.__stderr__.write(f"soak: {dict(soak.actions)}; changes not seen before :55: {lagging}\n")
+
+    time.sleep(90)
+    deadline = time.monotonic() + 900
+    while not (report := account(database_url, soak.histories, end, MARGIN)).ok:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(10)
+    history = tmp_path / "history.json"
+    history.write_text(dump_history(soak.histories))
+    sys.__stderr__.write(
+        f"accounting: soak {SOAK_SCHEDULES} schedules x {SOAK_MINUTES} min: {report.line()} "
+        f"(history {history}, until {end.isoformat()})\n"
+    )
+    assert report.ok, (
+        f"{report.line()}: {(report.lost + report.duplicated + report.unexpected)[:20]}"
+    )
+    assert report.launched >= SOAK_SCHEDULES * SOAK_MINUTES // 4, report.line()

@@ -38,12 +38,13 @@ def test_every_panel_queries_only_metrics_the_operator_exports():
             assert used <= exported, f"{panel['title']}: {sorted(used - exported)} not exported"
 
 
-def test_the_dashboard_covers_fires_release_lag_reconcile_errors_and_schedules():
+def test_the_dashboard_covers_fires_by_outcome_and_reason_release_lag_errors_and_schedules():
     exprs = " ".join(
         t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p["targets"]
     )
     for series in (
         "wfclock_fires",
+        "wfclock_fires_skipped",
         "wfclock_one_time_release_lag_seconds_bucket",
         "wfclock_reconciles_total",
         "wfclock_schedules",

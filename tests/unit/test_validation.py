@@ -152,6 +152,40 @@ REFUSED = [
         "spec.tenant",
         "is required",
     ),
+    # Refused by the CRD's schema on the API server; `wfclock validate` must not call them valid.
+    (
+        "an integer as text",
+        {**recurring("0 * * * *"), "workflowVersion": "1"},
+        "spec.workflowVersion",
+        "valid integer",
+    ),
+    (
+        "true for an integer",
+        {**recurring("0 * * * *"), "backoffLimit": True},
+        "spec.backoffLimit",
+        "valid integer",
+    ),
+    (
+        "yes for a boolean",
+        {**recurring("0 * * * *"), "paused": "yes"},
+        "spec.paused",
+        "valid boolean",
+    ),
+    (
+        "a UUID without dashes",
+        {**recurring("0 * * * *"), "workflowId": "0b5f1d5e8d7b4c439d2a8c9b7f0a1e11"},
+        "spec.workflowId",
+        "8-4-4-4-12",
+    ),
+    ("runAt with a space", one_time("2026-12-01 09:00:00Z"), "spec.trigger.runAt", "RFC 3339"),
+    ("runAt without seconds", one_time("2026-12-01T09:00Z"), "spec.trigger.runAt", "RFC 3339"),
+    ("runAt in the basic format", one_time("20261201T090000Z"), "spec.trigger.runAt", "RFC 3339"),
+    (
+        "an unknown field named schedule",
+        {**recurring("0 * * * *"), "schedule": "0 * * * *"},
+        "spec.schedule",
+        "not a known field",
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ and what is accepted.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -39,6 +40,11 @@ def _check_zone(name: str) -> str:
     return name
 
 
+# The CRD's rule for runAt: RFC 3339 with an offset.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
 # An IANA time zone name, checked against the pinned tzdata package.
 TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
 
@@ -64,7 +70,17 @@ class OneTimeTrigger(_Model):
     def _rfc3339_with_offset(cls, value: object) -> object:
         if isinstance(value, datetime):
             value = value.isoformat()
-        return parse_rfc3339(value) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        parsed = parse_rfc3339(value)
+        # Python reads more ISO 8601 forms than RFC 3339 has (a space for 'T', no seconds,
+        # the basic format); the CRD's rule refuses them, and so does this.
+        if not _RFC3339.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an RFC 3339 timestamp (date 'T' time to the second, then 'Z' "
+                "or an offset); use e.g. 2026-12-01T09:00:00+01:00"
+            )
+        return parsed
 
 
 class RecurringTrigger(_Model):
@@ -95,23 +111,38 @@ MissedFirePolicy = Literal["latest", "skip", "catchUp"]
 OverlapPolicy = Literal["Allow", "Skip", "BufferOne"]
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 class WorkflowScheduleSpec(_Model):
+    # Integers and booleans are strict, as in the CRD's schema: "1", 1.0, "yes" or true for an
+    # integer are refused here too, so `wfclock validate` never calls valid what the API refuses.
     tenant: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     workflowId: UUID
-    workflowVersion: int = Field(ge=1)
+    workflowVersion: int = Field(ge=1, strict=True)
     trigger: ClockTrigger
-    paused: bool = False
+    paused: bool = Field(False, strict=True)
     pauseReason: str | None = Field(None, min_length=1, max_length=256)
     overlapPolicy: OverlapPolicy = "Allow"
     payloadSchemaMode: str = "pinned"
-    startingDeadlineSeconds: int = Field(300, ge=10, le=86400)
+    startingDeadlineSeconds: int = Field(300, ge=10, le=86400, strict=True)
     missedFires: MissedFirePolicy = "latest"
-    catchUpWindowSeconds: int = Field(3600, ge=60, le=7 * 86400)
-    successfulJobsHistoryLimit: int = Field(3, ge=0, le=100)
-    failedJobsHistoryLimit: int = Field(3, ge=0, le=100)
-    backoffLimit: int = Field(6, ge=0, le=20)
+    catchUpWindowSeconds: int = Field(3600, ge=60, le=7 * 86400, strict=True)
+    successfulJobsHistoryLimit: int = Field(3, ge=0, le=100, strict=True)
+    failedJobsHistoryLimit: int = Field(3, ge=0, le=100, strict=True)
+    backoffLimit: int = Field(6, ge=0, le=20, strict=True)
     # One-time only: deleted this long after its fire launched (absent: kept; see docs/day-two.md).
-    deleteAfterCompletionSeconds: int | None = Field(None, ge=0, le=365 * 86400)
+    deleteAfterCompletionSeconds: int | None = Field(None, ge=0, le=365 * 86400, strict=True)
+
+    @field_validator("workflowId", mode="before")
+    @classmethod
+    def _canonical_uuid(cls, value: object) -> object:
+        if isinstance(value, str) and not _UUID.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a UUID; write it as 8-4-4-4-12 hex digits, e.g. "
+                "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"
+            )
+        return value
 
     @field_validator("payloadSchemaMode")
     @classmethod
@@ -225,8 +256,14 @@ def _minutes(delta: timedelta) -> str:
 
 
 def _problem(err: dict) -> Problem:
-    loc = [str(part) for part in err["loc"] if part not in ("schedule", "recurring")]
-    # A discriminated union puts the chosen variant in the path; the field path is what users see.
+    # A discriminated union puts the chosen variant after `trigger` in the path; the field path
+    # is what users see (a field named `schedule` elsewhere keeps its name).
+    parts = [str(part) for part in err["loc"]]
+    loc = [
+        part
+        for i, part in enumerate(parts)
+        if not (i > 0 and parts[i - 1] == "trigger" and part in ("schedule", "recurring"))
+    ]
     path = "spec." + ".".join(loc) if loc else "spec"
     message = err["msg"].removeprefix("Value error, ")
     kind = err["type"]
