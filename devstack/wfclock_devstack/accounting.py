@@ -3,8 +3,8 @@
 Given what was applied to each schedule and when (its history), it computes every fire that
 should have happened, with croniter (not wfclock's own fire-time maths), and compares them with
 the ledger (`workflow_schedule_fires`) and the runs (`workflow_runs`): each expected fire is
-exactly one ledger record, launched with exactly one run, skipped with its reason (`overlap`
-among them), or buffered (waiting for the schedule's running run: owed a run later, by the same
+exactly one ledger record, launched with exactly one run, skipped with one of the `REASONS`
+(`overlap` among them; a record without one counts as lost), or buffered (waiting for the schedule's running run: owed a run later, by the same
 key, and not lost); no run belongs to a fire that was not expected. Run-now requests (ledger kind
 `manual`, runs of trigger type `manual`) are no fires of the trigger: never expected, never
 unexpected. Fires within `margin` before a change (an edit, a pause,
@@ -103,8 +103,26 @@ class Report:
         )
 
 
+# What a ledger record without a run may say (its reason's first word): a schedule paused,
+# invalid, disabled or deleted, a fire superseded by a change of the trigger (also one due
+# before an edit, a type switch or a delete whose Job had not delivered it: the operator records
+# it then), a one-time schedule already completed, an overlap, a miss beyond the deadline. A
+# record without one of these explains nothing and counts as lost.
+REASONS = (
+    "paused",
+    "superseded",
+    "deleted",
+    "disabled",
+    "invalid",
+    "completed",
+    "overlap",
+    "missed",
+)
+
+
 def _reason_kind(reason: str | None) -> str:
-    return (reason or "?").split(":")[0]
+    kind = (reason or "").split(":")[0].split(" ")[0]
+    return kind if kind in REASONS else ""
 
 
 def account(
@@ -151,8 +169,12 @@ def account(
                     report.buffered += 1
                     if runs[fire]:
                         report.duplicated.append(f"{name} (buffered, yet it has a run)")
+                elif kind := _reason_kind(ledger[fire][1]):
+                    report.skipped[kind] += 1
                 else:
-                    report.skipped[_reason_kind(ledger[fire][1])] += 1
+                    report.lost.append(
+                        f"{name} ({ledger[fire][0]} without a reason: {ledger[fire][1]!r})"
+                    )
             for fire, count in runs.items():
                 if fire <= until and fire not in certain and fire not in boundary:
                     report.unexpected.append(f"{schedule_id} {fire:%Y-%m-%dT%H:%M:%SZ} x{count}")

@@ -91,3 +91,24 @@ def test_overlap_skips_and_buffered_fires_are_accounted_and_run_now_runs_are_nev
         "unexpected 0"
     )
     assert report.ok
+
+
+def test_a_fire_recorded_at_an_edit_or_delete_counts_with_its_reason_and_one_without_is_lost(
+    conn, database_url
+):
+    sid = uuid.uuid4()
+    minute = T0.replace(second=0)
+    # Due at 10:01 ... 10:04 under the first spec, deleted at 10:05:10.
+    history = {sid: [Change(T0, EVERY_MINUTE), Change(T0 + timedelta(minutes=4, seconds=40), None)]}
+    insert_fire(conn, sid, minute + timedelta(minutes=1), "skipped", "deleted")
+    reason = "superseded: scheduled before the trigger's last change"
+    insert_fire(conn, sid, minute + timedelta(minutes=2), "skipped", reason)
+    insert_fire(conn, sid, minute + timedelta(minutes=3), "skipped", None)  # says nothing
+    insert_fire(conn, sid, minute + timedelta(minutes=4), "skipped", "whatever")
+    conn.commit()
+    report = account(database_url, history, T0 + timedelta(hours=1), timedelta(seconds=15))
+    assert report.line() == (
+        "expected 4, launched 0, skipped 2 (deleted 1, superseded 1), lost 2, duplicated 0, "
+        "unexpected 0"
+    )
+    assert "without a reason" in report.lost[0] and not report.ok

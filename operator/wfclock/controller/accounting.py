@@ -16,7 +16,8 @@ from sqlalchemy import text
 
 from wfclock.controller import launcherpods
 from wfclock.controller.context import Context
-from wfclock.core.accounting import owed_fires, plan_accounting
+from wfclock.controller.owed import account_change, ref, report_skipped
+from wfclock.core.accounting import accounting_horizon, owed_fires, plan_accounting
 from wfclock.core.fires import fire_key_for, utc_iso
 from wfclock.db import store
 from wfclock.launcher import ClockFire, launch
@@ -25,10 +26,6 @@ log = logging.getLogger("wfclock.accounting")
 
 SWEEP_SECONDS = 30
 ADVISORY_LOCK = 0x77667363  # "wfsc": one sweeper at a time across replicas
-
-
-def _ref(row: dict) -> dict:
-    return {"name": row["name"], "namespace": row["namespace"], "uid": str(row["schedule_id"])}
 
 
 def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | None = None) -> bool:
@@ -58,12 +55,12 @@ def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | N
                 log.info("recovered fire %s of %s: %s", utc_iso(fire), row["name"], result.outcome)
                 if result.outcome == "launched":
                     message = f"launched the fire of {utc_iso(fire)}, which its Job did not record"
-                    ctx.kube.event(_ref(row), "Normal", "FireRecovered", message)
+                    ctx.kube.event(ref(row), "Normal", "FireRecovered", message)
                     _report_stuck(ctx, row, fire)
                 elif result.outcome in ("skipped", "buffered"):
                     skipped.setdefault(f"{result.outcome}: {result.reason}", []).append(fire)
                 changed = True
-    _report_skipped(ctx, row, skipped)
+    report_skipped(ctx, row, skipped)
     accounted_until = plan.accounted_until
     for fire, reason in plan.missed:
         if ctx.kube.job_active(row["namespace"], _fire_job_name(row, fire)):
@@ -72,23 +69,11 @@ def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | N
             continue
         key = fire_key_for(row["schedule_id"], fire)
         if store.record_missed(ctx.engine, row, fire, key, reason):
-            ctx.kube.event(_ref(row), "Warning", "FireMissed", f"{utc_iso(fire)}: {reason}")
+            ctx.kube.event(ref(row), "Warning", "FireMissed", f"{utc_iso(fire)}: {reason}")
             changed = True
     if accounted_until is not None:
         store.advance_accounting(ctx.engine, row, accounted_until)
     return changed
-
-
-def _report_skipped(ctx: Context, row: dict, skipped: dict[str, list[datetime]]) -> None:
-    """One Event per reason for the fires this sweep recorded without a run (a long pause can
-    leave hundreds: one Event names how many, the first and the last)."""
-    for what, fires in skipped.items():
-        outcome, reason = what.split(": ", 1)
-        span = utc_iso(fires[0]) + (f" ... {utc_iso(fires[-1])}" if len(fires) > 1 else "")
-        count = f"{len(fires)} fires" if len(fires) > 1 else "the fire"
-        message = f"{count} of {span} {outcome}: {reason}"
-        kind = "FireBuffered" if outcome == "buffered" else "FireSkipped"
-        ctx.kube.event(_ref(row), "Normal", kind, message)
 
 
 def _report_stuck(ctx: Context, row: dict, fire: datetime) -> None:
@@ -102,7 +87,7 @@ def _report_stuck(ctx: Context, row: dict, fire: datetime) -> None:
     cause = ctx.kube.stuck_cause(row["namespace"], job_name)
     problem = f"Job {job_name} could not deliver the fire of {utc_iso(fire)}: {cause}"
     if store.set_fire_problem(ctx.engine, row["schedule_id"], problem):
-        ctx.kube.event(_ref(row), "Warning", "FireStuck", problem)
+        ctx.kube.event(ref(row), "Warning", "FireStuck", problem)
 
 
 def _fire_job_name(row: dict, fire: datetime) -> str:
@@ -129,10 +114,19 @@ def sweep(ctx: Context, now: datetime | None = None, on_change=None) -> int:
             changed = store.release_buffered_fires(ctx.engine)
             horizon = store.ledger_horizon(ctx.engine)
             for row in store.live_schedules(ctx.engine, ctx.settings.namespaces):
-                if row["status"] != "scheduled":
-                    continue
                 try:
-                    if account(ctx, row, now, horizon):
+                    if row["status"] != "scheduled":
+                        # Paused: the fires owed from before the pause that no Job recorded
+                        # are recorded as its Jobs would be now (paused); see `owed`.
+                        until = accounting_horizon(row, now)
+                        last, recorded = account_change(ctx, row, until, horizon)
+                        if last is not None:
+                            store.advance_accounting(ctx.engine, row, last)
+                        if recorded:
+                            changed += 1
+                            if on_change is not None:
+                                on_change(row["namespace"], row["name"])
+                    elif account(ctx, row, now, horizon):
                         changed += 1
                         if on_change is not None:
                             on_change(row["namespace"], row["name"])

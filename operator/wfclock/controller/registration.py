@@ -3,6 +3,7 @@ fire without a registration or a registration without a current state row:
 
 1. the new child first (CronJob created or patched in place; one-time Job created suspended),
 2. then the state row (from here the launcher refuses fires planned under an older trigger),
+   and the older trigger's fires that no Job recorded yet are recorded with that refusal,
 3. then older children go (a one-time Job of an earlier runAt, a CronJob after a type switch).
 """
 
@@ -13,6 +14,7 @@ import uuid
 from wfclock.controller.catchup import catch_up
 from wfclock.controller.context import Context
 from wfclock.controller.events import announce
+from wfclock.controller.owed import account_change_safely
 from wfclock.controller.releases import Release
 from wfclock.core.builders import Schedule, build_cronjob, build_one_time_job, child_name
 from wfclock.core.fires import fire_key_for
@@ -66,6 +68,13 @@ def _is_one_time(job) -> bool:
     return job.metadata.labels.get(REGISTRATION_LABEL) == "one-time"
 
 
+def _account_old_trigger(ctx: Context, previous, row: dict) -> None:
+    """A trigger change (cron, zone, type) moved the state row on: the old trigger's fires from
+    before it that no Job recorded are recorded now (superseded), never left silently owed."""
+    if previous is not None and row["trigger_effective_from"] != previous["trigger_effective_from"]:
+        account_change_safely(ctx, previous, row["trigger_effective_from"])
+
+
 def register_recurring(ctx: Context, schedule: Schedule, previous, generation: int) -> dict:
     trigger = schedule.spec.trigger
     now = ctx.now()
@@ -78,6 +87,7 @@ def register_recurring(ctx: Context, schedule: Schedule, previous, generation: i
     )
     state = schedule_state(schedule, generation, "CronJob", name, next_fire)
     row = store.upsert_schedule(ctx.engine, state, published_at=schedule.published_at or now)
+    _account_old_trigger(ctx, previous, row)
     for job in jobs:
         if _is_one_time(job):
             ctx.kube.delete_job(schedule.namespace, job.metadata.name)
@@ -113,6 +123,7 @@ def register_one_time(ctx: Context, schedule: Schedule, previous, generation: in
         created = ctx.kube.create_job_if_absent(build_one_time_job(schedule, ctx.settings))
     state = schedule_state(schedule, generation, "Job", name, run_at)
     row = store.upsert_schedule(ctx.engine, state, published_at=schedule.published_at or now)
+    _account_old_trigger(ctx, previous, row)
     for cronjob in cronjobs:
         ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
     for job in jobs:

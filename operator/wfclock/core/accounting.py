@@ -44,11 +44,17 @@ def accounting_horizon(row: dict, now: datetime) -> datetime:
     return now - settle(row)
 
 
-def owed_fires(row: dict, now: datetime) -> list[datetime]:
-    """The current trigger's fires after `accounted_until` and up to the horizon."""
+def _owed_from(row: dict) -> datetime:
+    """Fires after this instant are owed (`accounted_until`, or the trigger's publish time)."""
     start = max(row["accounted_until"], row["trigger_effective_from"])
     if row["accounted_until"] <= row["trigger_effective_from"]:
         start -= timedelta(microseconds=1)  # a fire at the publish instant itself is owed
+    return start
+
+
+def owed_fires(row: dict, now: datetime) -> list[datetime]:
+    """The current trigger's fires after `accounted_until` and up to the horizon."""
+    start = _owed_from(row)
     horizon = accounting_horizon(row, now)
     if horizon <= start:
         return []
@@ -99,6 +105,31 @@ def plan_accounting(row: dict, recorded: set[str], now: datetime) -> Plan:
                 )
             )
     return plan
+
+
+def pause_start(row: dict) -> datetime | None:
+    """When the schedule's open paused or invalid window began (None: no window is open)."""
+    return next((w.lower for w in row.get("quiet") or [] if w.upper is None), None)
+
+
+def owed_before(
+    row: dict, until: datetime, pruned_before: datetime | None = None
+) -> list[datetime]:
+    """The fires a recurring registration (its state row) owed before `until`, the instant it
+    stopped owing fires (an edit of its trigger, a delete), or before its open pause, whichever
+    comes first; none before the pruned ledger's horizon. Each must end in the ledger: delivered
+    now as its late Job would be, the launcher records it with the reason the change gives."""
+    if row["trigger_type"] != "recurring":
+        return []
+    paused_at = pause_start(row)
+    end = min(until, paused_at) if paused_at else until
+    start = _owed_from(row)
+    if pruned_before is not None:
+        start = max(start, pruned_before - timedelta(microseconds=1))
+    if end <= start:
+        return []
+    fires = [fire for fire in fires_between(row, start, end) if fire < end]
+    return fires[-MAX_FIRES_PER_SWEEP:]
 
 
 def quiet_at(row: dict, instant: datetime) -> bool:

@@ -1,0 +1,124 @@
+"""A fire due under a registration that then changed (an edit of the cron or the zone, a switch
+to one-time, a pause, a delete) before its Job delivered it still ends in the ledger: launched
+once, or skipped with the reason the change gives, never absent (issue 13's soak found such fires
+lost). Against a real Postgres, with a fake of the Kube surface."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from wfclock.controller import accounting, reconciler
+from wfclock.controller.context import Context
+from wfclock.db import store
+from wfclock.launcher import ClockFire, Registration, launch
+from wfclock.settings import Settings
+
+from ..support.fake_kube import FakeKube
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+WORKFLOW = "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"
+EVERY_FIVE = {"type": "recurring", "cron": "*/5 * * * *", "timezone": "UTC"}
+SLOW_FIRE = NOW - timedelta(minutes=5)  # 11:55: its pod is slow, it has not delivered yet
+CHANGED_AT = NOW - timedelta(minutes=3)  # 11:57, two minutes after that fire
+
+
+@pytest.fixture
+def ctx(engine, database_url):
+    return Context(Settings(database_url=database_url), engine, FakeKube(engine), clock=lambda: NOW)
+
+
+def apply(ctx, uid, trigger, generation=1, **spec):
+    meta = {
+        "name": "nightly",
+        "namespace": "acme",
+        "uid": uid,
+        "generation": generation,
+        "creationTimestamp": "2026-11-25T11:30:00Z",
+    }
+    body = {"tenant": "acme", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": trigger}
+    return reconciler.reconcile(ctx, meta, {**body, **spec}, {})
+
+
+def job_fire(ctx, uid, at, cron="*/5 * * * *", zone="UTC"):
+    """What a fire's pod does: one launcher call with the registration its Job was made for."""
+    with ctx.engine.raw_connection() as raw:
+        conn = raw.driver_connection
+        conn.autocommit = True
+        request = ClockFire(uuid.UUID(uid), at, "nightly-x", Registration(cron, zone))
+        return launch(conn, request, now=ctx.now())
+
+
+CHANGES = {
+    "cron edit": lambda ctx, uid: apply(
+        ctx, uid, {**EVERY_FIVE, "cron": "*/10 * * * *"}, generation=2
+    ),
+    "zone edit": lambda ctx, uid: apply(
+        ctx, uid, {**EVERY_FIVE, "timezone": "Europe/Paris"}, generation=2
+    ),
+    "switch to one-time": lambda ctx, uid: apply(
+        ctx, uid, {"type": "schedule", "runAt": (NOW + timedelta(hours=1)).isoformat()}, 2
+    ),
+    "pause": lambda ctx, uid: apply(ctx, uid, EVERY_FIVE, generation=2, paused=True),
+    "delete": lambda ctx, uid: reconciler.delete(
+        ctx, {"name": "nightly", "namespace": "acme", "uid": uid}
+    ),
+}
+REASONS = {
+    "cron edit": "superseded",
+    "zone edit": "superseded",
+    "switch to one-time": "superseded",
+    "pause": "paused",
+    "delete": "deleted",
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_fire_not_delivered_before_a_change_is_recorded_with_the_changes_reason(ctx, change):
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, EVERY_FIVE)
+    for at in (NOW - timedelta(minutes=15), NOW - timedelta(minutes=10)):  # delivered in time
+        ctx.clock = lambda at=at: at + timedelta(seconds=2)
+        assert job_fire(ctx, uid, at).outcome == "launched"
+    ctx.clock = lambda: CHANGED_AT
+    CHANGES[change](ctx, uid)
+    ctx.clock = lambda: NOW + timedelta(minutes=10)
+    accounting.sweep(ctx, now=ctx.now())
+    accounting.sweep(ctx, now=ctx.now() + timedelta(minutes=1))
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    assert SLOW_FIRE in fires, f"the fire of 11:55 was lost after the {change}"
+    record = fires[SLOW_FIRE]
+    assert record["outcome"] == "skipped", record
+    assert record["reason"].startswith(REASONS[change]), record["reason"]
+    # Its Job, delivering at last, meets the record: no run, whatever the order.
+    assert job_fire(ctx, uid, SLOW_FIRE).outcome == "duplicate"
+    ran = [
+        r["payload"]["scheduledFor"]
+        for r in store.list_runs(ctx.engine, schedule_id=uuid.UUID(uid))
+    ]
+    assert "2026-11-25T11:55:00Z" not in ran
+    assert sorted(ran)[:2] == ["2026-11-25T11:45:00Z", "2026-11-25T11:50:00Z"]
+
+
+@pytest.mark.parametrize("change", ["cron edit", "pause", "delete"])
+def test_a_late_job_that_wins_the_race_with_the_change_is_the_only_record(ctx, change):
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, EVERY_FIVE)
+    ctx.clock = lambda: CHANGED_AT - timedelta(seconds=1)
+    assert job_fire(ctx, uid, SLOW_FIRE).outcome == "launched"  # just before the change
+    ctx.clock = lambda: CHANGED_AT
+    CHANGES[change](ctx, uid)
+    ctx.clock = lambda: NOW + timedelta(minutes=10)
+    accounting.sweep(ctx, now=ctx.now())
+    (record,) = [
+        f for f in store.list_fires(ctx.engine, uuid.UUID(uid)) if f["scheduled_for"] == SLOW_FIRE
+    ]
+    assert record["outcome"] == "launched"
+    ran = [
+        r["payload"]["scheduledFor"]
+        for r in store.list_runs(ctx.engine, schedule_id=uuid.UUID(uid))
+    ]
+    assert ran.count("2026-11-25T11:55:00Z") == 1
