@@ -256,3 +256,10 @@ def test_after_sign_in_only_a_path_of_the_console_is_a_target():
     assert _local_path("/schedules/acme/nightly") == "/schedules/acme/nightly"
     for elsewhere in ("//evil.example", "/\\evil.example", "https://evil.example", "/a?b=c"):
         assert _local_path(elsewhere) == "/"
+
+
+def test_a_resumed_schedule_has_no_pause_reason_while_its_status_still_shows_the_last_one():
+    obj = {"spec": {"paused": False}, "status": {"pauseReason": "maintenance"}}
+    assert views.pause_reason(obj) == ""
+    paused = {"spec": {"paused": True, "pauseReason": "freeze"}}
+    assert views.pause_reason(paused) == "freeze"

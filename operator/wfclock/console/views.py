@@ -79,6 +79,8 @@ def pause_reason(obj: dict) -> str:
     else the annotation the console writes beside it (kept where the CRD prunes the field)."""
     status, spec = obj.get("status") or {}, obj.get("spec") or {}
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if not spec.get("paused"):  # resumed: the status may still show the last pause's reason
+        return ""
     return (
         status.get("pauseReason")
         or spec.get("pauseReason")
