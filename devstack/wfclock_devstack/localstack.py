@@ -34,18 +34,20 @@ DEMO_TENANT = "demo"
 SYSTEM_NAMESPACE = "wfclock-system"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs. A zombie does not: the supervisor is nobody's child once `up`
+    exits, and where the machine's first process does not reap orphans it stays a zombie."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _running_pid() -> int | None:
     if PIDFILE.exists():
         pid = int(PIDFILE.read_text().strip() or 0)
-        if pid and _alive(pid):
+        if pid and alive(pid):
             return pid
     return None
 
@@ -95,9 +97,9 @@ def down() -> int:
         return 0
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 120
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
+    if alive(pid):
         os.killpg(pid, signal.SIGKILL)
         time.sleep(1)
         from wfclock_devstack import nodehost

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from wfclock_devstack import nodehost
+from wfclock_devstack import localstack, nodehost
 
 
 # `up` may build the image first (a few minutes when its inputs changed) and start every part.
@@ -56,7 +56,7 @@ def test_local_stack_demo_fires_both_schedules_in_containers_and_down_leaves_not
     # Whatever `up` started is gone: the supervisor, the control plane (its folder is in the
     # state folder), Postgres, and the node with all it made on the machine.
     assert made is not None and claim is not None
-    assert not os.path.exists(f"/proc/{supervisor}")
+    assert not localstack.alive(supervisor)
     assert _processes_naming(str(tmp_path / "state"), made["postgres"], claim.root) == []
     assert nodehost.leftovers(claim) == []
 
