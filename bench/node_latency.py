@@ -29,9 +29,9 @@ import psycopg
 from _cluster import NAMESPACE, operator, schedule
 from kubernetes import client, config, watch
 from wfclock.db.migrate import upgrade
+from wfclock_devstack import podstack
 from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.node import Node
-from wfclock_devstack.postgres import PostgresServer
 from wfclock_devstack.processes import wait_until
 from wfclock_devstack.repo import repository
 
@@ -140,11 +140,7 @@ def main() -> None:
     node = pg = None
     try:
         node = Node(plane).start()
-        pg = PostgresServer(
-            Path(tempfile.mkdtemp(prefix="wfclock-pg-")),
-            also_listen=(node.host_ip,),
-            password_networks=(node.pod_subnet,),
-        )
+        pg = podstack.postgres_for(node)
         pg.start()
         url = pg.create_database("bench")
         upgrade(url)

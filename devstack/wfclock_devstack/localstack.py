@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -117,7 +116,6 @@ def serve() -> int:
     from wfclock_devstack import podstack
     from wfclock_devstack.controlplane import ControlPlane
     from wfclock_devstack.node import Node
-    from wfclock_devstack.postgres import PostgresServer
     from wfclock_devstack.processes import terminate
 
     stop = threading.Event()
@@ -133,29 +131,11 @@ def serve() -> int:
         plane.start()
         node = Node(plane).start()
         # Pods reach Postgres on the node's address, with a password.
-        postgres = PostgresServer(
-            Path(tempfile.mkdtemp(prefix="wfclock-pg-")),
-            also_listen=(node.host_ip,),
-            password_networks=(node.pod_subnet,),
-        )
+        postgres = podstack.postgres_for(node)
         postgres.start()
         MADE.write_text(json.dumps({"node": vars(node.claim), "postgres": str(postgres.root)}))
         pod_url = podstack.database_for_pods(postgres, node, "wfclock")
-        plane.kubectl(
-            "create",
-            "-f",
-            "-",
-            input=json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Namespace",
-                    "metadata": {
-                        "name": DEMO_NAMESPACE,
-                        "labels": {"wfclock.dev/tenant": DEMO_TENANT, **podstack.RESTRICTED},
-                    },
-                }
-            ),
-        )
+        podstack.create_tenant_namespace(plane, DEMO_NAMESPACE, DEMO_TENANT)
         # The demo fires every minute; production keeps the 5-minute default.
         minimum = os.environ.get("WFCLOCK_MINIMUM_INTERVAL_MINUTES", "1")
         release = podstack.install_operator(

@@ -23,6 +23,7 @@ import base64
 import json
 import secrets
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,27 @@ def build_image() -> Path:
     script = repository() / "scripts" / "build-image.sh"
     out = subprocess.run([str(script)], check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
+
+
+def postgres_for(node: Node) -> PostgresServer:
+    """A Postgres (not yet started) in a temporary folder, listening on the node's address too and
+    asking passwords of its pod network: what pods on `node` log in to."""
+    return PostgresServer(
+        Path(tempfile.mkdtemp(prefix="wfclock-pg-")),
+        also_listen=(node.host_ip,),
+        password_networks=(node.pod_subnet,),
+    )
+
+
+def create_tenant_namespace(plane, name: str, tenant: str) -> None:
+    """A namespace of `tenant` (its `wfclock.dev/tenant` label) enforcing Pod Security
+    `restricted`, as the operator's tenants are meant to run."""
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"wfclock.dev/tenant": tenant, **RESTRICTED}},
+    }
+    plane.kubectl("create", "-f", "-", input=json.dumps(namespace))
 
 
 def database_for_pods(server: PostgresServer, node: Node, database: str = "wfclock") -> str:

@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -19,10 +18,9 @@ import kopf.testing
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from wfclock_devstack import nodehost
+from wfclock_devstack import nodehost, podstack
 from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.node import Node
-from wfclock_devstack.postgres import PostgresServer
 from wfclock_devstack.processes import wait_until
 from wfclock_devstack.repo import repository
 
@@ -103,13 +101,7 @@ def launcher_image(node) -> str:
 def postgres(node):
     """The session's Postgres, also listening on the node's address: fires' pods log in there
     with their tenant's password (scram-sha-256, from the pod network only)."""
-    server = serve_migrated(
-        PostgresServer(
-            Path(tempfile.mkdtemp(prefix="wfclock-pg-")),
-            also_listen=(node.host_ip,),
-            password_networks=(node.pod_subnet,),
-        )
-    )
+    server = serve_migrated(podstack.postgres_for(node))
     yield server
     server.stop()
     shutil.rmtree(server.root, ignore_errors=True)

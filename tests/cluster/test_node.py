@@ -13,16 +13,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 from kubernetes import client
-from wfclock_devstack import nodehost
+from wfclock_devstack import nodehost, podstack
 from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.node import Node
-from wfclock_devstack.postgres import PostgresServer
 from wfclock_devstack.processes import wait_until
 
 RUNTIME = "io.containerd.runc.v2"
@@ -45,11 +43,7 @@ def probe_image(node):
 @pytest.fixture(scope="module")
 def host_postgres(node):
     """A Postgres of this machine that pods reach on the node's address, with a password."""
-    server = PostgresServer(
-        Path(tempfile.mkdtemp(prefix="wfclock-pg-")),
-        also_listen=(node.host_ip,),
-        password_networks=(node.pod_subnet,),
-    )
+    server = podstack.postgres_for(node)
     server.start()
     password = secrets.token_hex(12)
     with psycopg.connect(server.url(), autocommit=True) as conn:

@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,7 +21,6 @@ from wfclock_devstack import nodehost, podstack
 from wfclock_devstack.accounting import Change, account
 from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.node import Node
-from wfclock_devstack.postgres import PostgresServer
 from wfclock_devstack.processes import wait_until
 
 from .conftest import Cluster
@@ -53,11 +50,7 @@ def pod_node():
 
 @pytest.fixture(scope="module")
 def pods_postgres(pod_node):
-    server = PostgresServer(
-        Path(tempfile.mkdtemp(prefix="wfclock-pg-")),
-        also_listen=(pod_node.host_ip,),
-        password_networks=(pod_node.pod_subnet,),
-    )
+    server = podstack.postgres_for(pod_node)
     server.start()
     yield server
     server.stop()
@@ -69,21 +62,7 @@ def release(pod_node, pods_postgres):
     archive = podstack.build_image()
     url = podstack.database_for_pods(pods_postgres, pod_node)
     plane = pod_node.plane
-    plane.kubectl(
-        "create",
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {
-                    "name": TENANT,
-                    "labels": {"wfclock.dev/tenant": TENANT, **podstack.RESTRICTED},
-                },
-            }
-        ),
-    )
+    podstack.create_tenant_namespace(plane, TENANT, TENANT)
     installed = podstack.install_operator(
         pod_node, archive, url, "--set", "minimumIntervalMinutes=1"
     )

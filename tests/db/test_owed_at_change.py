@@ -10,15 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from wfclock.controller import accounting, reconciler
-from wfclock.controller.context import Context
 from wfclock.db import store
 from wfclock.launcher import ClockFire, Registration, launch
-from wfclock.settings import Settings
 
-from ..support.fake_kube import FakeKube
+from ..support import reconcile
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-WORKFLOW = "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"
 EVERY_FIVE = {"type": "recurring", "cron": "*/5 * * * *", "timezone": "UTC"}
 SLOW_FIRE = NOW - timedelta(minutes=5)  # 11:55: its pod is slow, it has not delivered yet
 CHANGED_AT = NOW - timedelta(minutes=3)  # 11:57, two minutes after that fire
@@ -26,19 +23,11 @@ CHANGED_AT = NOW - timedelta(minutes=3)  # 11:57, two minutes after that fire
 
 @pytest.fixture
 def ctx(engine, database_url):
-    return Context(Settings(database_url=database_url), engine, FakeKube(engine), clock=lambda: NOW)
+    return reconcile.context(engine, database_url, NOW)
 
 
 def apply(ctx, uid, trigger, generation=1, **spec):
-    meta = {
-        "name": "nightly",
-        "namespace": "acme",
-        "uid": uid,
-        "generation": generation,
-        "creationTimestamp": "2026-11-25T11:30:00Z",
-    }
-    body = {"tenant": "acme", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": trigger}
-    return reconciler.reconcile(ctx, meta, {**body, **spec}, {})
+    return reconcile.apply(ctx, uid, trigger, generation, created="2026-11-25T11:30:00Z", **spec)
 
 
 def job_fire(ctx, uid, at, cron="*/5 * * * *", zone="UTC"):

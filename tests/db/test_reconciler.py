@@ -9,34 +9,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from wfclock.controller import drift, reconciler
-from wfclock.controller.context import Context
 from wfclock.controller.tenants import TenantLogins
 from wfclock.db import store
 from wfclock.launcher import ClockFire, Registration, launch
 from wfclock.settings import Settings
 
 from ..conftest import make_state
-from ..support.fake_kube import FakeKube
+from ..support import reconcile
+from ..support.reconcile import WORKFLOW, apply
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-WORKFLOW = "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"
 
 
 @pytest.fixture
 def ctx(engine, database_url):
-    return Context(Settings(database_url=database_url), engine, FakeKube(engine), clock=lambda: NOW)
-
-
-def apply(ctx, uid, trigger, generation=1, **spec):
-    meta = {
-        "name": "nightly",
-        "namespace": "acme",
-        "uid": uid,
-        "generation": generation,
-        "creationTimestamp": "2026-11-25T11:59:00Z",
-    }
-    body = {"tenant": "acme", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": trigger}
-    return reconciler.reconcile(ctx, meta, {**body, **spec}, {})
+    return reconcile.context(engine, database_url, NOW)
 
 
 HOURLY = {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"}

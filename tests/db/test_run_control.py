@@ -12,38 +12,25 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from wfclock.controller import reconciler
-from wfclock.controller.context import Context
 from wfclock.core.runcontrol import traceparent_for, valid_traceparent
 from wfclock.db import store
 from wfclock.launcher import ClockFire, InvalidStart, Registration, RunNow, launch
-from wfclock.settings import Settings
 
 from ..conftest import make_state
-from ..support.fake_kube import FakeKube
+from ..support import reconcile
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-WORKFLOW = "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"
 HOURLY = {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"}
 
 
 @pytest.fixture
 def ctx(engine, database_url):
-    return Context(Settings(database_url=database_url), engine, FakeKube(engine), clock=lambda: NOW)
+    return reconcile.context(engine, database_url, NOW)
 
 
-def apply(ctx, uid, generation=1, trigger=HOURLY, status=None, metadata=None, **spec):
-    """A reconcile of schedule `uid` with `spec` (and extra `metadata`), as kopf hands it over."""
-    meta = {
-        "name": "nightly",
-        "namespace": "acme",
-        "uid": uid,
-        "generation": generation,
-        "creationTimestamp": "2026-11-25T11:59:00Z",
-        **(metadata or {}),
-    }
-    body = {"tenant": "acme", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": trigger}
-    return reconciler.reconcile(ctx, meta, {**body, **spec}, status or {})
+def apply(ctx, uid, generation=1, trigger=HOURLY, **kwargs):
+    """A reconcile of schedule `uid` (see `tests/support/reconcile.py`), hourly unless told."""
+    return reconcile.apply(ctx, uid, trigger, generation, **kwargs)
 
 
 # --- pause with a reason ------------------------------------------------------------------------
