@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -35,17 +36,25 @@ def postgres():
     server.stop()
 
 
-@pytest.fixture
-def database_url(postgres) -> str:
-    """A migrated, empty database of its own for each test."""
-    name = f"t{os.getpid()}_{next(_counter)}"
+@contextlib.contextmanager
+def migrated_database(postgres, name: str):
+    """A migrated, empty database `name` (a copy of the session's template); dropped after."""
     with psycopg.connect(postgres.url(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE wfclock_template')
     url = postgres.url(name)
-    yield url
-    engine_for(url).dispose()
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()
+        with psycopg.connect(postgres.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(postgres) -> str:
+    """A migrated, empty database of its own for each test."""
+    with migrated_database(postgres, f"t{os.getpid()}_{next(_counter)}") as url:
+        yield url
 
 
 @pytest.fixture

@@ -211,6 +211,22 @@ def start_operator(control_plane, crds, namespace, operator_env, database_secret
         operator.stop()
 
 
+def schedule_body(name: str, trigger: dict, **spec) -> dict:
+    """A WorkflowSchedule of tenant `acme` running the test workflow on `trigger`."""
+    return {
+        "apiVersion": "wfclock.dev/v1alpha1",
+        "kind": "WorkflowSchedule",
+        "metadata": {"name": name},
+        "spec": {
+            "tenant": "acme",
+            "workflowId": WORKFLOW,
+            "workflowVersion": 1,
+            "trigger": trigger,
+            **spec,
+        },
+    }
+
+
 class Cluster:
     """What the end-to-end tests do with kubectl-like ease."""
 
@@ -221,18 +237,7 @@ class Cluster:
         self.core = client.CoreV1Api(api)
 
     def apply(self, name, trigger, **spec):
-        body = {
-            "apiVersion": "wfclock.dev/v1alpha1",
-            "kind": "WorkflowSchedule",
-            "metadata": {"name": name},
-            "spec": {
-                "tenant": "acme",
-                "workflowId": WORKFLOW,
-                "workflowVersion": 1,
-                "trigger": trigger,
-                **spec,
-            },
-        }
+        body = schedule_body(name, trigger, **spec)
         try:
             return self.objects.create_namespaced_custom_object(
                 "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", body

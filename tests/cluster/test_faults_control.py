@@ -25,7 +25,6 @@ import psycopg
 import pytest
 from kubernetes import client, config
 from wfclock.core.names import SCHEDULE_UID_LABEL
-from wfclock.db.migrate import upgrade
 from wfclock.db.store import engine_for
 from wfclock_devstack.accounting import Change, Report, account
 from wfclock_devstack.controlplane import ControlPlane
@@ -33,9 +32,8 @@ from wfclock_devstack.podrunner import PodRunner
 from wfclock_devstack.ports import free_port
 from wfclock_devstack.processes import spawn, terminate, wait_until
 
-from .conftest import CRD, WORKFLOW, Cluster
-from .test_chart import install_release
-from .test_standby import LIFETIME, RESUMED, OperatorProcess, peers
+from .conftest import CRD, Cluster, schedule_body
+from .test_standby import LIFETIME, RESUMED, OperatorProcess, peers, standby_release
 
 pytestmark = pytest.mark.faults
 
@@ -74,19 +72,15 @@ def every_minute(zone: str) -> dict:
     return {"type": "recurring", "cron": "* * * * *", "timezone": zone}
 
 
-def schedule_body(name: str, trigger: dict, **spec) -> dict:
-    return {
-        "apiVersion": "wfclock.dev/v1alpha1",
-        "kind": "WorkflowSchedule",
-        "metadata": {"name": name},
-        "spec": {
-            "tenant": "acme",
-            "workflowId": WORKFLOW,
-            "workflowVersion": 1,
-            "trigger": trigger,
-            **spec,
-        },
-    }
+def delivered_by(conn, minute: datetime) -> Counter:
+    """How the fires of `minute` were delivered: by their Job, or made up by the operator."""
+    return Counter(
+        source if source in ("recovery", "catch-up") else "Job"
+        for (source,) in conn.execute(
+            "SELECT coalesce(source, '?') FROM workflow_schedule_fires WHERE scheduled_for = %s",
+            (minute,),
+        )
+    )
 
 
 class Schedules:
@@ -491,14 +485,7 @@ def test_api_server_and_etcd_restarted_during_fires_lose_no_fire(own_plane, data
                     "SELECT max(created_at) FROM workflow_runs WHERE payload->>'scheduledFor' = %s",
                     (minute.strftime("%Y-%m-%dT%H:%M:%SZ"),),
                 ).fetchone()
-                by_source = Counter(
-                    source if source in ("recovery", "catch-up") else "Job"
-                    for (source,) in conn.execute(
-                        "SELECT coalesce(source, '?') FROM workflow_schedule_fires "
-                        "WHERE scheduled_for = %s",
-                        (minute,),
-                    )
-                )
+                by_source = delivered_by(conn, minute)
                 figures.append(
                     f"{minute:%H:%M} last run {(last - minute).total_seconds():.1f} s after it, "
                     f"delivered by {dict(by_source)}"
@@ -519,14 +506,8 @@ def test_api_server_and_etcd_restarted_during_fires_lose_no_fire(own_plane, data
 
 @pytest.fixture(scope="module")
 def released(plane, postgres):
-    url = postgres.create_database("standby_faults")
-    upgrade(url)
-    admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
-    install_release(plane, admin, url, {"acme": "acme"}, "--set", "standby.enabled=true")
-    runner = PodRunner(admin).start()
-    yield url, admin
-    runner.stop()
-    engine_for(url).dispose()
+    with standby_release(plane, postgres, "standby_faults") as release:
+        yield release
 
 
 def test_active_replica_killed_at_the_run_at_of_one_time_schedules_each_fires_once(plane, released):
@@ -663,14 +644,7 @@ def test_a_burst_of_recurring_fires_in_one_minute_runs_each_once(
                 "WHERE payload->>'scheduledFor' = %s",
                 (key,),
             ).fetchone()
-            by_source = Counter(
-                source if source in ("recovery", "catch-up") else "Job"
-                for (source,) in conn.execute(
-                    "SELECT coalesce(source, '?') FROM workflow_schedule_fires "
-                    "WHERE scheduled_for = %s",
-                    (minute,),
-                )
-            )
+            by_source = delivered_by(conn, minute)
         say(
             f"burst of {BURST_SCHEDULES} at {minute:%H:%M}: first run "
             f"{(first - minute).total_seconds():.1f} s, last run "

@@ -6,6 +6,7 @@ after the kill fires exactly once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -32,15 +33,26 @@ RECONCILED = "Handler 'reconcile' succeeded"
 RESUMED = "Resuming operations after the pause"
 
 
-@pytest.fixture(scope="module")
-def installed(plane, postgres):
-    url = postgres.create_database("standby_e2e")
+@contextlib.contextmanager
+def standby_release(plane, postgres, database: str):
+    """The chart installed with `standby.enabled` on a database of its own, and a pod runner for
+    its fires; yields the database URL and an administrator's client."""
+    url = postgres.create_database(database)
     upgrade(url)
     admin = config.new_client_from_config(config_file=str(plane.kubeconfig))
     install_release(plane, admin, url, {"acme": "acme"}, "--set", "standby.enabled=true")
     runner = PodRunner(admin).start()
-    yield url, admin
-    runner.stop()
+    try:
+        yield url, admin
+    finally:
+        runner.stop()
+        engine_for(url).dispose()
+
+
+@pytest.fixture(scope="module")
+def installed(plane, postgres):
+    with standby_release(plane, postgres, "standby_e2e") as release:
+        yield release
 
 
 class OperatorProcess:

@@ -28,6 +28,7 @@ from wfclock_devstack.ports import free_port
 from wfclock_devstack.processes import wait_until
 
 from tests.cluster.conftest import WORKFLOW, Operator, api, crds  # noqa: F401
+from tests.conftest import migrated_database
 
 
 @pytest.fixture(scope="session")
@@ -95,10 +96,29 @@ def schedule(name: str, tenant: str, trigger: dict, **spec) -> dict:
     }
 
 
+def service_account_token(kube, namespace: str, user: str, role: str, *, cluster=False) -> str:
+    """A token (TokenRequest, an hour) of a new ServiceAccount `user` in `namespace`, bound to the
+    ClusterRole `role` in its namespace (or cluster-wide)."""
+    rbac, core = client.RbacAuthorizationV1Api(kube), client.CoreV1Api(kube)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": user}})
+    binding = {
+        "metadata": {"name": f"{user}-{role}"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": user, "namespace": namespace}],
+    }
+    if cluster:
+        rbac.create_cluster_role_binding(binding)
+    else:
+        rbac.create_namespaced_role_binding(namespace, binding)
+    return core.create_namespaced_service_account_token(
+        user, namespace, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+
+
 def _rbac(kube, namespace: str) -> dict[str, str]:
     """Roles as the chart makes them (aggregated into the built-in edit and view), a user bound
     to each in `namespace`, and a ServiceAccount token (TokenRequest) for each user."""
-    rbac, core = client.RbacAuthorizationV1Api(kube), client.CoreV1Api(kube)
+    rbac = client.RbacAuthorizationV1Api(kube)
     for suffix, verbs, label in (
         ("edit", ["get", "list", "watch", "create", "update", "patch", "delete"], "edit"),
         ("view", ["get", "list", "watch"], "view"),
@@ -117,24 +137,10 @@ def _rbac(kube, namespace: str) -> dict[str, str]:
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
-    tokens = {}
-    for user, role in (("alice", "edit"), ("victor", "view")):
-        core.create_namespaced_service_account(namespace, {"metadata": {"name": user}})
-        rbac.create_namespaced_role_binding(
-            namespace,
-            {
-                "metadata": {"name": f"{user}-{role}"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": role,
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": user, "namespace": namespace}],
-            },
-        )
-        tokens[role] = core.create_namespaced_service_account_token(
-            user, namespace, {"spec": {"expirationSeconds": 3600}}
-        ).status.token
+    tokens = {
+        role: service_account_token(kube, namespace, user, role)
+        for user, role in (("alice", "edit"), ("victor", "view"))
+    }
     # The aggregation controller folds the new rules into edit and view within moments.
     auth = client.AuthorizationV1Api(kube)
 
@@ -166,28 +172,16 @@ def _rbac(kube, namespace: str) -> dict[str, str]:
 def _console_kubeconfig(kube, plane, path: Path) -> Path:
     """A kubeconfig for the console's own ServiceAccount, which may only create TokenReviews and
     SubjectAccessReviews (as the chart's console role)."""
-    rbac, core = client.RbacAuthorizationV1Api(kube), client.CoreV1Api(kube)
+    rbac = client.RbacAuthorizationV1Api(kube)
     rbac.create_cluster_role(
         {
             "metadata": {"name": "wfclock-console-test-reviewer"},
             "rules": CONSOLE_RULES,
         }
     )
-    core.create_namespaced_service_account(VISIBLE, {"metadata": {"name": "console"}})
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": "wfclock-console-test-reviewer"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "wfclock-console-test-reviewer",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "console", "namespace": VISIBLE}],
-        }
+    token = service_account_token(
+        kube, VISIBLE, "console", "wfclock-console-test-reviewer", cluster=True
     )
-    token = core.create_namespaced_service_account_token(
-        "console", VISIBLE, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
     admin = yaml.safe_load(Path(plane.kubeconfig).read_text())
     cluster = admin["clusters"][0]["cluster"]
     path.write_text(
@@ -242,14 +236,9 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def console_database(postgres):
-    name = f"console_{os.getpid()}"
+    with migrated_database(postgres, f"console_{os.getpid()}") as url:
+        yield url
     with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE wfclock_template')
-    url = postgres.url(name)
-    yield url
-    engine_for(url).dispose()
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute("DROP ROLE IF EXISTS wfclock_console_test")
 
 

@@ -20,6 +20,7 @@ from tests.console.conftest import (
     VIEWER_ZONE,
     VISIBLE,
     axe_script,
+    service_account_token,
     sign_in,
     start_console,
     user_client,
@@ -207,23 +208,8 @@ def test_signing_out_forgets_the_session_and_its_token(stack, page):
 
 
 def test_a_session_ends_when_the_api_server_stops_accepting_its_token(stack, page):
-    core, rbac = client.CoreV1Api(stack.api), client.RbacAuthorizationV1Api(stack.api)
-    core.create_namespaced_service_account(VISIBLE, {"metadata": {"name": "leaver"}})
-    rbac.create_namespaced_role_binding(
-        VISIBLE,
-        {
-            "metadata": {"name": "leaver-view"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "view",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "leaver", "namespace": VISIBLE}],
-        },
-    )
-    token = core.create_namespaced_service_account_token(
-        "leaver", VISIBLE, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
+    core = client.CoreV1Api(stack.api)
+    token = service_account_token(stack.api, VISIBLE, "leaver", "view")
     sign_in(page, stack.url, token)
     assert page.locator("#schedules tbody tr[data-schedule]").count() == 3
     core.delete_namespaced_service_account("leaver", VISIBLE)  # its tokens die with it
