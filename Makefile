@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml devstack/pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: faults help venv postgres control-plane browser checkov deps test test-unit lint up down demo bench clean kind-e2e image
+.PHONY: faults help venv postgres stack-deps control-plane browser checkov deps test test-unit lint up down demo bench clean kind-e2e image
 
 help:
 	@echo "make demo   - start the local stack (control plane, node, Postgres, the chart's operator pod) and watch schedules fire"
@@ -62,8 +62,17 @@ lint: venv control-plane checkov
 	$(shell scripts/build-control-plane.sh helm 2>/dev/null)/helm lint --strict charts/wfclock
 	$(PY) -m wfclock_devstack.policyscan
 
+# What the local stack runs, and no test tool: the image builds (debootstrap, pip: mostly waiting
+# on the network and the disk) while Go compiles the control plane and the node (both cores).
+stack-deps: venv postgres
+	@scripts/build-node.sh packages >/dev/null
+	@scripts/build-image.sh >/dev/null & image=$$!; \
+	  scripts/build-control-plane.sh etcd kubernetes helm >/dev/null \
+	  && scripts/build-node.sh kubelet containerd cni pause >/dev/null; built=$$?; \
+	  wait $$image && exit $$built
+
 # The operator runs as the chart installs it, from the image built here, on the local node.
-up: deps image
+up: stack-deps
 	$(PY) -m wfclock_devstack.localstack up
 
 down:
