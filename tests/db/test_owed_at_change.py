@@ -111,3 +111,47 @@ def test_a_late_job_that_wins_the_race_with_the_change_is_the_only_record(ctx, c
         for r in store.list_runs(ctx.engine, schedule_id=uuid.UUID(uid))
     ]
     assert ran.count("2026-11-25T11:55:00Z") == 1
+
+
+def published(at: datetime) -> dict:
+    """The metadata of an edit the API server recorded at `at` (managedFields, to the second)."""
+    entry = {"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {}}}
+    return {"managedFields": [{**entry, "time": at.strftime("%Y-%m-%dT%H:%M:%SZ")}]}
+
+
+HOURLY = {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"}
+SAME_FIRE_EDITS = {
+    # 12:00 is a fire of both crons.
+    "cron edit": (EVERY_FIVE, {**EVERY_FIVE, "cron": "*/10 * * * *"}),
+    # Europe/London is UTC in November: the same instants, another zone.
+    "zone edit": (HOURLY, {**HOURLY, "timezone": "Europe/London"}),
+}
+
+
+@pytest.mark.parametrize("edit", list(SAME_FIRE_EDITS))
+def test_a_fire_the_new_trigger_owes_survives_the_old_cronjobs_job_delivering_it(ctx, edit):
+    """An edit published just before a fire and reconciled just after it: the CronJob
+    controller made that fire's Job from the CronJob as it was (the old cron or zone in its
+    environment). The fire is after the edit's publish time and a fire of the new trigger, so
+    the new trigger owes it; the old Job's refusal must not spend its key."""
+    before, after = SAME_FIRE_EDITS[edit]
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, before)
+    ctx.clock = lambda: NOW + timedelta(seconds=3)  # reconciled 3 s after the fire
+    apply(ctx, uid, after, generation=2, metadata=published(NOW - timedelta(seconds=2)))
+    ctx.clock = lambda: NOW + timedelta(seconds=5)
+    old = job_fire(ctx, uid, NOW, cron=before["cron"], zone=before["timezone"])
+    assert old.outcome == "skipped" and "another cron" in old.reason, old
+    ctx.clock = lambda: NOW + timedelta(minutes=2)
+    accounting.sweep(ctx, now=ctx.now())
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    assert fires[NOW]["outcome"] == "launched", fires[NOW]
+    ran = [
+        r["payload"]["scheduledFor"]
+        for r in store.list_runs(ctx.engine, schedule_id=uuid.UUID(uid))
+    ]
+    assert ran == ["2026-11-25T12:00:00Z"]
+    assert job_fire(ctx, uid, NOW, cron=after["cron"], zone=after["timezone"]).outcome == (
+        "duplicate"
+    )
