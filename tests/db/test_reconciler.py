@@ -323,3 +323,25 @@ def test_a_child_left_by_an_operator_killed_mid_registration_is_removed_by_the_r
     assert list(children) == [("acme", row["registered_name"])]
     assert "ChildRemoved" in [e[1] for e in ctx.kube.events]
     assert drift.resync(ctx) == 0
+
+
+def test_the_cronjob_of_a_schedule_made_invalid_stays_suspended_whatever_is_done_by_hand(ctx):
+    """An edit that makes a valid schedule invalid suspends its CronJob and registers nothing
+    else; that generation's reconcile is over (it never writes the state row's generation).
+    A CronJob resumed by hand afterwards is drift of that generation, not a registration in
+    flight: it is suspended again (else it fires every minute into refusals until the next
+    edit)."""
+    uid = str(uuid.uuid4())
+    apply(ctx, uid, HOURLY)
+    invalid = {**HOURLY, "cron": "61 * * * *"}
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, invalid, generation=2)
+    status = apply(ctx, uid, invalid, generation=2)
+    assert status["phase"] != "Scheduled", status
+    ((key, cronjob),) = ctx.kube.cronjobs.items()
+    assert cronjob["spec"]["suspend"] is True
+    cronjob["spec"]["suspend"] = False  # kubectl patch cronjob ... suspend: false
+    drift.cronjob_changed(ctx, cronjob, deleted=False)
+    assert ctx.kube.cronjobs[key]["spec"]["suspend"] is True
+    cronjob["spec"]["suspend"] = False
+    drift.resync(ctx)
+    assert ctx.kube.cronjobs[key]["spec"]["suspend"] is True
