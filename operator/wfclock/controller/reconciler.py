@@ -99,7 +99,13 @@ def _invalid(ctx: Context, meta: dict, status: dict, previous, error: SpecError)
     registered = previous is not None and previous["deleted_at"] is None
     if registered:
         published = published_at(meta, ctx.now())
-        store.disable_schedule(ctx.engine, uuid.UUID(uid), str(error), published_at=published)
+        store.disable_schedule(
+            ctx.engine,
+            uuid.UUID(uid),
+            str(error),
+            published_at=published,
+            generation=meta.get("generation", 1),
+        )
         cronjobs, _ = ctx.kube.owned(meta["namespace"], uid)
         for cronjob in cronjobs:
             ctx.kube.suspend_cronjob(meta["namespace"], cronjob.metadata.name)

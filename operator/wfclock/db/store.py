@@ -148,14 +148,24 @@ def upsert_schedule(engine: Engine, state: ScheduleState, *, published_at: datet
 
 
 def disable_schedule(
-    engine: Engine, schedule_id: uuid.UUID, error: str, *, published_at: datetime
+    engine: Engine,
+    schedule_id: uuid.UUID,
+    error: str,
+    *,
+    published_at: datetime,
+    generation: int | None = None,
 ) -> None:
     """An invalid spec, published at `published_at`: the launcher refuses fires from then on
     (a quiet window opens). A one-time schedule that already completed or missed keeps that
-    outcome (the spec error shows in the resource's status)."""
+    outcome (the spec error shows in the resource's status). `generation`, the invalid spec's,
+    is recorded as registered (never lowering it): its reconcile is over, so the drift checks
+    treat a child changed from here on as drift, not as a registration in flight."""
     table = workflow_schedules
     # An open range from the publish time (absorbed by a window that is already open).
     opened = func.tstzmultirange(func.tstzrange(published_at, None))
+    registered = {}
+    if generation is not None:
+        registered["generation"] = func.greatest(table.c.generation, generation)
     with engine.begin() as conn:
         conn.execute(
             update(table)
@@ -170,6 +180,7 @@ def disable_schedule(
                 last_error=error,
                 quiet=table.c.quiet.op("+")(opened),
                 updated_at=func.now(),
+                **registered,
             )
         )
 
