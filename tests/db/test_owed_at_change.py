@@ -8,8 +8,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
-from wfclock.controller import accounting, reconciler
+from wfclock.controller import accounting, owed, reconciler
 from wfclock.db import store
 from wfclock.launcher import ClockFire, Registration, launch
 
@@ -155,3 +156,35 @@ def test_a_fire_the_new_trigger_owes_survives_the_old_cronjobs_job_delivering_it
     assert job_fire(ctx, uid, NOW, cron=after["cron"], zone=after["timezone"]).outcome == (
         "duplicate"
     )
+
+
+def test_a_failure_while_recording_the_fires_owed_before_an_edit_loses_none(ctx, monkeypatch):
+    """The database goes away while an edit's reconcile records the old trigger's owed fires
+    (after the state row moved on): kopf retries the reconcile, and the retry must still record
+    them; by then the state row holds the new trigger only."""
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, EVERY_FIVE)
+    ctx.clock = lambda: CHANGED_AT
+    calls = []
+
+    def launch_once_away(conn, request, now):
+        calls.append(request.scheduled_for)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return launch(conn, request, now=now)
+
+    monkeypatch.setattr(owed, "launch", launch_once_away)
+    edit = {**EVERY_FIVE, "cron": "*/10 * * * *"}
+    try:
+        apply(ctx, uid, edit, generation=2)
+    except psycopg.OperationalError:
+        pass  # a reconcile that raises is retried by kopf
+    apply(ctx, uid, edit, generation=2)  # the retry
+    assert calls, "the owed fires were never delivered"
+    ctx.clock = lambda: NOW + timedelta(minutes=10)
+    accounting.sweep(ctx, now=ctx.now())
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    for at in (NOW - timedelta(minutes=10), SLOW_FIRE):  # 11:50 and 11:55: no Job delivered
+        assert at in fires, f"the fire of {at:%H:%M} owed before the edit was lost"
+        assert fires[at]["reason"].startswith("superseded"), fires[at]
