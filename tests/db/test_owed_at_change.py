@@ -5,6 +5,7 @@ lost). Against a real Postgres, with a fake of the Kube surface."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -176,10 +177,8 @@ def test_a_failure_while_recording_the_fires_owed_before_an_edit_loses_none(ctx,
 
     monkeypatch.setattr(owed, "launch", launch_once_away)
     edit = {**EVERY_FIVE, "cron": "*/10 * * * *"}
-    try:
+    with contextlib.suppress(psycopg.OperationalError):  # a reconcile that raises is retried
         apply(ctx, uid, edit, generation=2)
-    except psycopg.OperationalError:
-        pass  # a reconcile that raises is retried by kopf
     apply(ctx, uid, edit, generation=2)  # the retry
     assert calls, "the owed fires were never delivered"
     ctx.clock = lambda: NOW + timedelta(minutes=10)
