@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -134,9 +135,17 @@ RETURNING s.*
 )
 
 
-def upsert_schedule(engine: Engine, state: ScheduleState, *, published_at: datetime) -> dict:
+def upsert_schedule(
+    engine: Engine,
+    state: ScheduleState,
+    *,
+    published_at: datetime,
+    then: Callable[[object, dict], None] | None = None,
+) -> dict:
     """Inserts or updates the state row and returns it (see `_UPSERT` for what is kept);
-    `published_at` is when the spec it registers was published."""
+    `published_at` is when the spec it registers was published. `then(conn, row)`, when given,
+    runs in the same transaction, holding the row (`conn`: the psycopg connection): what it
+    writes commits with the row or not at all."""
     with engine.begin() as conn:
         row = conn.execute(_UPSERT, {**asdict(state), "published_at": published_at})
         row = row.mappings().first()
@@ -144,7 +153,10 @@ def upsert_schedule(engine: Engine, state: ScheduleState, *, published_at: datet
             table = workflow_schedules
             query = select(table).where(table.c.schedule_id == state.schedule_id)
             row = conn.execute(query).mappings().first()
-    return dict(row)
+        row = dict(row)
+        if then is not None:
+            then(conn.connection.driver_connection, row)
+    return row
 
 
 def disable_schedule(
