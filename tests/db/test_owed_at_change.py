@@ -187,3 +187,32 @@ def test_a_failure_while_recording_the_fires_owed_before_an_edit_loses_none(ctx,
     for at in (NOW - timedelta(minutes=10), SLOW_FIRE):  # 11:50 and 11:55: no Job delivered
         assert at in fires, f"the fire of {at:%H:%M} owed before the edit was lost"
         assert fires[at]["reason"].startswith("superseded"), fires[at]
+
+
+def test_a_failure_while_recording_the_fires_owed_before_a_delete_loses_none(ctx, monkeypatch):
+    """The same for a delete: the failure is retried with the delete (kopf keeps the finalizer
+    until the handler succeeds), not logged and forgotten: a deleted schedule is never swept."""
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, EVERY_FIVE)
+    ctx.clock = lambda: CHANGED_AT
+    calls = []
+
+    def launch_once_away(conn, request, now):
+        calls.append(request.scheduled_for)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return launch(conn, request, now=now)
+
+    monkeypatch.setattr(owed, "launch", launch_once_away)
+    meta = {"name": "nightly", "namespace": "acme", "uid": uid}
+    try:
+        reconciler.delete(ctx, meta)
+    except psycopg.OperationalError:
+        reconciler.delete(ctx, meta)  # a handler that raises is retried by kopf
+    ctx.clock = lambda: NOW + timedelta(minutes=10)
+    accounting.sweep(ctx, now=ctx.now())
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    for at in (NOW - timedelta(minutes=10), SLOW_FIRE):
+        assert at in fires, f"the fire of {at:%H:%M} owed before the delete was lost"
+        assert fires[at]["reason"].startswith("deleted"), fires[at]
