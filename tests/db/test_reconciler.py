@@ -4,6 +4,7 @@ deleted schedule's row marked before its children are removed."""
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -345,3 +346,29 @@ def test_the_cronjob_of_a_schedule_made_invalid_stays_suspended_whatever_is_done
     cronjob["spec"]["suspend"] = False
     drift.resync(ctx)
     assert ctx.kube.cronjobs[key]["spec"]["suspend"] is True
+
+
+def test_a_child_in_another_namespace_carrying_a_schedules_uid_is_not_taken_for_its_child(ctx):
+    """Labels are written by whoever may create CronJobs in a namespace: a tenant copying
+    another namespace's schedule uid onto CronJobs of its own must neither make the operator
+    restore that schedule (a reconcile and a Warning Event in the other tenant's namespace, on
+    every change it makes) nor have its objects judged by that schedule's registration."""
+    uid = str(uuid.uuid4())
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, HOURLY)
+    apply(ctx, uid, HOURLY)
+    ((key, cronjob),) = ctx.kube.cronjobs.items()
+    ctx.kube.calls.clear()
+    forged = copy.deepcopy(cronjob)
+    forged["metadata"]["namespace"] = "globex"
+    forged["spec"]["suspend"] = True
+    drift.cronjob_changed(ctx, forged, deleted=True)
+    drift.cronjob_changed(ctx, forged, deleted=False)
+    assert [e[1] for e in ctx.kube.events].count("ChildRestored") == 0
+    assert "create_or_patch_cronjob" not in ctx.kube.names()
+    other = copy.deepcopy(forged)
+    other["metadata"]["name"] = "globex-own"
+    other["metadata"]["creationTimestamp"] = "2026-11-25T10:00:00Z"
+    ctx.kube.cronjobs[("globex", "globex-own")] = other
+    drift.resync(ctx)
+    assert ("globex", "globex-own") in ctx.kube.cronjobs
+    assert "delete_cronjob" not in ctx.kube.names()
