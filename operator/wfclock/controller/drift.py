@@ -50,8 +50,12 @@ def _registered_row(ctx: Context, body: dict, kind: str) -> dict | None:
     if not uid:
         return None
     row = store.get_schedule(ctx.engine, uuid.UUID(uid))
-    if row is None or row["registered_kind"] != kind or row["registered_name"] != metadata["name"]:
-        return None
+    if row is None or (row["namespace"], row["registered_kind"], row["registered_name"]) != (
+        metadata.get("namespace"),
+        kind,
+        metadata["name"],
+    ):
+        return None  # not its registration (or a label copied into another namespace)
     return row
 
 
@@ -126,6 +130,8 @@ def remove_stale_children(ctx: Context, rows: list[dict], cronjobs: dict, jobs: 
             if kind == "Job" and labels.get(REGISTRATION_LABEL) != "one-time":
                 continue  # a CronJob's fire Jobs go with their CronJob
             row = by_uid.get(labels.get(SCHEDULE_UID_LABEL, ""))
+            if row is not None and row["namespace"] != namespace:
+                continue  # a label copied into another namespace: not the schedule's child
             if not stale_child(row, kind, name, _created(body), now):
                 continue
             row = store.get_schedule(ctx.engine, row["schedule_id"])
