@@ -372,3 +372,35 @@ def test_a_child_in_another_namespace_carrying_a_schedules_uid_is_not_taken_for_
     drift.resync(ctx)
     assert ("globex", "globex-own") in ctx.kube.cronjobs
     assert "delete_cronjob" not in ctx.kube.names()
+
+
+def test_a_resync_between_a_registrations_patch_and_its_state_row_keeps_the_patched_cronjob(ctx):
+    """A schedule switched back to recurring finds its old CronJob still there (an operator
+    killed before removing it after the switch to one-time) and patches it in place: the
+    CronJob is old, and until the state row is written it is not the registered child. A resync
+    running just then must not remove it as stale: it is generation 3's registration."""
+    uid = str(uuid.uuid4())
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, HOURLY)
+    apply(ctx, uid, HOURLY)
+    ((key, cronjob),) = ctx.kube.cronjobs.items()
+    cronjob["metadata"]["creationTimestamp"] = "2026-11-25T10:00:00Z"
+    left = copy.deepcopy(cronjob)
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, ONCE, generation=2)
+    apply(ctx, uid, ONCE, generation=2)
+    left["spec"]["suspend"] = True
+    ctx.kube.cronjobs[key] = left  # the operator died before removing it
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, HOURLY, generation=3)
+    patch = ctx.kube.create_or_patch_cronjob
+
+    def patch_then_resync(body):
+        created = ctx.kube.cronjobs[key]["metadata"]["creationTimestamp"]
+        action = patch(body)
+        ctx.kube.cronjobs[key]["metadata"]["creationTimestamp"] = created  # a patch keeps it
+        drift.resync(ctx)  # the resync thread runs now
+        return action
+
+    ctx.kube.create_or_patch_cronjob = patch_then_resync
+    apply(ctx, uid, HOURLY, generation=3)
+    assert key in ctx.kube.cronjobs, "generation 3's CronJob was removed as stale"
+    assert ctx.kube.cronjobs[key]["spec"]["suspend"] is False
+    assert store.get_schedule(ctx.engine, uuid.UUID(uid))["registered_kind"] == "CronJob"
