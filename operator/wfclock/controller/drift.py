@@ -43,6 +43,15 @@ def _restore(ctx: Context, row: dict, why: str) -> None:
     restore(ctx, row["namespace"], row["name"])
 
 
+def _registering(ctx: Context, row: dict) -> bool:
+    """Whether a newer generation of the schedule is being registered: its child is written
+    first (perhaps an old child patched in place, as old as it was) and its state row next, so
+    until then the row names another child. That reconcile removes older children itself, and
+    kopf retries it until it does."""
+    body = ctx.kube.get_schedule(row["namespace"], row["name"])
+    return body is not None and body["metadata"].get("generation", 0) > row["generation"]
+
+
 def _registered_row(ctx: Context, body: dict, kind: str) -> dict | None:
     """The state row of the schedule that registered this child, when it is its registration."""
     metadata = body["metadata"]
@@ -136,7 +145,7 @@ def remove_stale_children(ctx: Context, rows: list[dict], cronjobs: dict, jobs: 
                 continue
             row = store.get_schedule(ctx.engine, row["schedule_id"])
             why = stale_child(row, kind, name, _created(body), now)
-            if not why:
+            if not why or _registering(ctx, row):
                 continue
             try:
                 log.info("removing %s/%s: %s", namespace, name, why)
