@@ -216,3 +216,20 @@ def test_a_failure_while_recording_the_fires_owed_before_a_delete_loses_none(ctx
     for at in (NOW - timedelta(minutes=10), SLOW_FIRE):
         assert at in fires, f"the fire of {at:%H:%M} owed before the delete was lost"
         assert fires[at]["reason"].startswith("deleted"), fires[at]
+
+
+def test_a_pause_after_more_owed_fires_than_one_sweep_takes_records_them_all(ctx):
+    """A five-minute schedule whose fires went unrecorded for a week and five hours (2076
+    fires, more than the 2016 one sweep looks at) and was then paused: the sweeps record every
+    one of them, the earliest included, not only the last 2016 (the rest passed over for good)."""
+    uid = str(uuid.uuid4())
+    start = NOW - timedelta(days=7, hours=5)
+    ctx.clock = lambda: start
+    reconcile.apply(ctx, uid, EVERY_FIVE, created=f"{start:%Y-%m-%dT%H:%M:%SZ}")
+    ctx.clock = lambda: NOW
+    apply(ctx, uid, EVERY_FIVE, generation=2, paused=True)
+    for minute in range(3):
+        accounting.sweep(ctx, now=NOW + timedelta(minutes=2 + minute))
+    fires = {f["scheduled_for"] for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    assert start + timedelta(minutes=5) in fires, "the earliest owed fires were passed over"
+    assert len(fires) == (7 * 24 + 5) * 12
