@@ -5,11 +5,13 @@ lost). Against a real Postgres, with a fake of the Kube surface."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
-from wfclock.controller import accounting, reconciler
+from wfclock.controller import accounting, owed, reconciler
 from wfclock.db import store
 from wfclock.launcher import ClockFire, Registration, launch
 
@@ -111,3 +113,123 @@ def test_a_late_job_that_wins_the_race_with_the_change_is_the_only_record(ctx, c
         for r in store.list_runs(ctx.engine, schedule_id=uuid.UUID(uid))
     ]
     assert ran.count("2026-11-25T11:55:00Z") == 1
+
+
+def published(at: datetime) -> dict:
+    """The metadata of an edit the API server recorded at `at` (managedFields, to the second)."""
+    entry = {"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {}}}
+    return {"managedFields": [{**entry, "time": at.strftime("%Y-%m-%dT%H:%M:%SZ")}]}
+
+
+HOURLY = {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"}
+SAME_FIRE_EDITS = {
+    # 12:00 is a fire of both crons.
+    "cron edit": (EVERY_FIVE, {**EVERY_FIVE, "cron": "*/10 * * * *"}),
+    # Europe/London is UTC in November: the same instants, another zone.
+    "zone edit": (HOURLY, {**HOURLY, "timezone": "Europe/London"}),
+}
+
+
+@pytest.mark.parametrize("edit", list(SAME_FIRE_EDITS))
+def test_a_fire_the_new_trigger_owes_survives_the_old_cronjobs_job_delivering_it(ctx, edit):
+    """An edit published just before a fire and reconciled just after it: the CronJob
+    controller made that fire's Job from the CronJob as it was (the old cron or zone in its
+    environment). The fire is after the edit's publish time and a fire of the new trigger, so
+    the new trigger owes it; the old Job's refusal must not spend its key."""
+    before, after = SAME_FIRE_EDITS[edit]
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, before)
+    ctx.clock = lambda: NOW + timedelta(seconds=3)  # reconciled 3 s after the fire
+    apply(ctx, uid, after, generation=2, metadata=published(NOW - timedelta(seconds=2)))
+    ctx.clock = lambda: NOW + timedelta(seconds=5)
+    old = job_fire(ctx, uid, NOW, cron=before["cron"], zone=before["timezone"])
+    assert old.outcome == "skipped" and "another cron" in old.reason, old
+    ctx.clock = lambda: NOW + timedelta(minutes=2)
+    accounting.sweep(ctx, now=ctx.now())
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    assert fires[NOW]["outcome"] == "launched", fires[NOW]
+    ran = [
+        r["payload"]["scheduledFor"]
+        for r in store.list_runs(ctx.engine, schedule_id=uuid.UUID(uid))
+    ]
+    assert ran == ["2026-11-25T12:00:00Z"]
+    assert job_fire(ctx, uid, NOW, cron=after["cron"], zone=after["timezone"]).outcome == (
+        "duplicate"
+    )
+
+
+def test_a_failure_while_recording_the_fires_owed_before_an_edit_loses_none(ctx, monkeypatch):
+    """The database goes away while an edit's reconcile records the old trigger's owed fires
+    (after the state row moved on): kopf retries the reconcile, and the retry must still record
+    them; by then the state row holds the new trigger only."""
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, EVERY_FIVE)
+    ctx.clock = lambda: CHANGED_AT
+    calls = []
+
+    def launch_once_away(conn, request, now):
+        calls.append(request.scheduled_for)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return launch(conn, request, now=now)
+
+    monkeypatch.setattr(owed, "launch", launch_once_away)
+    edit = {**EVERY_FIVE, "cron": "*/10 * * * *"}
+    with contextlib.suppress(psycopg.OperationalError):  # a reconcile that raises is retried
+        apply(ctx, uid, edit, generation=2)
+    apply(ctx, uid, edit, generation=2)  # the retry
+    assert calls, "the owed fires were never delivered"
+    ctx.clock = lambda: NOW + timedelta(minutes=10)
+    accounting.sweep(ctx, now=ctx.now())
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    for at in (NOW - timedelta(minutes=10), SLOW_FIRE):  # 11:50 and 11:55: no Job delivered
+        assert at in fires, f"the fire of {at:%H:%M} owed before the edit was lost"
+        assert fires[at]["reason"].startswith("superseded"), fires[at]
+
+
+def test_a_failure_while_recording_the_fires_owed_before_a_delete_loses_none(ctx, monkeypatch):
+    """The same for a delete: the failure is retried with the delete (kopf keeps the finalizer
+    until the handler succeeds), not logged and forgotten: a deleted schedule is never swept."""
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, EVERY_FIVE)
+    ctx.clock = lambda: CHANGED_AT
+    calls = []
+
+    def launch_once_away(conn, request, now):
+        calls.append(request.scheduled_for)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return launch(conn, request, now=now)
+
+    monkeypatch.setattr(owed, "launch", launch_once_away)
+    meta = {"name": "nightly", "namespace": "acme", "uid": uid}
+    try:
+        reconciler.delete(ctx, meta)
+    except psycopg.OperationalError:
+        reconciler.delete(ctx, meta)  # a handler that raises is retried by kopf
+    ctx.clock = lambda: NOW + timedelta(minutes=10)
+    accounting.sweep(ctx, now=ctx.now())
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    for at in (NOW - timedelta(minutes=10), SLOW_FIRE):
+        assert at in fires, f"the fire of {at:%H:%M} owed before the delete was lost"
+        assert fires[at]["reason"].startswith("deleted"), fires[at]
+
+
+def test_a_pause_after_more_owed_fires_than_one_sweep_takes_records_them_all(ctx):
+    """A five-minute schedule whose fires went unrecorded for a week and five hours (2076
+    fires, more than the 2016 one sweep looks at) and was then paused: the sweeps record every
+    one of them, the earliest included, not only the last 2016 (the rest passed over for good)."""
+    uid = str(uuid.uuid4())
+    start = NOW - timedelta(days=7, hours=5)
+    ctx.clock = lambda: start
+    reconcile.apply(ctx, uid, EVERY_FIVE, created=f"{start:%Y-%m-%dT%H:%M:%SZ}")
+    ctx.clock = lambda: NOW
+    apply(ctx, uid, EVERY_FIVE, generation=2, paused=True)
+    for minute in range(3):
+        accounting.sweep(ctx, now=NOW + timedelta(minutes=2 + minute))
+    fires = {f["scheduled_for"] for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    assert start + timedelta(minutes=5) in fires, "the earliest owed fires were passed over"
+    assert len(fires) == (7 * 24 + 5) * 12

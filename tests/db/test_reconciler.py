@@ -4,6 +4,7 @@ deleted schedule's row marked before its children are removed."""
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -323,3 +324,83 @@ def test_a_child_left_by_an_operator_killed_mid_registration_is_removed_by_the_r
     assert list(children) == [("acme", row["registered_name"])]
     assert "ChildRemoved" in [e[1] for e in ctx.kube.events]
     assert drift.resync(ctx) == 0
+
+
+def test_the_cronjob_of_a_schedule_made_invalid_stays_suspended_whatever_is_done_by_hand(ctx):
+    """An edit that makes a valid schedule invalid suspends its CronJob and registers nothing
+    else; that generation's reconcile is over (it never writes the state row's generation).
+    A CronJob resumed by hand afterwards is drift of that generation, not a registration in
+    flight: it is suspended again (else it fires every minute into refusals until the next
+    edit)."""
+    uid = str(uuid.uuid4())
+    apply(ctx, uid, HOURLY)
+    invalid = {**HOURLY, "cron": "61 * * * *"}
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, invalid, generation=2)
+    status = apply(ctx, uid, invalid, generation=2)
+    assert status["phase"] != "Scheduled", status
+    ((key, cronjob),) = ctx.kube.cronjobs.items()
+    assert cronjob["spec"]["suspend"] is True
+    cronjob["spec"]["suspend"] = False  # kubectl patch cronjob ... suspend: false
+    drift.cronjob_changed(ctx, cronjob, deleted=False)
+    assert ctx.kube.cronjobs[key]["spec"]["suspend"] is True
+    cronjob["spec"]["suspend"] = False
+    drift.resync(ctx)
+    assert ctx.kube.cronjobs[key]["spec"]["suspend"] is True
+
+
+def test_a_child_in_another_namespace_carrying_a_schedules_uid_is_not_taken_for_its_child(ctx):
+    """Labels are written by whoever may create CronJobs in a namespace: a tenant copying
+    another namespace's schedule uid onto CronJobs of its own must neither make the operator
+    restore that schedule (a reconcile and a Warning Event in the other tenant's namespace, on
+    every change it makes) nor have its objects judged by that schedule's registration."""
+    uid = str(uuid.uuid4())
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, HOURLY)
+    apply(ctx, uid, HOURLY)
+    ((key, cronjob),) = ctx.kube.cronjobs.items()
+    ctx.kube.calls.clear()
+    forged = copy.deepcopy(cronjob)
+    forged["metadata"]["namespace"] = "globex"
+    forged["spec"]["suspend"] = True
+    drift.cronjob_changed(ctx, forged, deleted=True)
+    drift.cronjob_changed(ctx, forged, deleted=False)
+    assert [e[1] for e in ctx.kube.events].count("ChildRestored") == 0
+    assert "create_or_patch_cronjob" not in ctx.kube.names()
+    other = copy.deepcopy(forged)
+    other["metadata"]["name"] = "globex-own"
+    other["metadata"]["creationTimestamp"] = "2026-11-25T10:00:00Z"
+    ctx.kube.cronjobs[("globex", "globex-own")] = other
+    drift.resync(ctx)
+    assert ("globex", "globex-own") in ctx.kube.cronjobs
+    assert "delete_cronjob" not in ctx.kube.names()
+
+
+def test_a_resync_between_a_registrations_patch_and_its_state_row_keeps_the_patched_cronjob(ctx):
+    """A schedule switched back to recurring finds its old CronJob still there (an operator
+    killed before removing it after the switch to one-time) and patches it in place: the
+    CronJob is old, and until the state row is written it is not the registered child. A resync
+    running just then must not remove it as stale: it is generation 3's registration."""
+    uid = str(uuid.uuid4())
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, HOURLY)
+    apply(ctx, uid, HOURLY)
+    ((key, cronjob),) = ctx.kube.cronjobs.items()
+    cronjob["metadata"]["creationTimestamp"] = "2026-11-25T10:00:00Z"
+    left = copy.deepcopy(cronjob)
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, ONCE, generation=2)
+    apply(ctx, uid, ONCE, generation=2)
+    left["spec"]["suspend"] = True
+    ctx.kube.cronjobs[key] = left  # the operator died before removing it
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, HOURLY, generation=3)
+    patch = ctx.kube.create_or_patch_cronjob
+
+    def patch_then_resync(body):
+        created = ctx.kube.cronjobs[key]["metadata"]["creationTimestamp"]
+        action = patch(body)
+        ctx.kube.cronjobs[key]["metadata"]["creationTimestamp"] = created  # a patch keeps it
+        drift.resync(ctx)  # the resync thread runs now
+        return action
+
+    ctx.kube.create_or_patch_cronjob = patch_then_resync
+    apply(ctx, uid, HOURLY, generation=3)
+    assert key in ctx.kube.cronjobs, "generation 3's CronJob was removed as stale"
+    assert ctx.kube.cronjobs[key]["spec"]["suspend"] is False
+    assert store.get_schedule(ctx.engine, uuid.UUID(uid))["registered_kind"] == "CronJob"

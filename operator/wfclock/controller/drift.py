@@ -43,6 +43,15 @@ def _restore(ctx: Context, row: dict, why: str) -> None:
     restore(ctx, row["namespace"], row["name"])
 
 
+def _registering(ctx: Context, row: dict) -> bool:
+    """Whether a newer generation of the schedule is being registered: its child is written
+    first (perhaps an old child patched in place, as old as it was) and its state row next, so
+    until then the row names another child. That reconcile removes older children itself, and
+    kopf retries it until it does."""
+    body = ctx.kube.get_schedule(row["namespace"], row["name"])
+    return body is not None and body["metadata"].get("generation", 0) > row["generation"]
+
+
 def _registered_row(ctx: Context, body: dict, kind: str) -> dict | None:
     """The state row of the schedule that registered this child, when it is its registration."""
     metadata = body["metadata"]
@@ -50,8 +59,12 @@ def _registered_row(ctx: Context, body: dict, kind: str) -> dict | None:
     if not uid:
         return None
     row = store.get_schedule(ctx.engine, uuid.UUID(uid))
-    if row is None or row["registered_kind"] != kind or row["registered_name"] != metadata["name"]:
-        return None
+    if row is None or (row["namespace"], row["registered_kind"], row["registered_name"]) != (
+        metadata.get("namespace"),
+        kind,
+        metadata["name"],
+    ):
+        return None  # not its registration (or a label copied into another namespace)
     return row
 
 
@@ -126,11 +139,13 @@ def remove_stale_children(ctx: Context, rows: list[dict], cronjobs: dict, jobs: 
             if kind == "Job" and labels.get(REGISTRATION_LABEL) != "one-time":
                 continue  # a CronJob's fire Jobs go with their CronJob
             row = by_uid.get(labels.get(SCHEDULE_UID_LABEL, ""))
+            if row is not None and row["namespace"] != namespace:
+                continue  # a label copied into another namespace: not the schedule's child
             if not stale_child(row, kind, name, _created(body), now):
                 continue
             row = store.get_schedule(ctx.engine, row["schedule_id"])
             why = stale_child(row, kind, name, _created(body), now)
-            if not why:
+            if not why or _registering(ctx, row):
                 continue
             try:
                 log.info("removing %s/%s: %s", namespace, name, why)

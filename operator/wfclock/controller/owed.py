@@ -32,49 +32,47 @@ def account_change(
     never a second claim. `pruned_before`: the ledger's horizon (`store.ledger_horizon`).
     Returns the last fire looked at (None: none was owed) and whether any was recorded now."""
     fires = owed_before(row, until, pruned_before)
-    keys = {fire: fire_key_for(row["schedule_id"], fire) for fire in fires}
-    recorded = store.recorded_keys(ctx.engine, list(keys.values()))
-    if all(key in recorded for key in keys.values()):
+    pending = pending_fires(ctx, row, fires)
+    if not pending:
         return (fires[-1] if fires else None), False
-    delivered = False
-    skipped: dict[str, list[datetime]] = {}
-    registration = Registration(row["cron"], row["timezone"])
     with ctx.engine.raw_connection() as raw:
         conn = raw.driver_connection
-        for fire in fires:
-            if keys[fire] in recorded:
-                continue
-            request = ClockFire(row["schedule_id"], fire, "recovery", registration)
-            result = launch(conn, request, now=ctx.now())
-            conn.commit()
-            delivered = True
-            log.info(
-                "fire %s of %s, owed before a change: %s %s",
-                utc_iso(fire),
-                row["name"],
-                result.outcome,
-                result.reason,
-            )
-            if result.outcome in ("skipped", "buffered"):
-                skipped.setdefault(f"{result.outcome}: {result.reason}", []).append(fire)
+        skipped = deliver_owed(ctx, conn, row, pending, commit=conn.commit)
     report_skipped(ctx, row, skipped)
-    return fires[-1], delivered
+    return fires[-1], True
 
 
-def account_change_safely(ctx: Context, row: dict | None, until: datetime) -> None:
-    """`account_change` for a registration that just moved on; a failure is logged and leaves
-    the change itself in place."""
-    if row is None:
-        return
-    try:
-        account_change(ctx, row, until, store.ledger_horizon(ctx.engine))
-    except Exception as exc:  # noqa: BLE001 - the change must go through regardless
-        log.warning(
-            "recording the fires %s/%s owed before its change failed: %s",
-            row["namespace"],
+def pending_fires(ctx: Context, row: dict, fires: list[datetime]) -> list[datetime]:
+    """Those of `fires` the ledger does not hold yet."""
+    keys = {fire: fire_key_for(row["schedule_id"], fire) for fire in fires}
+    recorded = store.recorded_keys(ctx.engine, list(keys.values()))
+    return [fire for fire in fires if keys[fire] not in recorded]
+
+
+def deliver_owed(
+    ctx: Context, conn, row: dict, fires: list[datetime], commit=None
+) -> dict[str, list[datetime]]:
+    """Delivers `fires` (owed by the registration `row`, not in the ledger) on the psycopg
+    connection `conn`: each committed on its own by `commit`, or (None) all in the transaction
+    `conn` is in (a delivery that meets a record is a duplicate and counted). Returns the fires recorded without a run, by outcome and reason,
+    for `report_skipped`."""
+    skipped: dict[str, list[datetime]] = {}
+    registration = Registration(row["cron"], row["timezone"])
+    for fire in fires:
+        request = ClockFire(row["schedule_id"], fire, "recovery", registration)
+        result = launch(conn, request, now=ctx.now())
+        if commit is not None:
+            commit()
+        log.info(
+            "fire %s of %s, owed before a change: %s %s",
+            utc_iso(fire),
             row["name"],
-            exc,
+            result.outcome,
+            result.reason,
         )
+        if result.outcome in ("skipped", "buffered"):
+            skipped.setdefault(f"{result.outcome}: {result.reason}", []).append(fire)
+    return skipped
 
 
 def report_skipped(ctx: Context, row: dict, skipped: dict[str, list[datetime]]) -> None:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from wfclock.controller import metrics, runnow
 from wfclock.controller.context import Context
 from wfclock.controller.events import ref_of
-from wfclock.controller.owed import account_change_safely
+from wfclock.controller.owed import account_change
 from wfclock.controller.registration import register_one_time, register_recurring
 from wfclock.controller.spec import parse_schedule, published_at
 from wfclock.core.builders import Schedule
@@ -99,7 +99,13 @@ def _invalid(ctx: Context, meta: dict, status: dict, previous, error: SpecError)
     registered = previous is not None and previous["deleted_at"] is None
     if registered:
         published = published_at(meta, ctx.now())
-        store.disable_schedule(ctx.engine, uuid.UUID(uid), str(error), published_at=published)
+        store.disable_schedule(
+            ctx.engine,
+            uuid.UUID(uid),
+            str(error),
+            published_at=published,
+            generation=meta.get("generation", 1),
+        )
         cronjobs, _ = ctx.kube.owned(meta["namespace"], uid)
         for cronjob in cronjobs:
             ctx.kube.suspend_cronjob(meta["namespace"], cronjob.metadata.name)
@@ -155,8 +161,11 @@ def delete(ctx: Context, meta: dict) -> None:
     """Marks the state row deleted first (in-flight fires are refused), then removes children."""
     uid = meta["uid"]
     store.mark_deleted(ctx.engine, uuid.UUID(uid))
-    # The fires it owed until now that no Job recorded yet: recorded as refused (deleted).
-    account_change_safely(ctx, store.get_schedule(ctx.engine, uuid.UUID(uid)), ctx.now())
+    # The fires it owed until now that no Job recorded yet: recorded as refused (deleted). A
+    # failure is retried with the whole delete (the deleted row still names its trigger).
+    row = store.get_schedule(ctx.engine, uuid.UUID(uid))
+    if row is not None:
+        account_change(ctx, row, ctx.now(), store.ledger_horizon(ctx.engine))
     if ctx.releases is not None:
         ctx.releases.forget(uid)
     cronjobs, jobs = ctx.kube.owned(meta["namespace"], uid)

@@ -3,7 +3,8 @@ fire without a registration or a registration without a current state row:
 
 1. the new child first (CronJob created or patched in place; one-time Job created suspended),
 2. then the state row (from here the launcher refuses fires planned under an older trigger),
-   and the older trigger's fires that no Job recorded yet are recorded with that refusal,
+   and, in the same transaction, the older trigger's fires that no Job recorded yet are
+   recorded with that refusal (a failure undoes both, and kopf's retry does both again),
 3. then older children go (a one-time Job of an earlier runAt, a CronJob after a type switch).
 """
 
@@ -14,8 +15,9 @@ import uuid
 from wfclock.controller.catchup import catch_up
 from wfclock.controller.context import Context
 from wfclock.controller.events import announce
-from wfclock.controller.owed import account_change_safely
+from wfclock.controller.owed import deliver_owed, pending_fires, report_skipped
 from wfclock.controller.releases import Release
+from wfclock.core.accounting import owed_before
 from wfclock.core.builders import Schedule, build_cronjob, build_one_time_job, child_name
 from wfclock.core.fires import fire_key_for
 from wfclock.core.firetime import next_fire_after
@@ -68,11 +70,25 @@ def _is_one_time(job) -> bool:
     return job.metadata.labels.get(REGISTRATION_LABEL) == "one-time"
 
 
-def _account_old_trigger(ctx: Context, previous, row: dict) -> None:
-    """A trigger change (cron, zone, type) moved the state row on: the old trigger's fires from
-    before it that no Job recorded are recorded now (superseded), never left silently owed."""
-    if previous is not None and row["trigger_effective_from"] != previous["trigger_effective_from"]:
-        account_change_safely(ctx, previous, row["trigger_effective_from"])
+def _write_state(ctx: Context, state: store.ScheduleState, previous, published_at) -> dict:
+    """Writes the state row. When it moves the trigger on (cron, zone, type), the old trigger's
+    fires from before the change that no Job recorded are recorded in the same transaction
+    (superseded), never left silently owed: once the row holds the new trigger alone, nothing
+    could find them again."""
+    skipped: dict = {}
+
+    def account_old_trigger(conn, row: dict) -> None:
+        if previous is None or row["trigger_effective_from"] == previous["trigger_effective_from"]:
+            return
+        horizon = store.ledger_horizon(ctx.engine)
+        fires = owed_before(previous, row["trigger_effective_from"], horizon)
+        skipped.update(deliver_owed(ctx, conn, previous, pending_fires(ctx, previous, fires)))
+
+    row = store.upsert_schedule(
+        ctx.engine, state, published_at=published_at, then=account_old_trigger
+    )
+    report_skipped(ctx, row, skipped)
+    return row
 
 
 def register_recurring(ctx: Context, schedule: Schedule, previous, generation: int) -> dict:
@@ -86,8 +102,7 @@ def register_recurring(ctx: Context, schedule: Schedule, previous, generation: i
         None if schedule.spec.paused else next_fire_after(trigger.spec, trigger.timezone, now)
     )
     state = schedule_state(schedule, generation, "CronJob", name, next_fire)
-    row = store.upsert_schedule(ctx.engine, state, published_at=schedule.published_at or now)
-    _account_old_trigger(ctx, previous, row)
+    row = _write_state(ctx, state, previous, schedule.published_at or now)
     for job in jobs:
         if _is_one_time(job):
             ctx.kube.delete_job(schedule.namespace, job.metadata.name)
@@ -122,8 +137,7 @@ def register_one_time(ctx: Context, schedule: Schedule, previous, generation: in
             ctx.kube.suspend_cronjob(schedule.namespace, cronjob.metadata.name)
         created = ctx.kube.create_job_if_absent(build_one_time_job(schedule, ctx.settings))
     state = schedule_state(schedule, generation, "Job", name, run_at)
-    row = store.upsert_schedule(ctx.engine, state, published_at=schedule.published_at or now)
-    _account_old_trigger(ctx, previous, row)
+    row = _write_state(ctx, state, previous, schedule.published_at or now)
     for cronjob in cronjobs:
         ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
     for job in jobs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -134,9 +135,17 @@ RETURNING s.*
 )
 
 
-def upsert_schedule(engine: Engine, state: ScheduleState, *, published_at: datetime) -> dict:
+def upsert_schedule(
+    engine: Engine,
+    state: ScheduleState,
+    *,
+    published_at: datetime,
+    then: Callable[[object, dict], None] | None = None,
+) -> dict:
     """Inserts or updates the state row and returns it (see `_UPSERT` for what is kept);
-    `published_at` is when the spec it registers was published."""
+    `published_at` is when the spec it registers was published. `then(conn, row)`, when given,
+    runs in the same transaction, holding the row (`conn`: the psycopg connection): what it
+    writes commits with the row or not at all."""
     with engine.begin() as conn:
         row = conn.execute(_UPSERT, {**asdict(state), "published_at": published_at})
         row = row.mappings().first()
@@ -144,18 +153,31 @@ def upsert_schedule(engine: Engine, state: ScheduleState, *, published_at: datet
             table = workflow_schedules
             query = select(table).where(table.c.schedule_id == state.schedule_id)
             row = conn.execute(query).mappings().first()
-    return dict(row)
+        row = dict(row)
+        if then is not None:
+            then(conn.connection.driver_connection, row)
+    return row
 
 
 def disable_schedule(
-    engine: Engine, schedule_id: uuid.UUID, error: str, *, published_at: datetime
+    engine: Engine,
+    schedule_id: uuid.UUID,
+    error: str,
+    *,
+    published_at: datetime,
+    generation: int | None = None,
 ) -> None:
     """An invalid spec, published at `published_at`: the launcher refuses fires from then on
     (a quiet window opens). A one-time schedule that already completed or missed keeps that
-    outcome (the spec error shows in the resource's status)."""
+    outcome (the spec error shows in the resource's status). `generation`, the invalid spec's,
+    is recorded as registered (never lowering it): its reconcile is over, so the drift checks
+    treat a child changed from here on as drift, not as a registration in flight."""
     table = workflow_schedules
     # An open range from the publish time (absorbed by a window that is already open).
     opened = func.tstzmultirange(func.tstzrange(published_at, None))
+    registered = {}
+    if generation is not None:
+        registered["generation"] = func.greatest(table.c.generation, generation)
     with engine.begin() as conn:
         conn.execute(
             update(table)
@@ -170,6 +192,7 @@ def disable_schedule(
                 last_error=error,
                 quiet=table.c.quiet.op("+")(opened),
                 updated_at=func.now(),
+                **registered,
             )
         )
 
