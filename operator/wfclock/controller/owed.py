@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 
 from wfclock.controller.context import Context
-from wfclock.core.accounting import owed_before
+from wfclock.core.accounting import MAX_FIRES_PER_SWEEP, owed_before
 from wfclock.core.fires import fire_key_for, utc_iso
 from wfclock.db import store
 from wfclock.launcher import ClockFire, Registration, launch
@@ -23,15 +23,20 @@ def ref(row: dict) -> dict:
 
 
 def account_change(
-    ctx: Context, row: dict, until: datetime, pruned_before: datetime | None
+    ctx: Context,
+    row: dict,
+    until: datetime,
+    pruned_before: datetime | None,
+    limit: int | None = MAX_FIRES_PER_SWEEP,
 ) -> tuple[datetime | None, bool]:
     """The fires the registration `row` owed before `until` (its trigger was edited or it was
     deleted then; see `owed_before`) that are not in the ledger are delivered now, each as its
     late Job would be and by its key: the launcher records each with the reason the change gives
     (superseded, paused, deleted), and a Job delivering later meets that record (a duplicate),
     never a second claim. `pruned_before`: the ledger's horizon (`store.ledger_horizon`).
-    Returns the last fire looked at (None: none was owed) and whether any was recorded now."""
-    fires = owed_before(row, until, pruned_before)
+    At most `limit` fires (None: all), the earliest. Returns the last fire looked at (None: none
+    was owed) and whether any was recorded now."""
+    fires = owed_before(row, until, pruned_before, limit)
     pending = pending_fires(ctx, row, fires)
     if not pending:
         return (fires[-1] if fires else None), False

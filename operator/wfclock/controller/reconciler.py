@@ -165,7 +165,7 @@ def delete(ctx: Context, meta: dict) -> None:
     # failure is retried with the whole delete (the deleted row still names its trigger).
     row = store.get_schedule(ctx.engine, uuid.UUID(uid))
     if row is not None:
-        account_change(ctx, row, ctx.now(), store.ledger_horizon(ctx.engine))
+        account_change(ctx, row, ctx.now(), store.ledger_horizon(ctx.engine), limit=None)
     if ctx.releases is not None:
         ctx.releases.forget(uid)
     cronjobs, jobs = ctx.kube.owned(meta["namespace"], uid)

@@ -81,7 +81,7 @@ def _write_state(ctx: Context, state: store.ScheduleState, previous, published_a
         if previous is None or row["trigger_effective_from"] == previous["trigger_effective_from"]:
             return
         horizon = store.ledger_horizon(ctx.engine)
-        fires = owed_before(previous, row["trigger_effective_from"], horizon)
+        fires = owed_before(previous, row["trigger_effective_from"], horizon, limit=None)
         skipped.update(deliver_owed(ctx, conn, previous, pending_fires(ctx, previous, fires)))
 
     row = store.upsert_schedule(

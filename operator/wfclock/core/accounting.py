@@ -113,12 +113,17 @@ def pause_start(row: dict) -> datetime | None:
 
 
 def owed_before(
-    row: dict, until: datetime, pruned_before: datetime | None = None
+    row: dict,
+    until: datetime,
+    pruned_before: datetime | None = None,
+    limit: int | None = MAX_FIRES_PER_SWEEP,
 ) -> list[datetime]:
     """The fires a recurring registration (its state row) owed before `until`, the instant it
     stopped owing fires (an edit of its trigger, a delete), or before its open pause, whichever
     comes first; none before the pruned ledger's horizon. Each must end in the ledger: delivered
-    now as its late Job would be, the launcher records it with the reason the change gives."""
+    now as its late Job would be, the launcher records it with the reason the change gives.
+    At most the first `limit` (None: all): a sweep takes the rest from where it stopped, a
+    change that leaves no row to take them from asks for all."""
     if row["trigger_type"] != "recurring":
         return []
     paused_at = pause_start(row)
@@ -129,7 +134,7 @@ def owed_before(
     if end <= start:
         return []
     fires = [fire for fire in fires_between(row, start, end) if fire < end]
-    return fires[-MAX_FIRES_PER_SWEEP:]
+    return fires if limit is None else fires[:limit]
 
 
 def quiet_at(row: dict, instant: datetime) -> bool:
