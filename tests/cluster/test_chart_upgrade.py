@@ -185,7 +185,12 @@ def test_helm_upgrade_and_rollback_while_schedules_fire_start_one_run_per_fire(
         pod = OperatorPod(admin, kubeconfig, previous_code, tmp_path / "logs" / "3.log").start()
         assert _chart(admin) == "wfclock-0.2.0"  # the previous chart's Deployment
 
-        _until_second(30)  # one more minute's fires under the rolled-back operator
+        # One more minute's fires under the rolled-back operator, however long its start took
+        # (waiting for the next :30 ended in the rollback's own minute when the start was quick).
+        last_minute = rollback_at.replace(second=0) + timedelta(minutes=1)
+        time.sleep(
+            max(0, (last_minute + timedelta(seconds=30) - datetime.now(UTC)).total_seconds())
+        )
         end = datetime.now(UTC)
         report = settle_and_account(url, histories, end, wait=20)
         # Every owed fire launched (none skipped): at least the four minutes from the first fire
@@ -198,9 +203,33 @@ def test_helm_upgrade_and_rollback_while_schedules_fire_start_one_run_per_fire(
         pod.stop()
         runner.stop()
         history = helm(plane, "history", "wfclock", "-n", RELEASE_NS, check=False).stdout
-        sys.__stderr__.write(f"\n{history}\n")
+        sys.__stderr__.write(f"\n{history}\n{_diagnosis(admin, url, runner)}\n")
 
 
 def _chart(admin) -> str:
     deployment = client.AppsV1Api(admin).read_namespaced_deployment("wfclock", RELEASE_NS)
     return deployment.metadata.labels["helm.sh/chart"]
+
+
+def _diagnosis(admin, url: str, runner: PodRunner) -> str:
+    """What a failed accounting needs: every ledger row, the pods each fire's Job ran (exit code,
+    last output), the namespace's Events."""
+    lines = ["ledger:"]
+    with engine_for(url).connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT s.name, f.scheduled_for, f.outcome, f.reason, f.source, f.attempts, "
+            "f.first_delivered_at FROM workflow_schedule_fires f JOIN workflow_schedules s "
+            "USING (schedule_id) ORDER BY f.scheduled_for, s.name"
+        ).fetchall()
+    lines += [f"  {tuple(str(v) for v in row)}" for row in rows]
+    lines.append("pods:")
+    for run in runner.runs:
+        tail = run.output.strip().splitlines()[-1:] or [""]
+        lines.append(f"  {run.job} {run.name} {run.phase} exit={run.exit_code} {tail[0][:300]}")
+    lines.append("events:")
+    events = client.CoreV1Api(admin).list_namespaced_event("acme").items
+    for event in sorted(events, key=lambda e: str(e.last_timestamp or e.event_time or "")):
+        when = event.last_timestamp or event.event_time
+        what = f"{event.involved_object.kind}/{event.involved_object.name}"
+        lines.append(f"  {when} {what} {event.reason}: {(event.message or '')[:200]}")
+    return "\n".join(lines)
