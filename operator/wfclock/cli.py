@@ -414,7 +414,7 @@ def cmd_run_now(args) -> int:
 
 def cmd_crd_migrate_storage(args) -> int:
     """Re-writes every WorkflowSchedule in the CRD's storage version, then trims its
-    status.storedVersions to that version (docs/api-versions.md)."""
+    status.storedVersions to that version (docs/day-two.md)."""
     from kubernetes import client, config
 
     from wfclock.controller.storageversion import MigrationError, migrate_storage

@@ -1,7 +1,7 @@
 """v1alpha1 and v1beta1 of WorkflowSchedule on the real API server: one schema, so an object
 written in either version reads the same in the other, every field; the storage-version
 migration (`wfclock crd migrate-storage`) moves what etcd holds; the operator, which watches
-v1alpha1, keeps registering and firing schedules through it (docs/api-versions.md)."""
+v1alpha1, keeps registering and firing schedules through it (docs/day-two.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The CRD serves v1alpha1 and v1beta1 from one schema: conversion is a change of apiVersion
-only (strategy None), so every field round-trips (docs/api-versions.md). A field added to one
+only (strategy None), so every field round-trips (docs/day-two.md). A field added to one
 version and not the other fails here."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ the CRD's current storage version, then trims `status.storedVersions` to that ve
 The versions share one schema (conversion strategy None), so a re-write changes nothing but the
 apiVersion etcd keeps; the API server skips the write of an object already stored that way.
 Run by `wfclock crd migrate-storage` after the CRD that moves `storage: true` is applied
-(docs/api-versions.md). storedVersions is trimmed only when every object was re-written:
+(docs/day-two.md). storedVersions is trimmed only when every object was re-written:
 a version left there is one a later CRD must keep serving.
 """
 

@@ -31,7 +31,7 @@ API_VERSION = "v1alpha1"
 KIND = "WorkflowSchedule"
 PLURAL = "workflowschedules"
 # Every version the CRD serves, one schema for all (conversion strategy None); the operator
-# watches and writes API_VERSION (docs/api-versions.md).
+# watches and writes API_VERSION (docs/day-two.md).
 SERVED_VERSIONS = ("v1alpha1", "v1beta1")
 CRD_NAME = f"{PLURAL}.{API_GROUP}"
 
