@@ -32,6 +32,7 @@ from wfclock.db.store import engine_for, list_runs
 from wfclock_devstack.accounting import Change
 from wfclock_devstack.podrunner import PodRunner
 from wfclock_devstack.ports import free_port
+from wfclock_devstack.processes import wait_until
 
 from .conftest import Cluster
 from .test_chart import CHART, RELEASE_NS, _token_client, helm, install_release
@@ -186,6 +187,10 @@ def test_helm_upgrade_and_rollback_while_schedules_fire_start_one_run_per_fire(
         time.sleep(15)  # the new pod is scheduled, pulls, starts: the one-time fire is due
         pod = OperatorPod(admin, kubeconfig, None, tmp_path / "logs" / "2.log").start()
         assert _chart(admin) == f"wfclock-{CURRENT_VERSION}"  # the current chart's Deployment
+        # The CRD now serves v1beta1 too: the schedules made under v1alpha1 read the same in it.
+        assert _crd_versions(admin) == (["v1alpha1", "v1beta1"], ["v1alpha1"])
+        for name in [n for n, _ in EVERY_MINUTE] + ["in-upgrade", "in-rollback"]:
+            wait_until(lambda n=name: _same_in_both_versions(admin, n), 20, f"{name} in v1beta1")
 
         # The rollback to the previous revision, the same way.
         time.sleep(max(0, (rollback_at - datetime.now(UTC)).total_seconds()))
@@ -194,6 +199,8 @@ def test_helm_upgrade_and_rollback_while_schedules_fire_start_one_run_per_fire(
         time.sleep(15)
         pod = OperatorPod(admin, kubeconfig, previous_code, tmp_path / "logs" / "3.log").start()
         assert _chart(admin) == "wfclock-0.2.0"  # the previous chart's Deployment
+        # The rollback's CRD (v1alpha1 only) applied: storage never left v1alpha1.
+        assert _crd_versions(admin) == (["v1alpha1"], ["v1alpha1"])
 
         # One more minute's fires under the rolled-back operator, however long its start took
         # (waiting for the next :30 ended in the rollback's own minute when the start was quick).
@@ -255,3 +262,28 @@ def _diagnosis(admin, url: str, runner: PodRunner) -> str:
         what = f"{event.involved_object.kind}/{event.involved_object.name}"
         lines.append(f"  {when} {what} {event.reason}: {(event.message or '')[:200]}")
     return "\n".join(lines)
+
+
+def _crd_versions(admin) -> tuple[list[str], list[str]]:
+    """The versions the CRD serves and its status.storedVersions."""
+    crd = client.ApiextensionsV1Api(admin).read_custom_resource_definition(
+        "workflowschedules.wfclock.dev"
+    )
+    return [v.name for v in crd.spec.versions if v.served], crd.status.stored_versions
+
+
+def _same_in_both_versions(admin, name: str) -> bool:
+    """The object read in v1beta1 equals its v1alpha1 read but for apiVersion (read again when
+    the operator wrote its status between the two reads)."""
+    alpha, beta = (_schedule(admin, name, version) for version in ("v1alpha1", "v1beta1"))
+    assert beta["apiVersion"] == "wfclock.dev/v1beta1"
+    if beta["metadata"]["resourceVersion"] != alpha["metadata"]["resourceVersion"]:
+        return False
+    assert {**beta, "apiVersion": alpha["apiVersion"]} == alpha
+    return True
+
+
+def _schedule(admin, name: str, version: str) -> dict:
+    return client.CustomObjectsApi(admin).get_namespaced_custom_object(
+        "wfclock.dev", version, "acme", "workflowschedules", name
+    )

@@ -4,6 +4,7 @@ version and not the other fails here."""
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import yaml
@@ -41,3 +42,34 @@ def test_the_file_keeps_one_schema_by_yaml_aliases():
     text = CRD.read_text()
     for anchor in ("schema", "printerColumns", "subresources"):
         assert text.count(f"&{anchor}") == 1 and text.count(f"*{anchor}") == 1, anchor
+
+
+# The previous release's CRD, as its packaged chart shipped it (the upgrade test's).
+PREVIOUS_CHART = CRD.parents[1] / "tests" / "cluster" / "data" / "wfclock-0.2.0-460fb6b.tgz"
+
+
+def _defaults(schema: dict, path: str = "") -> dict[str, object]:
+    found = {}
+    for key, inner in (schema.get("properties") or {}).items():
+        if "default" in inner:
+            found[f"{path}.{key}"] = inner["default"]
+        found |= _defaults(inner, f"{path}.{key}")
+    if "items" in schema:
+        found |= _defaults(schema["items"], f"{path}[]")
+    return found
+
+
+def test_no_schema_default_for_a_field_the_previous_release_does_not_know():
+    """A schema default shows the field on every existing schedule the moment the new CRD is
+    applied, while the older operator still runs (helm applies the CRD before the Deployment's
+    rollout stops it): that operator calls the schedule Invalid ("spec.overlapPolicy: is not a
+    known field"), and a fire due then is skipped as invalid. A new field is defaulted by the
+    operator's model instead (as overlapPolicy: absent means Allow)."""
+    with tarfile.open(PREVIOUS_CHART) as chart:
+        source = chart.extractfile("wfclock/crds-source/wfclock.dev_workflowschedules.yaml")
+        previous = yaml.safe_load(source.read())["spec"]["versions"][0]["schema"]
+    current = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"]
+    old = _defaults(previous["openAPIV3Schema"])
+    new = _defaults(current["openAPIV3Schema"])
+    added = {path: value for path, value in new.items() if path not in old}
+    assert not added, f"schema defaults an older operator would meet: {added}"
