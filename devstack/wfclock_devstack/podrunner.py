@@ -20,6 +20,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
@@ -64,6 +65,10 @@ class PodRunner:
         # start) until removed from the set.
         self.extra_env: dict[str, dict[str, str]] = {}
         self.held: set[str] = set()
+        # Images whose code is not this checkout's: a container of such an image runs from
+        # that folder (its `operator/` and `launcher_job/`), as the image would (the upgrade
+        # test's previous release).
+        self.code_by_image: dict[str, Path] = {}
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -158,7 +163,7 @@ class PodRunner:
                 capture_output=True,
                 text=True,
                 timeout=self.time_limit,
-                cwd=os.getcwd(),
+                cwd=self._code(pod) or os.getcwd(),
             )
             code, output = done.returncode, done.stdout + done.stderr
         except subprocess.TimeoutExpired as exc:
@@ -226,6 +231,9 @@ class PodRunner:
             if value is not None:
                 env[var.name] = value
         env.update(self.extra_env.get(pod.metadata.namespace, {}))
+        code = self._code(pod)
+        if code is not None:
+            env["PYTHONPATH"] = f"{code / 'operator'}:{code}"
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable
         elif not os.path.isabs(argv[0]):
@@ -234,6 +242,9 @@ class PodRunner:
                 raise CannotRun(f"command {argv[0]!r} not found on this machine")
             argv[0] = found
         return argv, env
+
+    def _code(self, pod) -> Path | None:
+        return self.code_by_image.get(pod.spec.containers[0].image or "")
 
     def _env_value(self, pod, var, env) -> str | None:
         if var.value_from is None:

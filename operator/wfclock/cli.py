@@ -412,6 +412,26 @@ def cmd_run_now(args) -> int:
     return EX_OK
 
 
+def cmd_crd_migrate_storage(args) -> int:
+    """Re-writes every WorkflowSchedule in the CRD's storage version, then trims its
+    status.storedVersions to that version (docs/day-two.md)."""
+    from kubernetes import client, config
+
+    from wfclock.controller.storageversion import MigrationError, migrate_storage
+
+    try:
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    except config.ConfigException:
+        config.load_incluster_config()
+    try:
+        migration = migrate_storage(client.ApiClient())
+    except MigrationError as exc:
+        print(f"wfclock: storage migration not finished: {exc}", file=sys.stderr)
+        return 1
+    print(migration.line())
+    return EX_OK
+
+
 def _current_namespace() -> str:
     from kubernetes import config
 
@@ -537,6 +557,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", type=float, default=30, help="seconds to wait for the answer (0: do not wait)"
     )
     run_now.set_defaults(func=cmd_run_now)
+
+    crd = sub.add_parser("crd", help="the WorkflowSchedule CRD's versions")
+    crd_sub = crd.add_subparsers(dest="crd_command", required=True)
+    migrate = crd_sub.add_parser(
+        "migrate-storage",
+        help="re-write every WorkflowSchedule in the CRD's storage version, then drop the "
+        "other versions from status.storedVersions",
+    )
+    migrate.set_defaults(func=cmd_crd_migrate_storage)
     return parser
 
 

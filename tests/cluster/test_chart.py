@@ -459,3 +459,19 @@ def test_api_server_address_is_passed_only_when_set(tools):
     for bad in (["--set", "apiServer.host=https://x"], ["--set", "apiServer.port=0"]):
         done = helm(tools, "template", "wfclock", str(CHART), *bad, check=False)
         assert done.returncode != 0 and "apiServer" in done.stderr
+
+
+def test_chart_moves_the_crd_storage_version_only_when_asked(tools):
+    def storage(*extra):
+        rendered = helm(
+            tools, "template", "wfclock", str(CHART), "--show-only", "templates/crds.yaml", *extra
+        ).stdout
+        (crd,) = [d for d in yaml.safe_load_all(rendered) if d]
+        return [v["name"] for v in crd["spec"]["versions"] if v["storage"]]
+
+    assert storage() == ["v1alpha1"]  # a rollback to a chart without v1beta1 still applies
+    assert storage("--set", "crds.storageVersion=v1beta1") == ["v1beta1"]
+    refused = helm(
+        tools, "template", "wfclock", str(CHART), "--set", "crds.storageVersion=v2", check=False
+    )
+    assert refused.returncode != 0 and "storageVersion" in refused.stderr

@@ -30,6 +30,10 @@ API_GROUP = "wfclock.dev"
 API_VERSION = "v1alpha1"
 KIND = "WorkflowSchedule"
 PLURAL = "workflowschedules"
+# Every version the CRD serves, one schema for all (conversion strategy None); the operator
+# watches and writes API_VERSION (docs/day-two.md).
+SERVED_VERSIONS = ("v1alpha1", "v1beta1")
+CRD_NAME = f"{PLURAL}.{API_GROUP}"
 
 
 def _check_zone(name: str) -> str:
