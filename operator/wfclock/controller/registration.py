@@ -51,6 +51,11 @@ def schedule_state(
         next_fire_at=next_fire,
         pause_reason=spec.pauseReason if spec.paused else None,
         overlap_policy=spec.overlapPolicy,
+        calendars=list(trigger.calendars) if recurring else [],
+        active_from=trigger.activeFrom if recurring else None,
+        active_until=trigger.activeUntil if recurring else None,
+        max_fires=trigger.maxFires if recurring else None,
+        jitter_seconds=trigger.jitter_seconds if recurring else 0,
     )
 
 
