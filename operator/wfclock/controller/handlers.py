@@ -249,13 +249,18 @@ def delete(meta, memo: kopf.Memo, logger, **_) -> None:
 @kopf.on.resume(*CALENDAR)
 @kopf.on.create(*CALENDAR)
 @kopf.on.update(*CALENDAR)
-@kopf.timer(*CALENDAR, interval=CALENDAR_REFRESH_SECONDS, initial_delay=CALENDAR_REFRESH_SECONDS)
 def calendar_changed(meta, spec, status, patch, memo: kopf.Memo, **_) -> None:
     """A calendar is derived into Postgres; the schedules that use it re-derive their status."""
     try:
         patch.status.update(calendars.sync(memo.ctx, dict(meta), dict(spec), dict(status)))
     except TEMPORARY_ERRORS as exc:
         raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
+
+
+@kopf.timer(*CALENDAR, interval=CALENDAR_REFRESH_SECONDS, initial_delay=CALENDAR_REFRESH_SECONDS)
+def calendar_refresh(meta, spec, status, patch, memo: kopf.Memo, **_) -> None:
+    """The horizon moves on at the turn of a year: derived again now and then."""
+    calendar_changed(meta=meta, spec=spec, status=status, patch=patch, memo=memo)
 
 
 @kopf.on.delete(*CALENDAR)
