@@ -223,7 +223,9 @@ def jitter_seconds(env: dict[str, str]) -> int:
 def jitter_wait(fire: ClockFire, jitter: int, now: datetime) -> float:
     """Seconds to wait before claiming: until the fire's nominal instant plus its offset (a
     retried pod waits only what is left; a late one not at all)."""
-    start = fire.scheduled_for + jitter_offset(fire_key_for(fire.schedule_id, fire.scheduled_for), jitter)
+    start = fire.scheduled_for + jitter_offset(
+        fire_key_for(fire.schedule_id, fire.scheduled_for), jitter
+    )
     return max(0.0, (start - now).total_seconds())
 
 

@@ -54,5 +54,7 @@ def refresh_users(ctx: Context, namespace: str, name: str) -> int:
         try:
             refresh_status(ctx, user["namespace"], user["name"])
         except Exception as exc:  # noqa: BLE001 - the schedule's own resync looks again
-            log.warning("refreshing %s/%s after calendar %s: %s", namespace, user["name"], name, exc)
+            log.warning(
+                "refreshing %s/%s after calendar %s: %s", namespace, user["name"], name, exc
+            )
     return len(users)

@@ -36,8 +36,8 @@ from wfclock.controller.kube import Kube
 from wfclock.controller.periodic import Periodic
 from wfclock.controller.releases import ReleaseQueue
 from wfclock.controller.tenants import TenantLogins
-from wfclock.core.fires import parse_instant
 from wfclock.core.calendars import CALENDAR_PLURAL
+from wfclock.core.fires import parse_instant
 from wfclock.core.model import API_GROUP, API_VERSION, PLURAL
 from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL
 from wfclock.core.retention import deletion_due

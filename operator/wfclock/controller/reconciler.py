@@ -22,10 +22,10 @@ from wfclock.controller.events import ref_of
 from wfclock.controller.owed import account_change_safely
 from wfclock.controller.registration import register_one_time, register_recurring
 from wfclock.controller.spec import parse_schedule, published_at
+from wfclock.core.accounting import deadline
 from wfclock.core.builders import Schedule
 from wfclock.core.model import SpecError
 from wfclock.core.names import SCHEDULE_UID_LABEL, schedule_name_of
-from wfclock.core.accounting import deadline
 from wfclock.core.status import FirePolicy, end_reason, invalid_status, status_for
 from wfclock.db import store
 

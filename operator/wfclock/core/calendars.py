@@ -172,7 +172,10 @@ def calendar_status(derived: DerivedCalendar, generation: int, users: int) -> di
         "phase": "Ready",
         "observedGeneration": generation,
         "holidaysVersion": derived.holidays_version,
-        "horizon": {"from": derived.horizon_start.isoformat(), "until": derived.horizon_end.isoformat()},
+        "horizon": {
+            "from": derived.horizon_start.isoformat(),
+            "until": derived.horizon_end.isoformat(),
+        },
         "excludedDates": len(derived.excluded),
         "schedules": users,
     }

@@ -110,9 +110,10 @@ class FirePolicy:
 
 
 def _has_policy(row: dict) -> bool:
-    return bool(
-        row.get("calendars") or row.get("active_from") or row.get("active_until")
-    ) or row.get("max_fires") is not None
+    return (
+        bool(row.get("calendars") or row.get("active_from") or row.get("active_until"))
+        or row.get("max_fires") is not None
+    )
 
 
 def fire_outcome(fire: dict) -> str:

@@ -10,8 +10,8 @@ from functools import lru_cache
 import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, func, select, text, update
 
-from wfclock.core.runcontrol import FAILED_RUN_STATUSES
 from wfclock.core.calendars import DerivedCalendar
+from wfclock.core.runcontrol import FAILED_RUN_STATUSES
 from wfclock.core.status import FAILING_STREAK, FireHistory
 from wfclock.db.tables import (
     workflow_runs,
