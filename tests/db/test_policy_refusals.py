@@ -150,3 +150,81 @@ def test_status_and_launcher_agree_on_a_calendars_date(conn, engine, add_schedul
     assert read == CALENDAR
     state = add_schedule(make_state(calendars=["company"], schedule_id=uuid.uuid4()))
     assert fire(conn, state).reason == f"calendar:company:{read.refusal(AT.date())}"
+
+
+# --- the operator's side: a bounded schedule ends, a calendar re-derives its schedules ----------
+
+
+@pytest.fixture
+def ctx(engine, database_url):
+    from wfclock.controller.context import Context
+    from wfclock.settings import Settings
+
+    from ..support.fake_kube import FakeKube
+
+    clock = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)
+    return Context(
+        Settings(database_url=database_url), engine, FakeKube(engine), clock=lambda: clock
+    )
+
+
+def reconcile(ctx, uid, generation=1, **trigger):
+    from wfclock.controller import reconciler
+
+    meta = {
+        "name": "nightly",
+        "namespace": "acme",
+        "uid": uid,
+        "generation": generation,
+        "creationTimestamp": "2026-11-11T00:00:00Z",
+    }
+    body = {
+        "tenant": "acme",
+        "workflowId": "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11",
+        "workflowVersion": 1,
+        "trigger": {
+            "type": "recurring",
+            "cron": "0 * * * *",
+            "timezone": "Europe/Berlin",
+            **trigger,
+        },
+    }
+    return reconciler.reconcile(ctx, meta, body, {})
+
+
+def test_a_schedule_that_reached_max_fires_ends_its_cronjob_goes_and_a_raised_bound_revives_it(
+    ctx, engine, conn
+):
+    uid = str(uuid.uuid4())
+    status = reconcile(ctx, uid, maxFires=1)
+    assert (status["phase"], status["remainingFires"]) == ("Scheduled", 1)
+    assert len(ctx.kube.cronjobs) == 1
+    state = store.get_schedule(engine, uuid.UUID(uid))
+    launched = launch(
+        conn, ClockFire(state["schedule_id"], AT, "job", REGISTRATION), now=datetime.now(UTC)
+    )
+    assert launched.outcome == "launched"
+    status = reconcile(ctx, uid, maxFires=1)
+    assert status["phase"] == "Ended" and status["remainingFires"] == 0
+    assert "maxFires 1 reached" in status["conditions"][0]["message"]
+    assert ctx.kube.cronjobs == {}
+    assert [e[1] for e in ctx.kube.events][-1] == "Ended"
+    row = store.get_schedule(engine, uuid.UUID(uid))
+    assert row["status"] == "completed" and row["last_fire_key"] == launched.key  # history kept
+    status = reconcile(ctx, uid, 2, maxFires=3)
+    assert (status["phase"], status["remainingFires"]) == ("Scheduled", 2)
+    assert len(ctx.kube.cronjobs) == 1
+
+
+def test_a_schedule_with_a_missing_calendar_says_so_and_shows_no_fires(ctx, engine):
+    uid = str(uuid.uuid4())
+    status = reconcile(ctx, uid, calendars=["company"])
+    ready = status["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "CalendarMissing")
+    assert "fail closed" in ready["message"] and status["nextFires"] == []
+    store.write_calendar(engine, "acme", "company", CALENDAR)
+    status = reconcile(ctx, uid, calendars=["company"])
+    assert status["conditions"][0]["status"] == "True"
+    # The clock says 12:00 UTC on Company Day: its remaining fires are excluded, the next day's run.
+    assert status["excludedFires"][0]["reason"] == "calendar:company:Company Day"
+    assert status["nextFires"][0]["local"] == "2026-11-19T00:00:00+01:00"
