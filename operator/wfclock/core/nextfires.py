@@ -88,6 +88,8 @@ def _next_fires_view(spec: CronSpec, timezone: str, after: datetime, count: int)
 
 # How many fires `next_fires_under_policy` looks at, at most, to find the ones it shows.
 POLICY_SCAN_LIMIT = 400
+# At most this many excluded fires are listed (status.excludedFires, maxItems in the CRD).
+EXCLUDED_SHOWN = 20
 
 
 def next_fires_under_policy(
@@ -132,4 +134,4 @@ def next_fires_under_policy(
         # The whole local day is refused: look again from its end.
         next_day = datetime.combine(local.date() + timedelta(days=1), time(0), tz)
         cursor = max(fire, next_day.astimezone(UTC) - timedelta(microseconds=1))
-    return shown, excluded[: count * 2]
+    return shown, excluded[:EXCLUDED_SHOWN]
