@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from launcher_job.main import jitter_wait
 from wfclock.core.builders import Schedule, active_deadline_seconds, build_cronjob
 from wfclock.core.calendars import (
     DerivedCalendar,
@@ -23,6 +22,8 @@ from wfclock.core.nextfires import next_fires_under_policy
 from wfclock.core.status import end_reason
 from wfclock.launcher import ClockFire
 from wfclock.settings import Settings
+
+from launcher_job.main import jitter_wait
 
 TODAY = date(2026, 11, 26)
 RULES = Rules(now=datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
