@@ -127,6 +127,11 @@ class RecurringTrigger(_Model):
     @field_validator("activeFrom", "activeUntil", mode="before")
     @classmethod
     def _bound_rfc3339(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError(
+                f"{value!r} is not an RFC 3339 timestamp; write it as a string such as "
+                "2026-12-01T09:00:00+01:00"
+            )
         return _rfc3339(value)
 
     @field_validator("jitter")
