@@ -14,15 +14,14 @@
   (`before-active-from`, `after-active-until`, `max-fires-reached`,
   `calendar:<name>:<holiday>`, `calendar:<name>:weekend`, `calendar:<name>:missing`,
   `calendar:<name>:beyond-horizon`).
-- `wfclock_fire` (same 14 arguments as 0005) asks it under the schedule's row lock, where the
-  state's refusals are decided: one line (`ELSE wfclock_policy_refusal(s.schedule_id, p_at)`).
+- `wfclock_fire` (same arguments) asks it under the schedule's row lock, where the state's
+  refusals are decided: one line (`ELSE wfclock_policy_refusal(s.schedule_id, p_at)`), added to
+  the function as the database holds it (read back with `pg_get_functiondef`), so this
+  migration keeps whatever an earlier one changed in it, and its downgrade removes just that.
 
 Revision ID: 0006
 Revises: 0005
 """
-
-import importlib.util
-from pathlib import Path
 
 from alembic import op
 
@@ -30,11 +29,6 @@ revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
-
-SIGNATURE = (
-    "wfclock_fire(uuid, timestamptz, text, text, text, text, text, boolean, timestamptz, uuid, "
-    "text, text, text, text)"
-)
 
 # The date of a fire is its date in the schedule's own zone. A missing calendar refuses every
 # fire (fail closed: a holiday calendar that did not arrive must not let the holiday run), and
@@ -114,21 +108,26 @@ _NEW_REFUSAL_END = """                THEN 'superseded: the Job was created for 
             END AS refusal"""
 
 
-def _previous_fire() -> str:
-    """0005's statement, read from its migration beside this one (Alembic loads migrations by
-    path, not as modules of a package)."""
-    path = Path(__file__).with_name("0005_run_control.py")
-    spec = importlib.util.spec_from_file_location("wfclock_migration_0005", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FIRE.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+# Every plpgsql form of wfclock_fire as the database holds it now (whichever migration wrote it
+# last: 0005's, or a later one's that this one was chained after), patched in place.
+_FIRE_DEFINITIONS = """
+SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid) FROM pg_proc p
+JOIN pg_language l ON l.oid = p.prolang AND l.lanname = 'plpgsql'
+WHERE p.proname = 'wfclock_fire' ORDER BY 1
+"""
 
 
-def fire_with_policy() -> str:
-    previous = _previous_fire()
-    if previous.count(_OLD_REFUSAL_END) != 1:
-        raise RuntimeError("0005's wfclock_fire changed: the policy refusal has no place")
-    return previous.replace(_OLD_REFUSAL_END, _NEW_REFUSAL_END)
+def _patch_fire(old: str, new: str) -> None:
+    # The driver's own connection (same transaction): the statement holds ':' and '%', which
+    # neither SQLAlchemy's text() nor a parameterised execute may read as placeholders.
+    raw = op.get_bind().connection.driver_connection
+    definitions = raw.execute(_FIRE_DEFINITIONS).fetchall()
+    if not definitions:
+        raise RuntimeError("no plpgsql wfclock_fire to give the policy refusal to")
+    for signature, definition in definitions:
+        if definition.count(old) != 1:
+            raise RuntimeError(f"{signature} has no single place for the policy refusal")
+        raw.execute(definition.replace(old, new))
 
 
 def upgrade() -> None:
@@ -180,11 +179,11 @@ def upgrade() -> None:
     # Its reasons hold ':word', which SQLAlchemy's text() would read as a bind parameter.
     op.get_bind().exec_driver_sql(POLICY_REFUSAL)
     op.execute("REVOKE ALL ON FUNCTION wfclock_policy_refusal(uuid, timestamptz) FROM PUBLIC")
-    op.execute(fire_with_policy())
+    _patch_fire(_OLD_REFUSAL_END, _NEW_REFUSAL_END)
 
 
 def downgrade() -> None:
-    op.execute(_previous_fire())
+    _patch_fire(_NEW_REFUSAL_END, _OLD_REFUSAL_END)
     op.execute("DROP FUNCTION wfclock_policy_refusal(uuid, timestamptz)")
     op.execute("DROP TRIGGER uncount_refused_buffered ON workflow_schedule_fires")
     op.execute("DROP TRIGGER count_clock_launches ON workflow_schedule_fires")
