@@ -10,10 +10,11 @@ import sys
 import time
 import traceback
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
-from wfclock.core.fires import parse_instant, scheduled_for_from_job_name
+from wfclock.core.fires import fire_key_for, parse_instant, scheduled_for_from_job_name
+from wfclock.core.jitter import jitter_offset
 from wfclock.db.urls import libpq_url
 from wfclock.launcher import (
     ClockFire,
@@ -211,14 +212,35 @@ def database_failure(exc: psycopg.Error, url: str) -> tuple[int, str]:
     return EX_SOFTWARE, f"unexpected error {type(exc).__name__}: {first}"
 
 
-def main(env: dict[str, str] | None = None) -> int:
+def jitter_seconds(env: dict[str, str]) -> int:
+    raw = env.get("WFCLOCK_JITTER_SECONDS") or "0"
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        raise InputError(f"WFCLOCK_JITTER_SECONDS={raw!r} is not a whole number") from None
+
+
+def jitter_wait(fire: ClockFire, jitter: int, now: datetime) -> float:
+    """Seconds to wait before claiming: until the fire's nominal instant plus its offset (a
+    retried pod waits only what is left; a late one not at all)."""
+    start = fire.scheduled_for + jitter_offset(
+        fire_key_for(fire.schedule_id, fire.scheduled_for), jitter
+    )
+    return max(0.0, (start - now).total_seconds())
+
+
+def main(env: dict[str, str] | None = None, *, sleep=time.sleep) -> int:
     env = dict(os.environ) if env is None else env
     try:
         fire = fire_from_env(env)
         url = conninfo(env.get("WFCLOCK_DATABASE_URL", ""))
+        jitter = jitter_seconds(env)
     except InputError as exc:
         return _fail(EX_USAGE, str(exc))
     try:
+        if jitter:
+            # Spread before touching the database: that is what the jitter is for.
+            sleep(jitter_wait(fire, jitter, datetime.now(UTC)))
         with connect(url, _budget(env)) as conn:
             result = launch(conn, fire, now=database_now(conn))
     except (UnknownSchedule, FireNotDue, NotAFire) as exc:

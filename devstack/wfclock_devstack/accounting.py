@@ -106,7 +106,8 @@ class Report:
 # What a ledger record without a run may say (its reason's first word): a schedule paused,
 # invalid, disabled or deleted, a fire superseded by a change of the trigger (also one due
 # before an edit, a type switch or a delete whose Job had not delivered it: the operator records
-# it then), a one-time schedule already completed, an overlap, a miss beyond the deadline. A
+# it then), a one-time schedule already completed, an overlap, a miss beyond the deadline, a
+# calendar's excluded date or a bound of the schedule (activeFrom, activeUntil, maxFires). A
 # record without one of these explains nothing and counts as lost.
 REASONS = (
     "paused",
@@ -117,6 +118,11 @@ REASONS = (
     "completed",
     "overlap",
     "missed",
+    # The schedule's own policy (migration 0006): a calendar's excluded date, its bounds.
+    "calendar",
+    "before-active-from",
+    "after-active-until",
+    "max-fires-reached",
 )
 
 

@@ -237,6 +237,7 @@ class ControlPlane:
             "--for=condition=Established",
             "--timeout=60s",
             "crd/workflowschedules.wfclock.dev",
+            "crd/workflowcalendars.wfclock.dev",
         )
         self.wait_schedules_admitted()
         self.start_controller_manager()

@@ -219,7 +219,11 @@ def install_operator(
     if helm.returncode != 0:
         raise RuntimeError(f"helm install failed: {helm.stderr.strip()}")
     plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/workflowschedules.wfclock.dev"
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/workflowschedules.wfclock.dev",
+        "crd/workflowcalendars.wfclock.dev",
     )
     # The garbage collector and role aggregation learn the chart's kinds and roles at once.
     plane.start_controller_manager()

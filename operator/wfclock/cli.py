@@ -241,14 +241,19 @@ def cmd_validate(args) -> int:
         edition=settings.edition,
         minimum_interval=timedelta(minutes=settings.minimum_interval_minutes),
     )
+    from wfclock.core.calendars import validate_calendar
+
     failed = 0
     for doc in documents:
         name = f"{doc.get('kind', '?')}/{(doc.get('metadata') or {}).get('name', '?')}"
-        if doc.get("kind") != "WorkflowSchedule":
-            print(f"{name}: skipped (not a WorkflowSchedule)")
+        if doc.get("kind") not in ("WorkflowSchedule", "WorkflowCalendar"):
+            print(f"{name}: skipped (not a WorkflowSchedule or WorkflowCalendar)")
             continue
         try:
-            validate_spec(doc.get("spec") or {}, rules)
+            if doc["kind"] == "WorkflowCalendar":
+                validate_calendar(doc.get("spec") or {})
+            else:
+                validate_spec(doc.get("spec") or {}, rules)
             print(f"{name}: valid")
         except SpecError as exc:
             failed += 1
@@ -267,10 +272,53 @@ def cmd_preview(args) -> int:
     except CronError as exc:
         raise UsageError(str(exc)) from None
     start = args.start or datetime.now(UTC)
+    if args.calendar:
+        return _preview_with_calendars(args, spec, start)
     for fire in next_fires_view(spec, args.timezone, start, args.count):
         print(
             f"{fire['local']}  {fire['at']}" + (f"  ({fire['note']})" if fire.get("note") else "")
         )
+    return EX_OK
+
+
+def _preview_with_calendars(args, spec, start: datetime) -> int:
+    """The fires that run under the WorkflowCalendars in the given files (derived as the
+    operator does, with the pinned holidays package), and the ones their dates exclude."""
+    import yaml
+
+    from wfclock.core.calendars import derive_calendar, fire_refusal, validate_calendar
+    from wfclock.core.model import SpecError
+    from wfclock.core.nextfires import next_fires_under_policy
+
+    calendars = {}
+    for path in args.calendar:
+        try:
+            documents = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"cannot read {path}: {exc}") from None
+        for doc in documents:
+            if doc.get("kind") != "WorkflowCalendar":
+                continue
+            name = (doc.get("metadata") or {}).get("name", "?")
+            try:
+                parsed = validate_calendar(doc.get("spec") or {})
+            except SpecError as exc:
+                raise UsageError(f"WorkflowCalendar/{name}: {exc}") from None
+            calendars[name] = derive_calendar(parsed, start.date())
+    if not calendars:
+        raise UsageError(f"no WorkflowCalendar in {', '.join(args.calendar)}")
+    names = sorted(calendars)
+    shown, excluded = next_fires_under_policy(
+        spec,
+        args.timezone,
+        start,
+        args.count,
+        lambda fire: fire_refusal(names, calendars, args.timezone, fire),
+    )
+    lines = [(f["at"], f"{f['local']}  {f['at']}", f.get("note")) for f in shown]
+    lines += [(f["at"], f"{f['local']}  {f['at']}", f"excluded: {f['reason']}") for f in excluded]
+    for _, line, note in sorted(lines):
+        print(line + (f"  ({note})" if note else ""))
     return EX_OK
 
 
@@ -523,6 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--timezone", required=True)
     preview.add_argument("--count", type=int, default=5)
     preview.add_argument("--from", dest="start", type=_instant)
+    preview.add_argument(
+        "--calendar",
+        action="append",
+        metavar="FILE",
+        help="a file of WorkflowCalendars whose excluded dates the fires skip (repeatable)",
+    )
     preview.set_defaults(func=cmd_preview)
 
     backfill = sub.add_parser("backfill", help="launch every fire a schedule had in a window, once")

@@ -62,14 +62,17 @@ def test_chart_renders_the_crd_from_crds_without_a_copy(tools):
     rendered = helm(
         tools, "template", "wfclock", str(CHART), "--show-only", "templates/crds.yaml"
     ).stdout
-    (chart_crd,) = [d for d in yaml.safe_load_all(rendered) if d]
-    source = yaml.safe_load(CRD.read_text())
-    assert (
-        chart_crd["spec"] == source["spec"]
-        and chart_crd["metadata"]["name"] == source["metadata"]["name"]
-    )
-    assert chart_crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
-    assert (CHART / "crds-source" / CRD.name).resolve() == CRD.resolve()
+    chart_crds = [d for d in yaml.safe_load_all(rendered) if d]
+    sources = [CRD, CRD.with_name("wfclock.dev_workflowcalendars.yaml")]
+    assert len(chart_crds) == len(sources)
+    for chart_crd, path in zip(chart_crds, sources, strict=True):
+        source = yaml.safe_load(path.read_text())
+        assert (
+            chart_crd["spec"] == source["spec"]
+            and chart_crd["metadata"]["name"] == source["metadata"]["name"]
+        )
+        assert chart_crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert (CHART / "crds-source" / path.name).resolve() == path.resolve()
     off = helm(tools, "template", "wfclock", str(CHART), "--set", "crds.enabled=false").stdout
     assert "CustomResourceDefinition" not in off
 

@@ -58,6 +58,11 @@ BAD_RECURRING = {
     ],
     "trigger.timezone": ["Mars/Olympus", "", "Europe/Berlin ", "a" * 65, MISSING],
     "trigger.runAt": ["2027-01-01T09:00:00Z"],
+    "trigger.calendars": [["Holidays"], "de", [""]],
+    "trigger.activeFrom": ["tomorrow", "2031-01-01T09:00:00", "2031-01-01 09:00:00Z"],
+    "trigger.activeUntil": ["2031-13-01T00:00:00Z", 20310101],
+    "trigger.maxFires": [0, "3", 1.5, 1_000_001],
+    "trigger.jitter": ["", "5x", "1d", "90"],
 }
 BAD_ONE_TIME = {
     "trigger.runAt": [
@@ -72,6 +77,9 @@ BAD_ONE_TIME = {
     ],
     "trigger.timezone": ["Mars/Olympus"],
     "trigger.cron": ["0 9 * * *"],
+    "trigger.maxFires": [3],
+    "trigger.calendars": [["holidays"]],
+    "trigger.jitter": ["5m"],
 }
 
 ZONES = ["UTC", "Europe/Berlin", "Asia/Kolkata", "America/New_York", "Australia/Lord_Howe"]

@@ -367,3 +367,33 @@ def test_a_one_time_job_records_its_fire_under_its_own_name(python_env, engine, 
     # What the operator reads when the Job finishes: no false FireFailed.
     fire = latest_fire_for_job(engine, job["metadata"]["name"])
     assert fire is not None and fire["outcome"] == "launched"
+
+
+def test_a_jittered_fire_waits_its_offset_then_keeps_its_nominal_key_and_scheduled_for(
+    python_env, engine, add_schedule
+):
+    """The pod of a fire just due waits the fire's own offset before it claims; the run's
+    scheduledFor is the nominal instant and firedAt the instant the run started."""
+    from wfclock.core.fires import fire_key_for
+    from wfclock.core.jitter import jitter_offset
+
+    state = add_schedule(make_state(cron="* * * * *", timezone="UTC", registered_name="wfs-x"))
+    at = datetime.now(UTC).replace(second=0, microsecond=0)
+    waits: list[float] = []
+    env = {
+        **python_env,
+        "WFCLOCK_SCHEDULE_ID": str(state.schedule_id),
+        "WFCLOCK_JOB_NAME": f"wfs-x-{int(at.timestamp()) // 60}",
+        "WFCLOCK_CRONJOB_NAME": "wfs-x",
+        "WFCLOCK_JITTER_SECONDS": "3600",
+    }
+    assert launcher_main(env, sleep=waits.append) == 0
+    offset = jitter_offset(fire_key_for(state.schedule_id, at), 3600).total_seconds()
+    (waited,) = waits
+    assert 0 <= waited <= offset and offset - waited < 70  # the time since `at` is not waited again
+    (run,) = list_runs(engine)
+    assert run["trigger_fire_key"] == fire_key_for(state.schedule_id, at)
+    assert run["payload"]["scheduledFor"] == f"{at:%Y-%m-%dT%H:%M:%SZ}"
+    assert run["payload"]["firedAt"] >= run["payload"]["scheduledFor"]
+    bad = {**env, "WFCLOCK_JITTER_SECONDS": "five minutes"}
+    assert launcher_main(bad, sleep=waits.append) == 2 and len(waits) == 1

@@ -42,6 +42,13 @@ app.kubernetes.io/component: operator
 - apiGroups: [wfclock.dev]
   resources: [workflowschedules/status]
   verbs: [get, patch, update]
+# The calendars schedules reference: derived into Postgres, their status written.
+- apiGroups: [wfclock.dev]
+  resources: [workflowcalendars]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [wfclock.dev]
+  resources: [workflowcalendars/status]
+  verbs: [get, patch, update]
 # What it registers for them.
 - apiGroups: [batch]
   resources: [cronjobs, jobs]

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 
 from wfclock.controller.context import Context
-from wfclock.controller.reconciler import keep_launcher_secret, restore
+from wfclock.controller.reconciler import has_ended, keep_launcher_secret, restore
 from wfclock.core.drift import cronjob_drift, one_time_job_missing, stale_child
 from wfclock.core.fires import fire_key_for
 from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL
@@ -106,7 +106,9 @@ def resync(ctx: Context) -> int:
     restored = 0
     for row in rows:
         child_key = (row["namespace"], row["registered_name"])
-        if row["trigger_type"] == "recurring":
+        if row["trigger_type"] == "recurring" and has_ended(ctx, row):
+            why = "its bounds are reached (activeUntil or maxFires)"
+        elif row["trigger_type"] == "recurring":
             why = cronjob_drift(row, cronjobs.get(child_key))
         else:
             key = fire_key_for(row["schedule_id"], row["run_at"])

@@ -23,6 +23,7 @@ from prometheus_client import start_http_server
 
 from wfclock.controller import (
     accounting,
+    calendars,
     drift,
     housekeeping,
     metrics,
@@ -35,6 +36,7 @@ from wfclock.controller.kube import Kube
 from wfclock.controller.periodic import Periodic
 from wfclock.controller.releases import ReleaseQueue
 from wfclock.controller.tenants import TenantLogins
+from wfclock.core.calendars import CALENDAR_PLURAL
 from wfclock.core.fires import parse_instant
 from wfclock.core.model import API_GROUP, API_VERSION, PLURAL
 from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL
@@ -45,6 +47,9 @@ from wfclock.db.store import engine_for
 from wfclock.settings import Settings
 
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
+CALENDAR = (API_GROUP, API_VERSION, CALENDAR_PLURAL)
+# A calendar is derived again this often (a new year's horizon, a new holidays package).
+CALENDAR_REFRESH_SECONDS = 6 * 3600
 log = logging.getLogger("wfclock.operator")
 _metrics_started = threading.Event()
 
@@ -239,6 +244,32 @@ def delete(meta, memo: kopf.Memo, logger, **_) -> None:
     except TEMPORARY_ERRORS as exc:
         raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
     logger.info("schedule deleted: state row marked deleted, children removed")
+
+
+@kopf.on.resume(*CALENDAR)
+@kopf.on.create(*CALENDAR)
+@kopf.on.update(*CALENDAR)
+def calendar_changed(meta, spec, status, patch, memo: kopf.Memo, **_) -> None:
+    """A calendar is derived into Postgres; the schedules that use it re-derive their status."""
+    try:
+        patch.status.update(calendars.sync(memo.ctx, dict(meta), dict(spec), dict(status)))
+    except TEMPORARY_ERRORS as exc:
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
+
+
+@kopf.timer(*CALENDAR, interval=CALENDAR_REFRESH_SECONDS, initial_delay=CALENDAR_REFRESH_SECONDS)
+def calendar_refresh(meta, spec, status, patch, memo: kopf.Memo, **_) -> None:
+    """The horizon moves on at the turn of a year: derived again now and then."""
+    calendar_changed(meta=meta, spec=spec, status=status, patch=patch, memo=memo)
+
+
+@kopf.on.delete(*CALENDAR)
+def calendar_deleted(meta, memo: kopf.Memo, logger, **_) -> None:
+    try:
+        calendars.forget(memo.ctx, dict(meta))
+    except TEMPORARY_ERRORS as exc:
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
+    logger.info("calendar deleted: the schedules that use it refuse their fires")
 
 
 def _deleted_after_completion(spec, status, **_) -> bool:

@@ -22,10 +22,11 @@ from wfclock.controller.events import ref_of
 from wfclock.controller.owed import account_change
 from wfclock.controller.registration import register_one_time, register_recurring
 from wfclock.controller.spec import parse_schedule, published_at
+from wfclock.core.accounting import deadline
 from wfclock.core.builders import Schedule
 from wfclock.core.model import SpecError
 from wfclock.core.names import SCHEDULE_UID_LABEL, schedule_name_of
-from wfclock.core.status import invalid_status, status_for
+from wfclock.core.status import FirePolicy, end_reason, invalid_status, status_for
 from wfclock.db import store
 
 # A Job that finished longer ago than this (seen again after an operator restart) gets no Event:
@@ -86,11 +87,42 @@ def keep_launcher_secret(ctx: Context, namespace: str, tenant: str, *, force=Fal
         )
 
 
+def fire_policy(ctx: Context, row: dict) -> FirePolicy:
+    """The calendars a recurring schedule references and its launched fires, from Postgres (the
+    same the launcher decides from)."""
+    if row["trigger_type"] != "recurring":
+        return FirePolicy()
+    calendars = store.calendars_of(ctx.engine, row["namespace"], list(row.get("calendars") or []))
+    launched = (
+        store.clock_launches(ctx.engine, row["schedule_id"])
+        if row.get("max_fires") is not None
+        else 0
+    )
+    return FirePolicy(calendars, launched)
+
+
 def _status(ctx: Context, schedule: Schedule, row: dict, generation: int, previous: list) -> dict:
     cron = schedule.spec.trigger.spec if schedule.recurring else None
     shown = ctx.settings.recent_fires
     history = store.fire_history(ctx.engine, row["schedule_id"], shown)
-    return status_for(row, cron, generation, previous, ctx.now(), history, shown)
+    policy = fire_policy(ctx, row)
+    return status_for(row, cron, generation, previous, ctx.now(), history, shown, policy)
+
+
+def has_ended(ctx: Context, row: dict) -> bool:
+    """A running recurring schedule whose bounds are reached (its next reconcile ends it)."""
+    if row["trigger_type"] != "recurring" or row["status"] not in ("scheduled", "paused"):
+        return False
+    if row.get("max_fires") is None and row.get("active_until") is None:
+        return False
+    launched = fire_policy(ctx, row).launched
+    grace = end_grace(row)
+    return end_reason(row["max_fires"], row["active_until"], launched, ctx.now(), grace) is not None
+
+
+def end_grace(row: dict) -> timedelta:
+    """How long after activeUntil its last fire may still be delivered (deadline, jitter)."""
+    return deadline(row) + timedelta(seconds=60)
 
 
 def _invalid(ctx: Context, meta: dict, status: dict, previous, error: SpecError) -> dict:
@@ -138,6 +170,9 @@ def refresh_status(ctx: Context, namespace: str, name: str) -> None:
     if row is None or row["deleted_at"] or row["status"] == "disabled":
         return
     previous_status = body.get("status") or {}
+    if has_ended(ctx, row):  # its last fire is in: the reconcile ends it
+        restore(ctx, namespace, name)
+        return
     try:
         schedule = parse_schedule(ctx, body["metadata"], body["spec"], row)
     except SpecError:

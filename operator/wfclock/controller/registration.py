@@ -11,18 +11,21 @@ fire without a registration or a registration without a current state row:
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
+from datetime import timedelta
 
 from wfclock.controller.catchup import catch_up
 from wfclock.controller.context import Context
 from wfclock.controller.events import announce
 from wfclock.controller.owed import deliver_owed, pending_fires, report_skipped
 from wfclock.controller.releases import Release
-from wfclock.core.accounting import owed_before
+from wfclock.core.accounting import deadline, owed_before
 from wfclock.core.builders import Schedule, build_cronjob, build_one_time_job, child_name
 from wfclock.core.fires import fire_key_for
 from wfclock.core.firetime import next_fire_after
 from wfclock.core.model import RecurringTrigger
-from wfclock.core.names import REGISTRATION_LABEL
+from wfclock.core.names import REGISTRATION_LABEL, cronjob_name
+from wfclock.core.status import end_reason
 from wfclock.db import store
 
 
@@ -53,6 +56,11 @@ def schedule_state(
         next_fire_at=next_fire,
         pause_reason=spec.pauseReason if spec.paused else None,
         overlap_policy=spec.overlapPolicy,
+        calendars=list(trigger.calendars) if recurring else [],
+        active_from=trigger.activeFrom if recurring else None,
+        active_until=trigger.activeUntil if recurring else None,
+        max_fires=trigger.maxFires if recurring else None,
+        jitter_seconds=trigger.jitter_seconds if recurring else 0,
     )
 
 
@@ -91,9 +99,51 @@ def _write_state(ctx: Context, state: store.ScheduleState, previous, published_a
     return row
 
 
+def _ended(ctx: Context, schedule: Schedule, previous, now) -> str | None:
+    """Why the recurring schedule has ended by its bounds (None: it runs)."""
+    trigger = schedule.spec.trigger
+    if trigger.maxFires is None and trigger.activeUntil is None:
+        return None
+    launched = store.clock_launches(ctx.engine, uuid.UUID(schedule.uid)) if previous else 0
+    row = {
+        "missed_fires": schedule.spec.missedFires,
+        "catch_up_window_seconds": schedule.spec.catchUpWindowSeconds,
+        "starting_deadline_seconds": schedule.spec.startingDeadlineSeconds,
+        "jitter_seconds": trigger.jitter_seconds,
+    }
+    grace = deadline(row) + timedelta(seconds=60)
+    return end_reason(trigger.maxFires, trigger.activeUntil, launched, now, grace)
+
+
+def end_recurring(ctx: Context, schedule: Schedule, previous, generation: int, why: str) -> dict:
+    """A schedule past its bounds: the state row says it ended first (the launcher refuses
+    every fire from here), then its CronJob goes; the row keeps its history."""
+    name = cronjob_name(schedule.name, schedule.uid)
+    state = schedule_state(schedule, generation, "CronJob", name, None)
+    state = replace(state, status="completed", end_reason=why)
+    row = store.upsert_schedule(ctx.engine, state, published_at=schedule.published_at or ctx.now())
+    cronjobs, jobs = ctx.kube.owned(schedule.namespace, schedule.uid)
+    for cronjob in cronjobs:
+        ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
+    for job in jobs:
+        if _is_one_time(job):
+            ctx.kube.delete_job(schedule.namespace, job.metadata.name)
+    if previous is None or previous["status"] != "completed":
+        ctx.kube.event(
+            {"name": schedule.name, "namespace": schedule.namespace, "uid": schedule.uid},
+            "Normal",
+            "Ended",
+            f"the schedule ended: {why}; CronJob {name} removed",
+        )
+    return row
+
+
 def register_recurring(ctx: Context, schedule: Schedule, previous, generation: int) -> dict:
     trigger = schedule.spec.trigger
     now = ctx.now()
+    why = _ended(ctx, schedule, previous, now)
+    if why:
+        return end_recurring(ctx, schedule, previous, generation, why)
     body = build_cronjob(schedule, ctx.settings)
     name = body["metadata"]["name"]
     cronjobs, jobs = _children_to_replace(ctx, schedule, previous, "CronJob", name)

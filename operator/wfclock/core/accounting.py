@@ -26,8 +26,12 @@ SETTLE_SECONDS = 60
 MAX_FIRES_PER_SWEEP = 2016
 
 
-def deadline(row: dict) -> timedelta:
-    """How late a fire of this schedule may still start, by its missed-fire policy."""
+def _jitter(row: dict) -> timedelta:
+    """A jittered fire's own Job claims it up to this long after its nominal instant."""
+    return timedelta(seconds=row.get("jitter_seconds") or 0)
+
+
+def _base_deadline(row: dict) -> timedelta:
     if row["missed_fires"] == "catchUp":
         return timedelta(seconds=row["catch_up_window_seconds"])
     if row["missed_fires"] == "skip":
@@ -35,8 +39,14 @@ def deadline(row: dict) -> timedelta:
     return timedelta(seconds=row["starting_deadline_seconds"])
 
 
+def deadline(row: dict) -> timedelta:
+    """How late a fire of this schedule may still start, by its missed-fire policy (plus its
+    jitter, which its own Job waits)."""
+    return _base_deadline(row) + _jitter(row)
+
+
 def settle(row: dict) -> timedelta:
-    return min(timedelta(seconds=SETTLE_SECONDS), deadline(row) / 2)
+    return min(timedelta(seconds=SETTLE_SECONDS), _base_deadline(row) / 2) + _jitter(row)
 
 
 def accounting_horizon(row: dict, now: datetime) -> datetime:

@@ -155,7 +155,10 @@ def active_deadline_seconds(schedule: Schedule) -> int:
     """How long a fire's Job may stay active: a pod that cannot start (image, Secret, quota) or
     a launcher that hangs must not keep the Job active forever, or `concurrencyPolicy: Forbid`
     would skip every later fire. The operator's accounting launches or records the fire."""
-    return max(schedule.spec.startingDeadlineSeconds, MIN_ACTIVE_SECONDS)
+    trigger = schedule.spec.trigger
+    # A jittered fire waits its offset (up to the jitter) in its pod before it claims.
+    jitter = trigger.jitter_seconds if isinstance(trigger, RecurringTrigger) else 0
+    return max(schedule.spec.startingDeadlineSeconds, MIN_ACTIVE_SECONDS) + jitter
 
 
 # Exit 2 is unusable input: retrying cannot help, so the Job fails at once. Exit 75 (the
@@ -199,6 +202,8 @@ def build_cronjob(schedule: Schedule, settings: Settings) -> dict:
         {"name": "WFCLOCK_CRON", "value": trigger.cron},
         {"name": "WFCLOCK_TIMEZONE", "value": trigger.timezone},
     ]
+    if trigger.jitter_seconds:
+        fire_env.append({"name": "WFCLOCK_JITTER_SECONDS", "value": str(trigger.jitter_seconds)})
     deadline = (
         SKIP_DEADLINE_SECONDS
         if schedule.spec.missedFires == "skip"

@@ -72,19 +72,43 @@ class OneTimeTrigger(_Model):
     @field_validator("runAt", mode="before")
     @classmethod
     def _rfc3339_with_offset(cls, value: object) -> object:
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        if not isinstance(value, str):
-            return value
-        parsed = parse_rfc3339(value)
-        # Python reads more ISO 8601 forms than RFC 3339 has (a space for 'T', no seconds,
-        # the basic format); the CRD's rule refuses them, and so does this.
-        if not _RFC3339.fullmatch(value):
-            raise ValueError(
-                f"{value!r} is not an RFC 3339 timestamp (date 'T' time to the second, then 'Z' "
-                "or an offset); use e.g. 2026-12-01T09:00:00+01:00"
-            )
-        return parsed
+        return _rfc3339(value)
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    if not isinstance(value, str):
+        return value
+    parsed = parse_rfc3339(value)
+    # Python reads more ISO 8601 forms than RFC 3339 has (a space for 'T', no seconds,
+    # the basic format); the CRD's rule refuses them, and so does this.
+    if not _RFC3339.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not an RFC 3339 timestamp (date 'T' time to the second, then 'Z' "
+            "or an offset); use e.g. 2026-12-01T09:00:00+01:00"
+        )
+    return parsed
+
+
+# A jitter as the CRD accepts it: hours, minutes and seconds, e.g. 90s, 5m, 1h30m.
+_DURATION = re.compile(r"(?:([0-9]{1,3})h)?(?:([0-9]{1,4})m)?(?:([0-9]{1,6})s)?")
+
+
+def duration_seconds(value: str) -> int:
+    match = _DURATION.fullmatch(value)
+    if not value or match is None:
+        raise ValueError(
+            f"{value!r} is not a duration; write hours, minutes and seconds such as 90s, 5m "
+            "or 1h30m"
+        )
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+CalendarName = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+]
 
 
 class RecurringTrigger(_Model):
@@ -93,6 +117,44 @@ class RecurringTrigger(_Model):
     type: Literal["recurring"]
     cron: str
     timezone: TimeZoneName
+    # WorkflowCalendars of the schedule's namespace: a fire on a date any of them excludes (its
+    # date in `timezone`) is skipped; a calendar that does not exist refuses every fire.
+    calendars: list[CalendarName] = Field(default_factory=list, max_length=8)
+    # Bounds: fires before activeFrom, after activeUntil, or past maxFires launched fires are
+    # skipped; past the last one the schedule ends (phase Ended, its CronJob removed).
+    activeFrom: datetime | None = None
+    activeUntil: datetime | None = None
+    maxFires: int | None = Field(None, ge=1, le=1_000_000, strict=True)
+    # A spread per fire (the same fire always waits the same offset in [0, jitter]).
+    jitter: str | None = None
+
+    @field_validator("activeFrom", "activeUntil", mode="before")
+    @classmethod
+    def _bound_rfc3339(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError(
+                f"{value!r} is not an RFC 3339 timestamp; write it as a string such as "
+                "2026-12-01T09:00:00+01:00"
+            )
+        return _rfc3339(value)
+
+    @field_validator("jitter")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_seconds(value)
+        return value
+
+    @field_validator("calendars")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("names a calendar twice; list each once")
+        return value
+
+    @property
+    def jitter_seconds(self) -> int:
+        return duration_seconds(self.jitter) if self.jitter else 0
 
     @field_validator("cron", mode="before")
     @classmethod
@@ -240,6 +302,7 @@ def validate_spec(data: dict, rules: Rules, *, check_run_at: bool = True) -> Wor
                 ]
             )
         gap = minimum_gap(trigger.spec, trigger.timezone, rules.now)
+        _check_bounds(trigger, gap)
         if gap < rules.minimum_interval:
             raise SpecError(
                 [
@@ -252,6 +315,33 @@ def validate_spec(data: dict, rules: Rules, *, check_run_at: bool = True) -> Wor
                 reason="TooFrequent",
             )
     return spec
+
+
+def _check_bounds(trigger: RecurringTrigger, gap: timedelta) -> None:
+    """activeUntil after activeFrom; a jitter shorter than the interval between fires."""
+    if trigger.activeFrom and trigger.activeUntil and trigger.activeUntil <= trigger.activeFrom:
+        raise SpecError(
+            [
+                Problem(
+                    "spec.trigger.activeUntil",
+                    f"{trigger.activeUntil.isoformat()} is not after activeFrom "
+                    f"{trigger.activeFrom.isoformat()}; the active window needs "
+                    "activeFrom < activeUntil",
+                )
+            ],
+            reason="InvalidBounds",
+        )
+    if trigger.jitter and timedelta(seconds=trigger.jitter_seconds) >= gap:
+        raise SpecError(
+            [
+                Problem(
+                    "spec.trigger.jitter",
+                    f"{trigger.jitter!r} is not shorter than the interval between fires "
+                    f"({_minutes(gap)} at its closest); accepted: up to just under that interval",
+                )
+            ],
+            reason="InvalidJitter",
+        )
 
 
 def _minutes(delta: timedelta) -> str:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 
 from wfclock.core.fires import utc_iso
-from wfclock.core.firetime import CronSpec, day_matches, is_fire_instant, next_fire_times, zone
+from wfclock.core.firetime import (
+    CronSpec,
+    day_matches,
+    is_fire_instant,
+    next_fire_after,
+    next_fire_times,
+    zone,
+)
 
 
 def dst_note(spec: CronSpec, timezone: str, fire: datetime) -> str | None:
@@ -76,3 +84,54 @@ def _next_fires_view(spec: CronSpec, timezone: str, after: datetime, count: int)
         views.append(view)
         previous = fire
     return tuple(views)
+
+
+# How many fires `next_fires_under_policy` looks at, at most, to find the ones it shows.
+POLICY_SCAN_LIMIT = 400
+# At most this many excluded fires are listed (status.excludedFires, maxItems in the CRD).
+EXCLUDED_SHOWN = 20
+
+
+def next_fires_under_policy(
+    spec: CronSpec,
+    timezone: str,
+    after: datetime,
+    count: int,
+    day_refusal: Callable[[datetime], str | None],
+    *,
+    active_from: datetime | None = None,
+    active_until: datetime | None = None,
+    remaining: int | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """The next fires that will run under the schedule's calendars and bounds, and the fires
+    before the last of them that will not (with the reason the launcher records).
+
+    `day_refusal(fire)` is the calendars' verdict on a fire's local date: a refused date skips
+    to the next local day. Fires before `active_from` are not looked at, none after
+    `active_until` is shown, and at most `remaining` are (maxFires minus the fires launched)."""
+    tz = zone(timezone)
+    limit = count if remaining is None else min(count, max(remaining, 0))
+    shown: list[dict] = []
+    excluded: list[dict] = []
+    cursor = after
+    if active_from is not None and active_from > cursor:
+        cursor = active_from - timedelta(microseconds=1)
+    for _ in range(POLICY_SCAN_LIMIT):
+        if len(shown) >= limit:
+            break
+        fire = next_fire_after(spec, timezone, cursor)
+        if fire is None or (active_until is not None and fire > active_until):
+            break
+        local = fire.astimezone(tz)
+        view = {"at": utc_iso(fire), "local": local.isoformat()}
+        why = day_refusal(fire)
+        if why is None:
+            note = dst_note(spec, timezone, fire)
+            shown.append({**view, "note": note} if note else view)
+            cursor = fire
+            continue
+        excluded.append({**view, "reason": why})
+        # The whole local day is refused: look again from its end.
+        next_day = datetime.combine(local.date() + timedelta(days=1), time(0), tz)
+        cursor = max(fire, next_day.astimezone(UTC) - timedelta(microseconds=1))
+    return shown, excluded[:EXCLUDED_SHOWN]

@@ -8,12 +8,13 @@ generation, the previous conditions and `now`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from wfclock.core.calendars import DerivedCalendar, fire_refusal
 from wfclock.core.fires import utc_iso
 from wfclock.core.firetime import CronSpec
 from wfclock.core.launcherpods import split_problem
-from wfclock.core.nextfires import next_fires_view
+from wfclock.core.nextfires import next_fires_under_policy, next_fires_view
 from wfclock.core.runcontrol import run_failed
 
 NEXT_FIRES_SHOWN = 5
@@ -36,6 +37,7 @@ READY_REASONS = {
     "Missed": "Missed",
     "Failed": "Failed",
     "Invalid": "InvalidSpec",
+    "Ended": "Ended",
 }
 
 
@@ -63,6 +65,8 @@ def condition(
 
 
 def phase_for(row: dict) -> str:
+    if row["status"] == "completed" and row["trigger_type"] == "recurring":
+        return "Ended"  # activeUntil passed or maxFires reached (row["end_reason"])
     if row["status"] == "failed":
         return "Missed" if row["last_run_status"] == "missed" else "Failed"
     return PHASES[row["status"]]
@@ -78,6 +82,8 @@ def _message(phase: str, row: dict) -> str:
         "Missed": row["last_error"] or "runAt passed beyond the deadline",
         "Failed": row["last_error"] or "failed",
         "Invalid": row["last_error"] or "invalid",
+        "Ended": f"the schedule ended: {row.get('end_reason') or 'its bounds are reached'}; "
+        "its CronJob is removed",
     }[phase]
 
 
@@ -91,6 +97,23 @@ class FireHistory:
     recent: list[dict] = field(default_factory=list)
     last_success: datetime | None = None
     last_skipped: dict | None = None
+
+
+@dataclass(frozen=True)
+class FirePolicy:
+    """What a recurring schedule's calendars and bounds need from outside its state row: the
+    calendars of its namespace it references (as derived; absent: missing) and how many clock
+    fires it launched so far (what maxFires counts)."""
+
+    calendars: dict[str, DerivedCalendar] = field(default_factory=dict)
+    launched: int = 0
+
+
+def _has_policy(row: dict) -> bool:
+    return (
+        bool(row.get("calendars") or row.get("active_from") or row.get("active_until"))
+        or row.get("max_fires") is not None
+    )
 
 
 def fire_outcome(fire: dict) -> str:
@@ -132,18 +155,53 @@ def status_for(
     now: datetime,
     history: FireHistory | None = None,
     recent_shown: int = NEXT_FIRES_SHOWN,
+    policy: FirePolicy | None = None,
 ) -> dict:
     """The status that reflects the state row, the registration and the ledger's `history` at
     `now`; `cron` is the parsed expression of a recurring schedule (None for a one-time one)."""
     history = history or FireHistory()
+    policy = policy or FirePolicy()
     phase = phase_for(row)
     next_fires: list[dict] = []
-    if phase == "Scheduled" and row["trigger_type"] == "recurring" and cron is not None:
-        next_fires = next_fires_view(cron, row["timezone"], now, NEXT_FIRES_SHOWN)
+    excluded_fires: list[dict] = []
+    missing = [n for n in row.get("calendars") or [] if n not in policy.calendars]
+    remaining = (
+        max(row["max_fires"] - policy.launched, 0) if row.get("max_fires") is not None else None
+    )
+    if missing:
+        pass  # fail closed: no fire runs, the Ready condition says why
+    elif phase == "Scheduled" and row["trigger_type"] == "recurring" and cron is not None:
+        if _has_policy(row):
+            names, timezone = list(row.get("calendars") or []), row["timezone"]
+            next_fires, excluded_fires = next_fires_under_policy(
+                cron,
+                timezone,
+                now,
+                NEXT_FIRES_SHOWN,
+                lambda fire: fire_refusal(names, policy.calendars, timezone, fire),
+                active_from=row.get("active_from"),
+                active_until=row.get("active_until"),
+                remaining=remaining,
+            )
+        else:
+            next_fires = next_fires_view(cron, row["timezone"], now, NEXT_FIRES_SHOWN)
     elif phase == "Scheduled" and row["trigger_type"] == "schedule":
         next_fires = [{"at": utc_iso(row["run_at"]), "local": row["run_at"].isoformat()}]
-    ready = phase in ("Scheduled", "Paused", "Completed")
+    ready = phase in ("Scheduled", "Paused", "Completed", "Ended")
+    ready_reason, ready_message = READY_REASONS[phase], _message(phase, row)
+    if missing and phase in ("Scheduled", "Paused"):
+        ready, ready_reason = False, "CalendarMissing"
+        ready_message = (
+            f"WorkflowCalendar {', '.join(missing)} not found (or invalid) in namespace "
+            f"{row['namespace']}; every fire is refused until it exists (fail closed)"
+        )
+    policy_status = {}
+    if row["trigger_type"] == "recurring" and _has_policy(row):
+        policy_status = {"excludedFires": excluded_fires, "remainingFires": remaining}
+        if row.get("calendars"):
+            policy_status["calendars"] = list(row["calendars"])
     return {
+        **policy_status,
         "phase": phase,
         "observedGeneration": generation,
         "registered": {"kind": row["registered_kind"], "name": row["registered_name"]},
@@ -162,8 +220,8 @@ def status_for(
             condition(
                 "Ready",
                 ready,
-                READY_REASONS[phase],
-                _message(phase, row),
+                ready_reason,
+                ready_message,
                 generation,
                 previous,
                 now,
@@ -235,3 +293,20 @@ def error_condition(error: Exception, generation: int, previous: list[dict], now
     """The Ready condition while a reconcile fails for a reason worth a retry."""
     message = f"{type(error).__name__}: {str(error)[:300]} (retrying)"
     return condition("Ready", False, "ReconcileError", message, generation, previous, now)
+
+
+def end_reason(
+    max_fires: int | None,
+    active_until: datetime | None,
+    launched: int,
+    now: datetime,
+    grace: timedelta,
+) -> str | None:
+    """Why a recurring schedule has ended (None: it has not): its maxFires launched, or
+    activeUntil passed by more than `grace` (the last fire's deadline and jitter, so a fire in
+    its window is never cut off by the removal of its CronJob)."""
+    if max_fires is not None and launched >= max_fires:
+        return f"maxFires {max_fires} reached ({launched} fires launched)"
+    if active_until is not None and now > active_until + grace:
+        return f"activeUntil {utc_iso(active_until)} passed"
+    return None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
 from functools import lru_cache
 
 import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, func, select, text, update
 
+from wfclock.core.calendars import DerivedCalendar
 from wfclock.core.runcontrol import FAILED_RUN_STATUSES
 from wfclock.core.status import FAILING_STREAK, FireHistory
 from wfclock.db.tables import (
@@ -56,6 +57,13 @@ class ScheduleState:
     starting_deadline_seconds: int = 300
     pause_reason: str | None = None
     overlap_policy: str = "Allow"
+    calendars: list[str] = field(default_factory=list)
+    active_from: datetime | None = None
+    active_until: datetime | None = None
+    max_fires: int | None = None
+    jitter_seconds: int = 0
+    # Why a recurring schedule ended (its status is then `completed`); None while it runs.
+    end_reason: str | None = None
 
 
 # What the upsert keeps, and why (plain SQL: compiled once, run often):
@@ -74,6 +82,12 @@ _TRIGGER_CHANGED = """(s.trigger_type IS DISTINCT FROM excluded.trigger_type
         AND (s.cron IS DISTINCT FROM excluded.cron OR s.timezone IS DISTINCT FROM excluded.timezone)))"""
 _RESUMED = "(s.status IN ('paused', 'disabled') AND excluded.status = 'scheduled')"
 _PAUSED = "(s.status IN ('scheduled', 'completed', 'failed') AND excluded.status = 'paused')"
+# A recurring schedule's `completed` is its end (activeUntil passed, maxFires reached), decided
+# by the operator on every reconcile: a bound raised by an edit makes it run again, owing no
+# fire of the time it was ended (its CronJob was gone).
+_UNENDED = (
+    "(s.trigger_type = 'recurring' AND s.status = 'completed' AND excluded.status <> 'completed')"
+)
 _FIRED = """(excluded.trigger_type = 'schedule' AND EXISTS (
     SELECT 1 FROM workflow_schedule_fires f
     WHERE f.schedule_id = excluded.schedule_id AND f.scheduled_for = excluded.run_at
@@ -84,7 +98,8 @@ INSERT INTO workflow_schedules AS s
     (schedule_id, tenant, namespace, name, workflow_id, workflow_version, trigger_type, run_at,
      cron, timezone, status, missed_fires, catch_up_window_seconds, generation, registered_kind,
      registered_name, next_fire_at, last_error, enabled, trigger_effective_from, accounted_until,
-     starting_deadline_seconds, quiet, pause_reason, overlap_policy)
+     starting_deadline_seconds, quiet, pause_reason, overlap_policy, calendars, active_from,
+     active_until, max_fires, jitter_seconds, end_reason)
 VALUES
     (:schedule_id, :tenant, :namespace, :name, :workflow_id, :workflow_version, :trigger_type,
      :run_at, :cron, :timezone, :status, :missed_fires, :catch_up_window_seconds, :generation,
@@ -93,7 +108,8 @@ VALUES
      CASE WHEN :status = 'paused'
           THEN tstzmultirange(tstzrange(CAST(:published_at AS timestamptz), NULL))
           ELSE '{{}}'::tstzmultirange END,
-     :pause_reason, :overlap_policy)
+     :pause_reason, :overlap_policy, :calendars, :active_from, :active_until, :max_fires,
+     :jitter_seconds, :end_reason)
 ON CONFLICT (schedule_id) DO UPDATE SET
     tenant = excluded.tenant, namespace = excluded.namespace, name = excluded.name,
     workflow_id = excluded.workflow_id, workflow_version = excluded.workflow_version,
@@ -104,6 +120,9 @@ ON CONFLICT (schedule_id) DO UPDATE SET
     generation = excluded.generation, registered_kind = excluded.registered_kind,
     registered_name = excluded.registered_name, last_error = excluded.last_error,
     pause_reason = excluded.pause_reason, overlap_policy = excluded.overlap_policy,
+    calendars = excluded.calendars, active_from = excluded.active_from,
+    active_until = excluded.active_until, max_fires = excluded.max_fires,
+    jitter_seconds = excluded.jitter_seconds, end_reason = excluded.end_reason,
     enabled = true,
     status = CASE WHEN {fired} THEN 'completed' WHEN {final} THEN s.status
                   ELSE excluded.status END,
@@ -114,6 +133,8 @@ ON CONFLICT (schedule_id) DO UPDATE SET
     -- The new trigger's fires are owed from its publish time, even where the sweep already
     -- went past it under the old trigger (an edit reconciled late).
     accounted_until = CASE WHEN {changed} THEN excluded.trigger_effective_from
+                           WHEN {unended}
+                           THEN greatest(s.accounted_until, excluded.trigger_effective_from)
                            ELSE s.accounted_until END,
     -- A pause opens a window at its publish time (an open range), a resume closes every open
     -- one at its own; windows of earlier pauses stay.
@@ -130,7 +151,9 @@ RETURNING s.*
         resumed=_RESUMED,
         paused=_PAUSED,
         fired=_FIRED,
-        final=f"s.status IN ('completed', 'failed') AND NOT {_TRIGGER_CHANGED}",
+        final=f"s.trigger_type = 'schedule' AND s.status IN ('completed', 'failed') "
+        f"AND NOT {_TRIGGER_CHANGED}",
+        unended=_UNENDED,
     )
 )
 
@@ -622,3 +645,106 @@ def ledger_horizon(engine: Engine) -> datetime | None:
     horizon = workflow_schedule_fires_horizon
     with engine.connect() as conn:
         return conn.execute(select(horizon.c.pruned_before)).scalar_one_or_none()
+
+
+# --- calendars (migration 0006) ------------------------------------------------------------------
+
+
+def write_calendar(engine: Engine, namespace: str, name: str, derived: DerivedCalendar) -> None:
+    """Replaces what the launcher reads of one WorkflowCalendar, in one transaction (a fire
+    deciding meanwhile sees the old or the new calendar, never half of one)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO workflow_calendars AS c (namespace, name, business_days_only, "
+                "horizon_start, horizon_end, holidays_version) VALUES (:ns, :name, :business, "
+                ":start, :end, :version) ON CONFLICT (namespace, name) DO UPDATE SET "
+                "business_days_only = excluded.business_days_only, "
+                "horizon_start = excluded.horizon_start, horizon_end = excluded.horizon_end, "
+                "holidays_version = excluded.holidays_version, updated_at = now()"
+            ),
+            {
+                "ns": namespace,
+                "name": name,
+                "business": derived.business_days_only,
+                "start": derived.horizon_start,
+                "end": derived.horizon_end,
+                "version": derived.holidays_version,
+            },
+        )
+        conn.execute(
+            text("DELETE FROM workflow_calendar_dates WHERE namespace = :ns AND calendar = :name"),
+            {"ns": namespace, "name": name},
+        )
+        if derived.excluded:
+            conn.execute(
+                text(
+                    "INSERT INTO workflow_calendar_dates (namespace, calendar, day, reason) "
+                    "VALUES (:ns, :name, :day, :reason)"
+                ),
+                [
+                    {"ns": namespace, "name": name, "day": day, "reason": reason}
+                    for day, reason in sorted(derived.excluded.items())
+                ],
+            )
+
+
+def delete_calendar(engine: Engine, namespace: str, name: str) -> None:
+    """A deleted WorkflowCalendar: schedules that reference it refuse their fires (fail closed)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("DELETE FROM workflow_calendars WHERE namespace = :ns AND name = :name"),
+            {"ns": namespace, "name": name},
+        )
+
+
+def calendars_of(engine: Engine, namespace: str, names: list[str]) -> dict[str, DerivedCalendar]:
+    """The calendars of `namespace` named in `names` as the launcher reads them (absent: not
+    derived, the schedule's fires are refused)."""
+    if not names:
+        return {}
+    found: dict[str, DerivedCalendar] = {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT name, business_days_only, horizon_start, horizon_end, holidays_version "
+                "FROM workflow_calendars WHERE namespace = :ns AND name = ANY(:names)"
+            ),
+            {"ns": namespace, "names": names},
+        ).all()
+        dates = conn.execute(
+            text(
+                "SELECT calendar, day, reason FROM workflow_calendar_dates "
+                "WHERE namespace = :ns AND calendar = ANY(:names)"
+            ),
+            {"ns": namespace, "names": names},
+        ).all()
+    excluded: dict[str, dict[date, str]] = {}
+    for calendar, day, reason in dates:
+        excluded.setdefault(calendar, {})[day] = reason
+    for name, business, start, end, version in rows:
+        found[name] = DerivedCalendar(start, end, excluded.get(name, {}), business, version)
+    return found
+
+
+def schedules_using_calendar(engine: Engine, namespace: str, name: str) -> list[dict]:
+    """The live schedules of `namespace` that reference calendar `name`."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT namespace, name FROM workflow_schedules WHERE namespace = :ns "
+                "AND :name = ANY(calendars) AND deleted_at IS NULL"
+            ),
+            {"ns": namespace, "name": name},
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def clock_launches(engine: Engine, schedule_id: uuid.UUID) -> int:
+    """The clock fires the schedule launched or buffered, all time (what maxFires counts)."""
+    with engine.connect() as conn:
+        fires = conn.execute(
+            text("SELECT fires FROM workflow_schedule_clock_launches WHERE schedule_id = :id"),
+            {"id": schedule_id},
+        ).scalar_one_or_none()
+    return int(fires or 0)

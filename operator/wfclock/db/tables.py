@@ -7,7 +7,9 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -15,7 +17,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSTZMULTIRANGE, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSTZMULTIRANGE, UUID
 
 metadata = MetaData(
     naming_convention={
@@ -69,6 +71,15 @@ workflow_schedules = Table(
     Column("pause_reason", Text),
     # What a fire does while a run of the schedule is unfinished: Allow, Skip or BufferOne.
     Column("overlap_policy", Text, nullable=False, server_default="Allow"),
+    # Calendars (names in the schedule's namespace) whose excluded dates refuse its fires, and
+    # its bounds (migration 0006): wfclock_policy_refusal reads them under the row lock.
+    Column("calendars", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("active_from", DateTime(timezone=True)),
+    Column("active_until", DateTime(timezone=True)),
+    Column("max_fires", Integer),
+    Column("jitter_seconds", Integer, nullable=False, server_default="0"),
+    # Why an ended recurring schedule (status completed) ended: activeUntil or maxFires.
+    Column("end_reason", Text),
     Column("deleted_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=now),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
@@ -179,4 +190,41 @@ workflow_schedule_fires_horizon = Table(
     Column("pruned_rows", BigInteger, nullable=False, server_default="0"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
     CheckConstraint("singleton", name="singleton"),
+)
+
+# What the operator derived from each WorkflowCalendar (migration 0006): its excluded dates
+# (with why) between horizon_start and horizon_end, read by wfclock_policy_refusal.
+workflow_calendars = Table(
+    "workflow_calendars",
+    metadata,
+    Column("namespace", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("business_days_only", Boolean, nullable=False, server_default=text("false")),
+    Column("horizon_start", Date, nullable=False),
+    Column("horizon_end", Date, nullable=False),
+    Column("holidays_version", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
+)
+
+workflow_calendar_dates = Table(
+    "workflow_calendar_dates",
+    metadata,
+    Column("namespace", Text, primary_key=True),
+    Column("calendar", Text, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("reason", Text, nullable=False),
+    ForeignKeyConstraint(
+        ["namespace", "calendar"],
+        ["workflow_calendars.namespace", "workflow_calendars.name"],
+        ondelete="CASCADE",
+    ),
+)
+
+# Clock fires each schedule launched or buffered, kept by a trigger on the ledger and never
+# lowered by pruning (migration 0006): maxFires is counted against it.
+workflow_schedule_clock_launches = Table(
+    "workflow_schedule_clock_launches",
+    metadata,
+    Column("schedule_id", UUID(as_uuid=True), primary_key=True),
+    Column("fires", BigInteger, nullable=False),
 )
