@@ -647,7 +647,7 @@ def ledger_horizon(engine: Engine) -> datetime | None:
         return conn.execute(select(horizon.c.pruned_before)).scalar_one_or_none()
 
 
-# --- calendars (migration 0006) ------------------------------------------------------------------
+# --- calendars (migration 0007) ------------------------------------------------------------------
 
 
 def write_calendar(engine: Engine, namespace: str, name: str, derived: DerivedCalendar) -> None:

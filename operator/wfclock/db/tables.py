@@ -72,7 +72,7 @@ workflow_schedules = Table(
     # What a fire does while a run of the schedule is unfinished: Allow, Skip or BufferOne.
     Column("overlap_policy", Text, nullable=False, server_default="Allow"),
     # Calendars (names in the schedule's namespace) whose excluded dates refuse its fires, and
-    # its bounds (migration 0006): wfclock_policy_refusal reads them under the row lock.
+    # its bounds (migration 0007): wfclock_policy_refusal reads them under the row lock.
     Column("calendars", ARRAY(Text), nullable=False, server_default="{}"),
     Column("active_from", DateTime(timezone=True)),
     Column("active_until", DateTime(timezone=True)),
@@ -192,7 +192,7 @@ workflow_schedule_fires_horizon = Table(
     CheckConstraint("singleton", name="singleton"),
 )
 
-# What the operator derived from each WorkflowCalendar (migration 0006): its excluded dates
+# What the operator derived from each WorkflowCalendar (migration 0007): its excluded dates
 # (with why) between horizon_start and horizon_end, read by wfclock_policy_refusal.
 workflow_calendars = Table(
     "workflow_calendars",
@@ -221,7 +221,7 @@ workflow_calendar_dates = Table(
 )
 
 # Clock fires each schedule launched or buffered, kept by a trigger on the ledger and never
-# lowered by pruning (migration 0006): maxFires is counted against it.
+# lowered by pruning (migration 0007): maxFires is counted against it.
 workflow_schedule_clock_launches = Table(
     "workflow_schedule_clock_launches",
     metadata,
