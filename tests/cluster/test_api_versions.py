@@ -51,7 +51,16 @@ ONE_TIME = {
 }
 RECURRING = {
     **COMMON,
-    "trigger": {"type": "recurring", "cron": "*/15 9-17 * * 1-5", "timezone": "Asia/Kolkata"},
+    "trigger": {
+        "type": "recurring",
+        "cron": "*/15 9-17 * * 1-5",
+        "timezone": "Asia/Kolkata",
+        "calendars": ["in-holidays", "freeze"],
+        "activeFrom": "2026-12-01T00:00:00+05:30",
+        "activeUntil": "2027-12-01T00:00:00+05:30",
+        "maxFires": 500,
+        "jitter": "90s",
+    },
 }
 STATUS = {
     "phase": "Paused",
@@ -69,6 +78,11 @@ STATUS = {
     "registered": {"kind": "CronJob", "name": "wfs-abc"},
     "nextFireAt": "2026-11-27T03:45:00Z",
     "nextFires": [{"at": "2026-11-27T03:45:00Z", "local": "09:15 IST", "note": "no DST"}],
+    "excludedFires": [
+        {"at": "2027-01-26T03:45:00Z", "local": "09:15 IST", "reason": "calendar:in:Republic Day"}
+    ],
+    "calendars": ["in-holidays", "freeze"],
+    "remainingFires": 499,
     "lastFireAt": "2026-11-26T11:45:00Z",
     "lastRunId": "0b5f1d5e-0000-4c43-9d2a-8c9b7f0a1e11",
     "lastResult": "launched",
