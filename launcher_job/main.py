@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 
 import psycopg
+from wfclock import tracing
 from wfclock.core.fires import fire_key_for, parse_instant, scheduled_for_from_job_name
 from wfclock.core.jitter import jitter_offset
 from wfclock.db.urls import libpq_url
@@ -237,6 +238,7 @@ def main(env: dict[str, str] | None = None, *, sleep=time.sleep) -> int:
         jitter = jitter_seconds(env)
     except InputError as exc:
         return _fail(EX_USAGE, str(exc))
+    _trace(env)
     try:
         if jitter:
             # Spread before touching the database: that is what the jitter is for.
@@ -257,5 +259,18 @@ def main(env: dict[str, str] | None = None, *, sleep=time.sleep) -> int:
     except Exception as exc:  # noqa: BLE001 - every exit prints its JSON line
         traceback.print_exc()
         return _fail(EX_SOFTWARE, f"unexpected error {type(exc).__name__}: {_first_line(exc)}")
+    finally:
+        tracing.shutdown()
     print(result.as_json())
     return EX_OK
+
+
+def _trace(env: dict[str, str]) -> None:
+    """Tracing on when the OTEL_* variables ask for it (`wfclock.tracing`): the fire's span is
+    exported as it ends. A tracing set-up that fails costs the fire nothing but its span."""
+    if not tracing.wanted(env):
+        return
+    try:
+        tracing.setup("wfclock-launcher", env, batch=False)
+    except Exception as exc:  # noqa: BLE001 - traces never stop a fire
+        print(f"launcher: tracing off, its set-up failed: {_first_line(exc)}", file=sys.stderr)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
+from wfclock import tracing
 from wfclock.core.fires import PAYLOAD_SCHEMA_REF, fire_key_for, utc_iso
 from wfclock.core.firetime import CronError, is_fire_instant, next_fire_after, parse_cron
 from wfclock.core.runcontrol import request_id_problem, run_now_key, traceparent_for
@@ -126,12 +127,42 @@ def launch(
 
     A clock fire whose registration is known is one statement (one round trip), which keeps the
     service close to a bare insert's speed; otherwise the schedule is read under a row lock first.
+
+    With tracing on (`wfclock.tracing`), a clock fire and a run-now request are each a span, a
+    child of the request's traceparent (the Job's TRACEPARENT) or of the caller's span, and the
+    run's stored traceparent is that span's, so the workers' spans are its children.
     """
+    if isinstance(request, ClockFire):
+        key = fire_key_for(request.schedule_id, request.scheduled_for)
+        name, instant = "wfclock.fire", utc_iso(request.scheduled_for)
+    elif isinstance(request, RunNow):
+        key, name, instant = (
+            run_now_key(request.schedule_id, request.request_id),
+            "wfclock.run-now",
+            None,
+        )
+    else:
+        return _launch(conn, request, now, None)
+    with tracing.span(
+        name,
+        parent=request.trace_parent,
+        trace_key=key,
+        schedule_id=request.schedule_id,
+        fire_key=key,
+        scheduled_for=instant,
+        source=getattr(request, "source", None),
+    ) as span:
+        result = _launch(conn, request, now, span.traceparent)
+        span.set(outcome=result.outcome, reason=result.reason, run_id=result.run_id)
+        return result
+
+
+def _launch(conn, request, now: datetime, traceparent: str | None) -> LaunchResult:
     if isinstance(request, ClockFire) and request.registration and conn.autocommit:
-        return _launch_clock_fire(conn, request, request.registration, now)
+        return _launch_clock_fire(conn, request, request.registration, now, traceparent)
     with conn.transaction():
         if isinstance(request, RunNow):
-            return _run_now(conn, request)
+            return _run_now(conn, request, traceparent)
         if not isinstance(request, ClockFire):
             return _launch_start(conn, request)
         registration = request.registration
@@ -147,7 +178,7 @@ def launch(
                     f"{registration.cron!r} in {registration.timezone} does not fire at "
                     f"{utc_iso(request.scheduled_for)}"
                 )
-        return _launch_clock_fire(conn, request, registration, now)
+        return _launch_clock_fire(conn, request, registration, now, traceparent)
 
 
 _REGISTRATION = "SELECT cron, timezone FROM workflow_schedules WHERE schedule_id = %s FOR UPDATE"
@@ -167,7 +198,7 @@ SELECT r_outcome, r_run_id, r_reason FROM wfclock_fire(
 
 
 def _launch_clock_fire(
-    conn, fire: ClockFire, registration: Registration, now: datetime
+    conn, fire: ClockFire, registration: Registration, now: datetime, traceparent: str | None
 ) -> LaunchResult:
     key = fire_key_for(fire.schedule_id, fire.scheduled_for)
     if fire.scheduled_for > now + EARLY_TOLERANCE:
@@ -191,7 +222,8 @@ def _launch_clock_fire(
             "source": fire.source,
             "schema_ref": PAYLOAD_SCHEMA_REF,
             "channel": NOTIFY_CHANNEL,
-            "traceparent": traceparent_for(key, fire.trace_parent),
+            # The fire's span (tracing on), else a child of the Job's TRACEPARENT.
+            "traceparent": traceparent or traceparent_for(key, fire.trace_parent),
         },
     ).fetchone()
     if outcome == "unknown":
@@ -209,7 +241,7 @@ FROM wfclock_run_now(%(schedule_id)s, %(request_id)s, %(requested_by)s, %(run_id
 """
 
 
-def _run_now(conn, request: RunNow) -> LaunchResult:
+def _run_now(conn, request: RunNow, traceparent: str | None) -> LaunchResult:
     problem = request_id_problem(request.request_id)
     if problem:
         raise InvalidStart(problem)
@@ -221,7 +253,7 @@ def _run_now(conn, request: RunNow) -> LaunchResult:
             "request_id": request.request_id,
             "requested_by": request.requested_by,
             "run_id": uuid.uuid4(),
-            "traceparent": traceparent_for(key, request.trace_parent),
+            "traceparent": traceparent or traceparent_for(key, request.trace_parent),
         },
     ).fetchone()
     if outcome == "unknown":

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     # Per-schedule metric series (a namespace and schedule label each): seconds since the last
     # launched fire and how late the next one is. Off by default: one series per schedule.
     schedule_metrics: bool = False
+    # OpenTelemetry (docs/tracing.md): the OTLP/HTTP endpoint the launcher pods export their
+    # fire spans to (empty: the pods trace nothing). The operator's own spans follow the
+    # standard OTEL_* variables of its process.
+    launcher_otlp_endpoint: str = ""
 
     @field_validator("ledger_retention_days")
     @classmethod

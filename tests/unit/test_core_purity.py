@@ -34,3 +34,10 @@ def test_the_launcher_loads_neither_pydantic_sqlalchemy_nor_kubernetes():
     loaded = loaded_after_import("launcher_job.main")
     assert "psycopg" in loaded  # the check sees what is imported
     assert not loaded & {"pydantic", "sqlalchemy", "kopf", "kubernetes"}
+
+
+def test_the_launcher_loads_no_opentelemetry_while_tracing_is_off():
+    # OpenTelemetry is imported only once the OTEL_* variables turn tracing on.
+    loaded = loaded_after_import("launcher_job.main", "wfclock.tracing")
+    assert "wfclock" in loaded
+    assert "opentelemetry" not in loaded

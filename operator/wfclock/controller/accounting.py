@@ -16,11 +16,11 @@ from sqlalchemy import text
 
 from wfclock.controller import launcherpods
 from wfclock.controller.context import Context
-from wfclock.controller.owed import account_change, ref, report_skipped
+from wfclock.controller.owed import account_change, launch_traced, ref, report_skipped
 from wfclock.core.accounting import accounting_horizon, owed_fires, plan_accounting
 from wfclock.core.fires import fire_key_for, utc_iso
 from wfclock.db import store
-from wfclock.launcher import ClockFire, launch
+from wfclock.launcher import ClockFire
 
 log = logging.getLogger("wfclock.accounting")
 
@@ -50,7 +50,7 @@ def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | N
             conn = raw.driver_connection
             for fire in plan.launch:
                 request = ClockFire(row["schedule_id"], fire, "recovery")
-                result = launch(conn, request, now=now)
+                result = launch_traced(conn, request, now)
                 conn.commit()
                 log.info("recovered fire %s of %s: %s", utc_iso(fire), row["name"], result.outcome)
                 if result.outcome == "launched":

@@ -6,10 +6,11 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
+from wfclock import tracing
 from wfclock.controller.context import Context
 from wfclock.controller.events import ref_of
 from wfclock.core.builders import Schedule
-from wfclock.core.fires import fires_between, utc_iso
+from wfclock.core.fires import fire_key_for, fires_between, utc_iso
 from wfclock.launcher import ClockFire, launch
 
 log = logging.getLogger("wfclock.operator")
@@ -28,7 +29,15 @@ def catch_up(ctx: Context, schedule: Schedule, row: dict, now: datetime) -> None
     with ctx.engine.raw_connection() as raw:
         conn = raw.driver_connection
         for fire in missed:
-            result = launch(conn, ClockFire(uuid.UUID(schedule.uid), fire, "catch-up"), now=now)
+            request = ClockFire(uuid.UUID(schedule.uid), fire, "catch-up")
+            with tracing.span(
+                "wfclock.catch-up",
+                trace_key=fire_key_for(schedule.uid, fire),
+                schedule_id=schedule.uid,
+                scheduled_for=utc_iso(fire),
+            ) as span:
+                result = launch(conn, request, now=now)
+                span.set(outcome=result.outcome, run_id=result.run_id)
             log.info("catch-up fire %s: %s", utc_iso(fire), result.outcome)
     fired = ", ".join(utc_iso(f) for f in missed)
     ctx.kube.event(ref_of(schedule), "Normal", "CaughtUp", f"launched missed fires {fired}")

@@ -21,6 +21,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from prometheus_client import start_http_server
 
+from wfclock import tracing
 from wfclock.controller import (
     accounting,
     calendars,
@@ -171,6 +172,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         _metrics_started.set()
     safe = wf.model_dump(exclude={"database_url", "tenant_credential_key"})
     log.info("wfclock operator starting with settings %s", safe)
+    if tracing.setup("wfclock-operator"):
+        log.info("tracing on: spans exported by OTLP/HTTP (the OTEL_* variables)")
 
 
 @kopf.on.cleanup()
@@ -181,6 +184,7 @@ def cleanup(memo: kopf.Memo, **_) -> None:
         memo.ctx.releases.stop()
     if getattr(memo, "pruner", None):
         memo.pruner.stop()
+    tracing.shutdown()
 
 
 @kopf.on.resume(*RESOURCE)
@@ -196,7 +200,7 @@ def reconcile(meta, spec, status, patch, memo: kopf.Memo, logger, diff=None, **_
         else reconciler.reconcile
     )
     try:
-        new_status = work(ctx, dict(meta), dict(spec), dict(status))
+        new_status = reconciler.traced(work, ctx, dict(meta), dict(spec), dict(status))
     except TEMPORARY_ERRORS as exc:
         metrics.RECONCILES.labels(result="error").inc()
         logger.warning("reconcile failed, retrying: %s", exc)

@@ -6,12 +6,14 @@ import logging
 import uuid
 from datetime import datetime
 
+from wfclock import tracing
 from wfclock.controller import metrics
 from wfclock.controller.accounting import account
 from wfclock.controller.context import Context
 from wfclock.controller.events import ref_of
 from wfclock.controller.reconciler import refresh_status, restore
 from wfclock.controller.releases import Release
+from wfclock.core.fires import fire_key_for, utc_iso
 from wfclock.db import store
 
 log = logging.getLogger("wfclock.operator")
@@ -24,19 +26,33 @@ def release(ctx: Context, entry: Release, now: datetime) -> None:
     On time, the Job is released straight away: a pause, edit or delete already removed the
     entry from the queue, and the launcher re-checks the state row at fire time anyway.
     """
+    with tracing.span(
+        "wfclock.release",
+        trace_key=fire_key_for(entry.uid, entry.run_at),
+        schedule_id=entry.uid,
+        namespace=entry.namespace,
+        name=entry.name,
+        scheduled_for=utc_iso(entry.run_at),
+        job=entry.job_name,
+    ) as span:
+        span.set(outcome=_release(ctx, entry, now))
+
+
+def _release(ctx: Context, entry: Release, now: datetime) -> str:
     lateness = (now - entry.run_at).total_seconds()
     if lateness > entry.deadline_seconds:
         row = store.get_schedule(ctx.engine, uuid.UUID(entry.uid))
         if row is None or row["deleted_at"] or row["status"] != "scheduled":
-            return
+            return "not due any more"
         if row["run_at"] == entry.run_at and account(ctx, row, now):
             metrics.MISSED.inc()
             refresh_status(ctx, entry.namespace, entry.name)
-        return
+        return "past its deadline"
     if ctx.kube.release_job(entry.namespace, entry.job_name):
         metrics.RELEASE_LAG.observe(max(lateness, 0))
         message = f"released Job {entry.job_name} ({lateness:.1f}s after runAt)"
         ctx.kube.event_later(ref_of(entry), "Normal", "Released", message)
-    else:
-        log.warning("one-time Job %s/%s is gone; restoring it", entry.namespace, entry.job_name)
-        restore(ctx, entry.namespace, entry.name)
+        return "released"
+    log.warning("one-time Job %s/%s is gone; restoring it", entry.namespace, entry.job_name)
+    restore(ctx, entry.namespace, entry.name)
+    return "restored"

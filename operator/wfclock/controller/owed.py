@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from wfclock import tracing
 from wfclock.controller.context import Context
 from wfclock.core.accounting import MAX_FIRES_PER_SWEEP, owed_before
 from wfclock.core.fires import fire_key_for, utc_iso
 from wfclock.db import store
-from wfclock.launcher import ClockFire, Registration, launch
+from wfclock.launcher import ClockFire, LaunchResult, Registration, launch
 
 log = logging.getLogger("wfclock.accounting")
 
@@ -47,6 +48,21 @@ def account_change(
     return fires[-1], True
 
 
+def launch_traced(conn, request: ClockFire, now: datetime) -> LaunchResult:
+    """A fire the operator delivers itself (owed by a change, or not recorded by its Job), in a
+    `wfclock.recovery` span whose trace is the fire's."""
+    key = fire_key_for(request.schedule_id, request.scheduled_for)
+    with tracing.span(
+        "wfclock.recovery",
+        trace_key=key,
+        schedule_id=request.schedule_id,
+        scheduled_for=utc_iso(request.scheduled_for),
+    ) as span:
+        result = launch(conn, request, now=now)
+        span.set(outcome=result.outcome, reason=result.reason, run_id=result.run_id)
+        return result
+
+
 def pending_fires(ctx: Context, row: dict, fires: list[datetime]) -> list[datetime]:
     """Those of `fires` the ledger does not hold yet."""
     keys = {fire: fire_key_for(row["schedule_id"], fire) for fire in fires}
@@ -65,7 +81,7 @@ def deliver_owed(
     registration = Registration(row["cron"], row["timezone"])
     for fire in fires:
         request = ClockFire(row["schedule_id"], fire, "recovery", registration)
-        result = launch(conn, request, now=ctx.now())
+        result = launch_traced(conn, request, ctx.now())
         if commit is not None:
             commit()
         log.info(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
+from wfclock import tracing
 from wfclock.controller import metrics, runnow
 from wfclock.controller.context import Context
 from wfclock.controller.events import ref_of
@@ -26,12 +27,33 @@ from wfclock.core.accounting import deadline
 from wfclock.core.builders import Schedule
 from wfclock.core.model import SpecError
 from wfclock.core.names import SCHEDULE_UID_LABEL, schedule_name_of
+from wfclock.core.runcontrol import TRACEPARENT_ANNOTATION
 from wfclock.core.status import FirePolicy, end_reason, invalid_status, status_for
 from wfclock.db import store
 
 # A Job that finished longer ago than this (seen again after an operator restart) gets no Event:
 # its fire was reported when it happened.
 FIRE_EVENT_WINDOW = timedelta(minutes=10)
+
+
+def traced(work, ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
+    """`work` (a reconcile) in a span of its own, a child of the schedule's
+    `wfclock.dev/traceparent` annotation when it has one: the fires the operator launches during
+    it (catch-up, run-now) are its children."""
+    annotations = meta.get("annotations") or {}
+    with tracing.span(
+        "wfclock.reconcile",
+        parent=annotations.get(TRACEPARENT_ANNOTATION),
+        schedule_id=meta["uid"],
+        namespace=meta.get("namespace"),
+        name=meta.get("name"),
+        generation=meta.get("generation", 1),
+    ) as span:
+        new_status = work(ctx, meta, spec, status)
+        ready = [c for c in new_status.get("conditions") or [] if c.get("type") == "Ready"]
+        if ready:
+            span.set(ready=ready[0].get("status"), reason=ready[0].get("reason"))
+        return new_status
 
 
 def reconcile(ctx: Context, meta: dict, spec: dict, status: dict) -> dict:

@@ -13,10 +13,16 @@ from __future__ import annotations
 import logging
 import uuid
 
+from wfclock import tracing
 from wfclock.controller.context import Context
 from wfclock.controller.events import ref_of
 from wfclock.core.fires import parse_instant
-from wfclock.core.runcontrol import RUN_NOW_ANNOTATION, TRACEPARENT_ANNOTATION, request_id_problem
+from wfclock.core.runcontrol import (
+    RUN_NOW_ANNOTATION,
+    TRACEPARENT_ANNOTATION,
+    request_id_problem,
+    run_now_key,
+)
 from wfclock.launcher import RunNow, launch
 
 log = logging.getLogger("wfclock.runnow")
@@ -66,9 +72,19 @@ def answer(ctx: Context, meta: dict, status: dict, row: dict | None) -> dict | N
     request = RunNow(
         uuid.UUID(meta["uid"]), request_id, who, annotations.get(TRACEPARENT_ANNOTATION)
     )
-    with ctx.engine.raw_connection() as raw:
+    with (
+        tracing.span(
+            "wfclock.run-now.request",
+            trace_key=run_now_key(request.schedule_id, request_id),
+            schedule_id=request.schedule_id,
+            request_id=request_id,
+            requested_by=who,
+        ) as span,
+        ctx.engine.raw_connection() as raw,
+    ):
         result = launch(raw.driver_connection, request, now=ctx.now())
         raw.commit()
+        span.set(outcome=result.outcome, reason=result.reason, run_id=result.run_id)
     view = {"requestId": request_id, "outcome": result.outcome, "requestedBy": who}
     if result.run_id:
         view["runId"] = str(result.run_id)

@@ -108,6 +108,12 @@ def _pod_template(schedule: Schedule, settings: Settings, fire_env: list[dict]) 
     ]
     if schedule.trace_parent:
         env.append({"name": "TRACEPARENT", "value": schedule.trace_parent})
+    if settings.launcher_otlp_endpoint:
+        env += [
+            {"name": "OTEL_TRACES_EXPORTER", "value": "otlp"},
+            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": settings.launcher_otlp_endpoint},
+            {"name": "OTEL_SERVICE_NAME", "value": "wfclock-launcher"},
+        ]
     return {
         "metadata": {"labels": _labels(schedule, "launcher-pod")},
         "spec": {
