@@ -136,6 +136,27 @@ def test_a_schedules_traceparent_annotation_reaches_its_launcher_pods_as_tracepa
     assert env["TRACEPARENT"] == s.trace_parent
 
 
+def test_launcher_pods_export_their_fire_spans_only_when_an_otlp_endpoint_is_configured():
+    def otel_env(settings):
+        return {
+            kind: {
+                e["name"]: e["value"]
+                for e in pod["spec"]["containers"][0]["env"]
+                if e["name"].startswith("OTEL_")
+            }
+            for kind, pod in _launcher_pods(settings).items()
+        }
+
+    assert otel_env(SETTINGS) == {"CronJob": {}, "Job": {}}
+    traced = SETTINGS.model_copy(update={"launcher_otlp_endpoint": "http://collector:4318"})
+    expected = {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+        "OTEL_SERVICE_NAME": "wfclock-launcher",
+    }
+    assert otel_env(traced) == {"CronJob": expected, "Job": expected}
+
+
 def _launcher_pods(settings=SETTINGS) -> dict[str, dict]:
     recurring = schedule({"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"}, NOW)
     once = schedule({"type": "schedule", "runAt": "2026-12-01T09:00:00Z"}, NOW)
