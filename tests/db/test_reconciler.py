@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from wfclock.controller import drift, reconciler
+from wfclock.controller import accounting, drift, reconciler
 from wfclock.controller.tenants import TenantLogins
 from wfclock.db import store
 from wfclock.launcher import ClockFire, Registration, launch
@@ -404,3 +404,41 @@ def test_a_resync_between_a_registrations_patch_and_its_state_row_keeps_the_patc
     assert key in ctx.kube.cronjobs, "generation 3's CronJob was removed as stale"
     assert ctx.kube.cronjobs[key]["spec"]["suspend"] is False
     assert store.get_schedule(ctx.engine, uuid.UUID(uid))["registered_kind"] == "CronJob"
+
+
+def test_a_resume_in_the_second_of_a_fire_leaves_that_fire_in_the_paused_window(ctx):
+    """The resume race: resumed 0.6 s after the 12:00 fire, which the API server records as
+    12:00:00 (managedFields keep whole seconds). The fire was due while the schedule was
+    paused: neither its Job (the CronJob controller may make one on unsuspend) nor the sweep
+    may start it."""
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(hours=2)
+    apply(ctx, uid, HOURLY)
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, HOURLY, generation=2, paused=True)
+    resumed = NOW + timedelta(seconds=0.6)
+    ctx.clock = lambda: resumed + timedelta(seconds=0.3)  # reconciled just after
+    written = {
+        "manager": "kubectl-client-side-apply",
+        "operation": "Update",
+        "time": "2026-11-25T12:00:00Z",  # 12:00:00.6, to the second
+        "fieldsV1": {"f:spec": {"f:paused": {}}},
+    }
+    meta = {
+        "name": "nightly",
+        "namespace": "acme",
+        "uid": uid,
+        "generation": 3,
+        "creationTimestamp": "2026-11-25T11:59:00Z",
+        "managedFields": [written],
+    }
+    body = {"tenant": "acme", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": HOURLY}
+    assert reconciler.reconcile(ctx, meta, body, {})["phase"] == "Scheduled"
+    result = fire_now(ctx, uid, NOW, cron="0 * * * *")
+    assert result.outcome == "skipped" and result.reason.startswith("paused"), result
+    ctx.clock = lambda: NOW + timedelta(minutes=5)
+    accounting.sweep(ctx, now=ctx.now())
+    assert store.list_runs(ctx.engine, schedule_id=uuid.UUID(uid)) == []
+    # The next fire belongs to the resumed schedule.
+    ctx.clock = lambda: NOW + timedelta(hours=1, seconds=2)
+    assert fire_now(ctx, uid, NOW + timedelta(hours=1), cron="0 * * * *").outcome == "launched"

@@ -70,7 +70,8 @@ class ScheduleState:
 # - A changed trigger (for a one-time schedule: its instant or its type; its time zone only
 #   labels the instant) moves trigger_effective_from to the publish time: the launcher refuses
 #   fires planned before it, so an old trigger's Jobs never run.
-# - A pause opens a quiet window at its publish time and a resume closes it at its own (every
+# - A pause opens a quiet window at its publish time and a resume closes it at the end of its
+#   publish second (every
 #   window is kept, a multirange): the launcher refuses fires scheduled inside any of them, so
 #   a paused window never fires, under any policy, while owed fires from before it stay valid.
 # - A one-time schedule whose instant already fired (the ledger has its launched key) is
@@ -137,11 +138,15 @@ ON CONFLICT (schedule_id) DO UPDATE SET
                            THEN greatest(s.accounted_until, excluded.trigger_effective_from)
                            ELSE s.accounted_until END,
     -- A pause opens a window at its publish time (an open range), a resume closes every open
-    -- one at its own; windows of earlier pauses stay.
+    -- one at the end of the second it was published in: the API server records the time to
+    -- the second, so a fire in that second may have been due before the resume (the resume
+    -- race), and a fire due while paused never runs. Windows of earlier pauses stay.
     quiet = CASE WHEN {paused}
                  THEN s.quiet + tstzmultirange(tstzrange(excluded.trigger_effective_from, NULL))
                  WHEN {resumed}
-                 THEN s.quiet - tstzmultirange(tstzrange(excluded.trigger_effective_from, NULL))
+                 THEN s.quiet - tstzmultirange(tstzrange(
+                     date_trunc('second', excluded.trigger_effective_from) + interval '1 second',
+                     NULL))
                  ELSE s.quiet END,
     updated_at = now()
 WHERE s.deleted_at IS NULL AND s.generation <= excluded.generation
