@@ -233,3 +233,38 @@ def test_a_pause_after_more_owed_fires_than_one_sweep_takes_records_them_all(ctx
     fires = {f["scheduled_for"] for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
     assert start + timedelta(minutes=5) in fires, "the earliest owed fires were passed over"
     assert len(fires) == (7 * 24 + 5) * 12
+
+
+def test_a_pause_landing_while_the_sweep_records_a_miss_leaves_that_fire_owed_not_lost(ctx):
+    """Found by the soak (100 x 10): the sweep planned 11:50 as missed (a later fire superseded
+    it, policy latest), the schedule was paused before it recorded the miss, so the record was
+    refused (the row is no longer `scheduled`), yet the watermark moved past 11:50 and the paused
+    schedule's sweep never looked at it again."""
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, EVERY_FIVE)
+    for minutes_before in (30, 25, 20, 15):  # delivered in time; 11:50 and 11:55 are not
+        at = NOW - timedelta(minutes=minutes_before)
+        ctx.clock = lambda at=at: at + timedelta(seconds=2)
+        assert job_fire(ctx, uid, at).outcome == "launched"
+    ctx.clock = lambda: NOW
+    asked = []
+
+    def paused_meanwhile(namespace, name):
+        # The sweep asks whether the missed fire's Job still runs just before it records the
+        # miss: the moment a pause applied by someone else lands.
+        if not asked:
+            apply(ctx, uid, EVERY_FIVE, generation=2, paused=True)
+        asked.append(name)
+        return False
+
+    ctx.kube.job_active = paused_meanwhile
+    accounting.sweep(ctx, now=NOW)
+    assert asked, "the sweep planned no miss: the scenario did not happen"
+    accounting.sweep(ctx, now=NOW + timedelta(minutes=2))
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    missed = NOW - timedelta(minutes=10)
+    assert missed in fires, "the fire of 11:50 was lost: paused while the sweep recorded it"
+    assert fires[missed]["outcome"] == "skipped", {
+        str(k): (f["outcome"], f["reason"], f["source"]) for k, f in fires.items()
+    }

@@ -71,6 +71,11 @@ def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | N
         if store.record_missed(ctx.engine, row, fire, key, reason):
             ctx.kube.event(ref(row), "Warning", "FireMissed", f"{utc_iso(fire)}: {reason}")
             changed = True
+        elif not store.fire_recorded(ctx.engine, key):
+            # The row changed under the plan (paused, disabled, re-triggered): the miss no
+            # longer holds and nothing was recorded, so the watermark stays before the fire and
+            # the next sweep accounts it under the row as it is now (found by the soak).
+            accounted_until = min(accounted_until, fire - timedelta(microseconds=1))
     if accounted_until is not None:
         store.advance_accounting(ctx.engine, row, accounted_until)
     return changed
