@@ -97,7 +97,9 @@ def main(count: int) -> None:
             took = time.perf_counter() - start
         floor_b = floor_client(api, "floor-b", count)
     floor = (floor_a + floor_b) / 2
-    print(f"schedules: {count}; load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
+    print(
+        f"schedules: {count}; load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}"
+    )
     print(f"bare client, the four writes x {count}:  {floor_a:.1f} s before, {floor_b:.1f} s after")
     print(f"bare client, {count} CronJob creates:    {old_bare:.1f} s")
     print(f"wfclock, {count} schedules registered:   {took:.1f} s ({count / took:.0f}/s)")
