@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from _cluster import NAMESPACE, operator, schedule
+from _cluster import NAMESPACE, api_requests, operator, schedule
 from kubernetes import client, config
 from node_latency import JOB_LABEL, PodsDone, build_image, fired_minute, line, pod_spec
 from wfclock.db.migrate import upgrade
@@ -137,6 +137,7 @@ def main(count: int) -> None:
             print(f"{count} wfclock schedules and {count} bare CronJobs fire at {minute:%H:%M} UTC")
             time.sleep(max(0.0, (minute - datetime.now(UTC)).total_seconds() - 5))
             peak = PeakConnections(url)
+            requests_before = api_requests(api)
 
             def runs() -> list[tuple[datetime, datetime]]:
                 with psycopg.connect(url) as conn:
@@ -170,6 +171,7 @@ def main(count: int) -> None:
                 interval=2,
             )
             limit = peak.stop()
+            requests = api_requests(api) - requests_before
             pods.stop()
             report = account(url, histories, minute + timedelta(seconds=1))
             wfclock_run = [(created - at).total_seconds() for at, created in runs()]
@@ -182,6 +184,10 @@ def main(count: int) -> None:
         print(f"peak Postgres connections during the burst: {peak.peak} (max_connections {limit})")
         print(f"accounting: {report.line()}")
         print(f"failed pods: {len(pods.failed)}")
+        print(f"API writes during the burst, per fire of either kind ({2 * count} fires):")
+        for (verb, resource, sub), n in sorted(requests.items(), key=lambda kv: -kv[1]):
+            if verb in ("POST", "PUT", "PATCH", "DELETE") and n >= count / 10:
+                print(f"  {n / (2 * count):5.2f} {verb} {resource}{'/' + sub if sub else ''}")
         if not report.ok:
             raise SystemExit("fires were lost, duplicated or unexpected")
     finally:

@@ -12,6 +12,7 @@ import uuid
 
 from kubernetes import client
 from wfclock.db.store import engine_for, get_schedule
+from wfclock_devstack.ports import free_port
 from wfclock_devstack.processes import spawn, terminate, wait_until
 
 from .conftest import RESTRICTED, Cluster
@@ -25,7 +26,7 @@ def shard(control_plane, operator_env, namespace: str, log):
         **operator_env,
         "KUBECONFIG": str(control_plane.kubeconfig),
         "WFCLOCK_NAMESPACES": json.dumps([namespace]),
-        "WFCLOCK_HEALTH_PORT": "0",
+        "WFCLOCK_HEALTH_PORT": str(free_port()),  # kopf reads port 0 as 80
         "WFCLOCK_LOG_LEVEL": "warning",
     }
     return spawn([sys.executable, "-m", "wfclock.controller"], log, env=env)
