@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
-from wfclock.controller import reconciler
+from wfclock.controller import onetime, reconciler
 from wfclock.controller.context import Context
 from wfclock.controller.handlers import changed_fields
 from wfclock.controller.releases import ReleaseQueue
@@ -126,3 +126,31 @@ def test_only_the_status_fields_that_differ_are_patched():
     assert changed_fields(current, {"phase": "Scheduled", "lastError": None}) == {}
     assert changed_fields(current, {"phase": "Paused", "nextFires": ["a"]}) == {"phase": "Paused"}
     assert changed_fields({}, {"lastFireAt": None}) == {}
+
+
+def test_pending_releases_are_queued_from_the_state_table_before_any_resume(ctx):
+    once, recurring = str(uuid.uuid4()), str(uuid.uuid4())
+    reconciler.reconcile(ctx, meta(once, "once"), spec(ONCE), {})
+    reconciler.reconcile(ctx, meta(recurring, "daily"), spec(DAILY), {})
+    restart(ctx)
+    assert onetime.preload(ctx) == 1 and len(ctx.releases) == 1  # no schedule read yet
+    # Its resume finds the same entry queued and leaves it.
+    reconciler.reconcile(ctx, meta(once, "once"), spec(ONCE), {}, resumed=True)
+    assert len(ctx.releases) == 1
+
+
+def test_a_release_queued_from_the_state_table_waits_for_a_schedule_edited_while_down(ctx):
+    once = str(uuid.uuid4())
+    reconciler.reconcile(ctx, meta(once, "once"), spec(ONCE), {})
+    restart(ctx)
+    onetime.preload(ctx)
+    entry = ctx.releases._current[once]
+    due = entry.run_at + timedelta(seconds=1)
+    # Edited while the operator was down (generation 2, not registered yet): not released.
+    ctx.kube.schedules[("acme", "once")] = {"metadata": {**meta(once, "once"), "generation": 2}}
+    onetime.release(ctx, entry, due)
+    assert "release_job" not in ctx.kube.names()
+    # Unchanged since its state row: released.
+    ctx.kube.schedules[("acme", "once")] = {"metadata": meta(once, "once")}
+    onetime.release(ctx, entry, due)
+    assert ctx.kube.names().count("release_job") == 1

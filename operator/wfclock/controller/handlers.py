@@ -151,6 +151,10 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     )
     ctx.releases.start()
     metrics.RELEASES_QUEUED.set_function(lambda: len(ctx.releases))
+    try:  # before kopf resumes the schedules (startup handlers run first)
+        onetime.preload(ctx)
+    except TEMPORARY_ERRORS as exc:  # each schedule's resume queues its release all the same
+        log.warning("one-time releases not preloaded from the state table: %s", exc)
     memo.ctx = ctx
     memo.periodic = [
         Periodic(
