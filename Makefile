@@ -85,8 +85,29 @@ demo: up
 faults: deps
 	$(PY) -m pytest -m faults -s tests/cluster $(PYTEST_ARGS)
 
+# Every benchmark, sized for this 2-core machine (about 25 minutes); each size is settable, e.g.
+# `make bench BENCH_SCHEDULES=1000 BENCH_RESTART=10000`. The node's benchmarks need `make node`.
+BENCH_SCHEDULES ?= 1000
+BENCH_RESTART ?= 2000
+BENCH_TOP ?= 40
+BENCH_LARGE ?= 2000
+BENCH_FIRES ?= 10000
+BENCH_LEDGER ?= 200000
 bench: deps
-	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@set -e; run() { echo "== $$*"; $(PY) "$$@"; }; \
+	run bench/launcher_throughput.py $(BENCH_FIRES); \
+	run bench/launcher_cold_start.py 20; \
+	run bench/diffbase_build.py 20000; \
+	run bench/overlap_policy.py 3000; \
+	run bench/ledger_housekeeping.py $(BENCH_LEDGER); \
+	run bench/release_lag.py 200; \
+	run bench/api_write_costs.py $(BENCH_SCHEDULES); \
+	run bench/operator_apply.py $(BENCH_SCHEDULES); \
+	run bench/registration_floor.py $(BENCH_SCHEDULES); \
+	run bench/restart_cost.py $(BENCH_RESTART); \
+	run bench/large_scale.py $(BENCH_LARGE); \
+	run bench/node_latency.py 4 8 4; \
+	run bench/top_of_hour.py $(BENCH_TOP)
 
 # Users with Docker: the same end-to-end smoke on kind (cannot run without Docker, as on this
 # project's CI machine).

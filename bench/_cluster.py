@@ -15,6 +15,7 @@ from pathlib import Path
 from kubernetes import client, config
 from wfclock.db.migrate import upgrade
 from wfclock_devstack.controlplane import ControlPlane
+from wfclock_devstack.ports import free_port
 from wfclock_devstack.postgres import temporary_server
 from wfclock_devstack.processes import spawn, terminate
 
@@ -56,7 +57,7 @@ def operator(plane, url, log: Path, **extra_env: str):
         "KUBECONFIG": str(plane.kubeconfig),
         "WFCLOCK_DATABASE_URL": url,
         "WFCLOCK_METRICS_PORT": "0",
-        "WFCLOCK_HEALTH_PORT": "0",
+        "WFCLOCK_HEALTH_PORT": str(free_port()),  # kopf reads port 0 as 80
         "WFCLOCK_LOG_LEVEL": "warning",
         "WFCLOCK_NAMESPACES": f'["{NAMESPACE}"]',
         **extra_env,

@@ -36,6 +36,20 @@ def check_ledger_retention(days: int) -> int:
     return days
 
 
+def check_namespace_names(namespaces: list[str]) -> list[str]:
+    """Namespace names only: kopf would take a glob ("team-*", "!kube-*"), but the accounting
+    sweep, the resync and the restart's list read each entry as one namespace's name, so a
+    pattern would leave the schedules it matches unaccounted. A shard lists its namespaces."""
+    for namespace in namespaces:
+        if not namespace or any(c in namespace for c in "*?[]!, "):
+            raise ValueError(
+                f"WFCLOCK_NAMESPACES: {namespace!r} is not a namespace name; list the namespaces "
+                'by name (e.g. ["team-a", "team-b"]; one list per operator shard), or leave it '
+                "empty for all namespaces; patterns are not supported"
+            )
+    return namespaces
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WFCLOCK_", extra="ignore")
 
@@ -97,6 +111,11 @@ class Settings(BaseSettings):
     @classmethod
     def _retention(cls, days: int) -> int:
         return check_ledger_retention(days)
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespace_names(cls, namespaces: list[str]) -> list[str]:
+        return check_namespace_names(namespaces)
 
     @model_validator(mode="after")
     def _read_renamed(self) -> Settings:

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+from wfclock.core.builders import DIGEST_ANNOTATION
 from wfclock.core.names import SCHEDULE_UID_LABEL
 from wfclock.db import store
 
@@ -137,6 +138,15 @@ class FakeKube:
 
     def stuck_cause(self, namespace: str, job_name: str) -> str:
         return f"pod {job_name}-p: ErrImageNeverPull: image is not present"
+
+    def child_digests(self, namespaces: list[str]) -> dict:
+        self._record("child_digests", tuple(namespaces))
+        return {
+            (kind, ns, name): (body["metadata"].get("annotations") or {}).get(DIGEST_ANNOTATION, "")
+            for kind, objects in (("CronJob", self.cronjobs), ("Job", self.jobs))
+            for (ns, name), body in objects.items()
+            if not namespaces or ns in namespaces
+        }
 
     def list_children(self, namespaces: list[str]) -> tuple[dict, dict]:
         self._record("list_children")

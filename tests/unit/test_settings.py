@@ -55,3 +55,15 @@ def test_finished_job_ttl_defaults_to_a_day_and_refuses_a_negative_one():
     with pytest.raises(ValidationError) as refused:
         Settings(launcher_ttl_seconds_after_finished=-1)
     assert "launcher_ttl_seconds_after_finished" in str(refused.value)
+
+
+@pytest.mark.parametrize("pattern", ["team-*", "!kube-system", "a,b", "team-?", ""])
+def test_a_namespace_pattern_is_refused_naming_the_setting(pattern):
+    # kopf would watch what the glob matches, but the sweep and the resync would read it as one
+    # namespace's name and account none of those schedules.
+    with pytest.raises(ValidationError, match="WFCLOCK_NAMESPACES.*not a namespace name"):
+        Settings(namespaces=["team-a", pattern])
+
+
+def test_namespace_names_are_accepted_for_a_shard():
+    assert Settings(namespaces=["team-a", "team-b"]).namespaces == ["team-a", "team-b"]

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from wfclock.controller.kube import Kube
 from wfclock.controller.releases import ReleaseQueue
+from wfclock.controller.resume import ResumeIndex
 from wfclock.controller.tenants import TenantLogins
 from wfclock.settings import Settings
 
@@ -27,6 +28,8 @@ class Context:
     releases: ReleaseQueue | None = None
     clock: Callable[[], datetime] = _wall_clock
     tenants: TenantLogins | None = None
+    # The children as they stood when this process started (see `resume`); None: always write.
+    resume: ResumeIndex | None = None
 
     def now(self) -> datetime:
         return self.clock()

@@ -9,6 +9,7 @@ traceback, retried only after kopf's backoff.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -36,6 +37,7 @@ from wfclock.controller.context import Context
 from wfclock.controller.kube import Kube
 from wfclock.controller.periodic import Periodic
 from wfclock.controller.releases import ReleaseQueue
+from wfclock.controller.resume import ResumeIndex
 from wfclock.controller.tenants import TenantLogins
 from wfclock.core.calendars import CALENDAR_PLURAL
 from wfclock.core.fires import parse_instant
@@ -149,10 +151,16 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     )
     if wf.tenant_logins:
         ctx.tenants = TenantLogins(ctx.engine, wf)
+    ctx.resume = ResumeIndex(lambda: ctx.kube.child_digests(wf.namespaces))
     ctx.releases = ReleaseQueue(
         lambda entry, now: onetime.release(ctx, entry, now), workers=RELEASE_WORKERS
     )
     ctx.releases.start()
+    metrics.RELEASES_QUEUED.set_function(lambda: len(ctx.releases))
+    try:  # before kopf resumes the schedules (startup handlers run first)
+        onetime.preload(ctx)
+    except TEMPORARY_ERRORS as exc:  # each schedule's resume queues its release all the same
+        log.warning("one-time releases not preloaded from the state table: %s", exc)
     memo.ctx = ctx
     memo.periodic = [
         Periodic(
@@ -190,15 +198,17 @@ def cleanup(memo: kopf.Memo, **_) -> None:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
-def reconcile(meta, spec, status, patch, memo: kopf.Memo, logger, diff=None, **_) -> None:
+def reconcile(
+    meta, spec, status, patch, memo: kopf.Memo, logger, diff=None, reason=None, **_
+) -> None:
     ctx: Context = memo.ctx
     # A new run-now request alone changes nothing Kubernetes runs: it is answered without
     # registering the schedule again.
-    work = (
-        reconciler.answer_run_now
-        if _changed_annotations(diff) == {RUN_NOW_ANNOTATION}
-        else reconciler.reconcile
-    )
+    if _changed_annotations(diff) == {RUN_NOW_ANNOTATION}:
+        work = reconciler.answer_run_now
+    else:  # after a restart, what is already so is not written again
+        resumed = reason == kopf.Reason.RESUME
+        work = functools.partial(reconciler.reconcile, resumed=resumed)
     try:
         new_status = reconciler.traced(work, ctx, dict(meta), dict(spec), dict(status))
     except TEMPORARY_ERRORS as exc:
@@ -212,7 +222,13 @@ def reconcile(meta, spec, status, patch, memo: kopf.Memo, logger, diff=None, **_
         metrics.RECONCILES.labels(result="error").inc()
         raise
     metrics.RECONCILES.labels(result="ok").inc()
-    patch.status.update(new_status)
+    patch.status.update(changed_fields(status, new_status))
+
+
+def changed_fields(current, new: dict) -> dict:
+    """The fields of the new status that differ from the current one: an unchanged status is
+    not written again (a restart's reconciles of schedules where nothing happened)."""
+    return {key: value for key, value in new.items() if current.get(key) != value}
 
 
 def _changed_annotations(diff) -> set[str] | None:

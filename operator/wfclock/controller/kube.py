@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from wfclock.core.builders import DIGEST_ANNOTATION
 from wfclock.core.fires import utc_iso
 from wfclock.core.model import API_GROUP, API_VERSION, KIND, PLURAL
 from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL, TENANT_LABEL
@@ -62,6 +63,46 @@ class Kube:
             return {(i["metadata"]["namespace"], i["metadata"]["name"]): i for i in items}
 
         return by_name(cronjobs), by_name(jobs)
+
+    def child_digests(self, namespaces: list[str], page: int = 500) -> dict:
+        """{(kind, namespace, name): registration digest} of every CronJob and Job wfclock made,
+        in the given namespaces (empty: all), read in pages; only names and one annotation
+        are kept, whatever the number of children."""
+        selector = "app.kubernetes.io/managed-by=wfclock"
+        found: dict[tuple[str, str, str], str] = {}
+        calls = (
+            [
+                ("CronJob", self.batch.list_namespaced_cron_job),
+                ("Job", self.batch.list_namespaced_job),
+            ]
+            if namespaces
+            else [
+                ("CronJob", self.batch.list_cron_job_for_all_namespaces),
+                ("Job", self.batch.list_job_for_all_namespaces),
+            ]
+        )
+        for kind, fn in calls:
+            for namespace in namespaces or [None]:
+                token = None
+                while True:
+                    args = (namespace,) if namespace else ()
+                    more = {"_continue": token} if token else {}
+                    response = fn(
+                        *args, label_selector=selector, limit=page, _preload_content=False, **more
+                    )
+                    try:
+                        body = json.loads(response.data)
+                    finally:
+                        response.release_conn()
+                    for item in body["items"]:
+                        meta = item["metadata"]
+                        annotations = meta.get("annotations") or {}
+                        digest = annotations.get(DIGEST_ANNOTATION, "")
+                        found[(kind, meta["namespace"], meta["name"])] = digest
+                    token = body["metadata"].get("continue")
+                    if not token:
+                        break
+        return found
 
     def _items(self, fn, namespace: str | None, selector: str, **kwargs) -> list[dict]:
         """A list call's items as plain dicts (the raw JSON, no client models)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger("wfclock.metrics")
@@ -18,6 +18,10 @@ RELEASE_LAG = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 MISSED = Counter("wfclock_one_time_missed_total", "One-time schedules missed beyond their deadline")
+# After a restart, ready when every pending one-time schedule is back in the queue.
+RELEASES_QUEUED = Gauge(
+    "wfclock_one_time_releases_queued", "One-time releases waiting in this replica's queue"
+)
 
 
 # A schedule whose next fire is this late counts as overdue (it stopped firing).

@@ -39,6 +39,8 @@ def release(ctx: Context, entry: Release, now: datetime) -> None:
 
 
 def _release(ctx: Context, entry: Release, now: datetime) -> str:
+    if entry.from_state_row and not _row_still_current(ctx, entry):
+        return "left to its reconcile"  # edited, paused or deleted while the operator was down
     lateness = (now - entry.run_at).total_seconds()
     if lateness > entry.deadline_seconds:
         row = store.get_schedule(ctx.engine, uuid.UUID(entry.uid))
@@ -56,3 +58,37 @@ def _release(ctx: Context, entry: Release, now: datetime) -> str:
     log.warning("one-time Job %s/%s is gone; restoring it", entry.namespace, entry.job_name)
     restore(ctx, entry.namespace, entry.name)
     return "restored"
+
+
+def preload(ctx: Context) -> int:
+    """At start, before any schedule is resumed: every pending one-time release from one query
+    of the state table, so a restart is ready (nothing due is forgotten) as soon as it has read
+    the table, not once kopf has resumed every schedule. Returns how many were queued."""
+    queued = 0
+    for row in store.registered_schedules(ctx.engine, ctx.settings.namespaces):
+        if row["trigger_type"] != "schedule" or row["status"] != "scheduled":
+            continue
+        entry = Release(
+            row["run_at"],
+            str(row["schedule_id"]),
+            row["namespace"],
+            row["name"],
+            row["registered_name"],
+            row["starting_deadline_seconds"],
+            from_state_row=True,
+        )
+        ctx.releases.schedule(entry)
+        queued += 1
+    return queued
+
+
+def _row_still_current(ctx: Context, entry: Release) -> bool:
+    """Whether the schedule is the one its state row registered: same uid, same generation, not
+    being deleted (a change made while the operator was down is registered by its resume,
+    which queues the release anew; until then an old instant must not be released)."""
+    body = ctx.kube.get_schedule(entry.namespace, entry.name)
+    row = store.get_schedule(ctx.engine, uuid.UUID(entry.uid))
+    if body is None or row is None or body["metadata"].get("deletionTimestamp"):
+        return False
+    metadata = body["metadata"]
+    return metadata.get("uid") == entry.uid and metadata.get("generation", 1) == row["generation"]

@@ -56,8 +56,9 @@ def traced(work, ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
         return new_status
 
 
-def reconcile(ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
-    """Brings children, state row and status in line with the spec; returns the new status."""
+def reconcile(ctx: Context, meta: dict, spec: dict, status: dict, *, resumed=False) -> dict:
+    """Brings children, state row and status in line with the spec; returns the new status.
+    `resumed`: the first reconcile after a start, which writes nothing that is already so."""
     uid = uuid.UUID(meta["uid"])
     generation = meta.get("generation", 1)
     previous = store.get_schedule(ctx.engine, uid)
@@ -67,7 +68,7 @@ def reconcile(ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
         return _invalid(ctx, meta, status, previous, error)
     keep_launcher_secret(ctx, schedule.namespace, schedule.spec.tenant)
     register = register_recurring if schedule.recurring else register_one_time
-    row = register(ctx, schedule, previous, generation)
+    row = register(ctx, schedule, previous, generation, resumed=resumed)
     run_now = runnow.answer(ctx, meta, status, row)
     new_status = _status(ctx, schedule, row, generation, status.get("conditions") or [])
     if run_now:

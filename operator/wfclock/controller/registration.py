@@ -11,7 +11,7 @@ fire without a registration or a registration without a current state row:
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import timedelta
 
 from wfclock.controller.catchup import catch_up
@@ -20,7 +20,14 @@ from wfclock.controller.events import announce
 from wfclock.controller.owed import deliver_owed, pending_fires, report_skipped
 from wfclock.controller.releases import Release
 from wfclock.core.accounting import deadline, owed_before
-from wfclock.core.builders import Schedule, build_cronjob, build_one_time_job, child_name
+from wfclock.core.builders import (
+    Schedule,
+    build_cronjob,
+    build_one_time_job,
+    child_name,
+    registration_digest,
+    with_digest,
+)
 from wfclock.core.fires import fire_key_for
 from wfclock.core.firetime import next_fire_after
 from wfclock.core.model import RecurringTrigger
@@ -72,6 +79,27 @@ def _children_to_replace(ctx: Context, schedule: Schedule, previous, kind: str, 
     ):
         return [], []
     return ctx.kube.owned(schedule.namespace, schedule.uid)
+
+
+def row_is_current(previous, state: store.ScheduleState) -> bool:
+    """Whether the state row already holds what the upsert of `state` would write (so the
+    upsert would change nothing but its `updated_at`). A completed or failed one-time row keeps
+    its outcome under an unchanged trigger, so its status and next fire are not compared."""
+    if previous is None or previous["deleted_at"] is not None or not previous["enabled"]:
+        return False
+    fields = asdict(state)
+    if previous["status"] in ("completed", "failed"):
+        del fields["status"], fields["next_fire_at"]
+    return all(previous[key] == value for key, value in fields.items())
+
+
+def _kept_on_resume(ctx: Context, kind: str, schedule: Schedule, name: str, digest) -> bool:
+    """After a restart: whether the child exists as the restarted operator would write it
+    (`digest` None: existing is enough, as for a one-time Job, which is never patched)."""
+    if ctx.resume is None:
+        return False
+    found = ctx.resume.take(kind, schedule.namespace, name)
+    return found is not None and (digest is None or found == digest)
 
 
 def _is_one_time(job) -> bool:
@@ -138,20 +166,33 @@ def end_recurring(ctx: Context, schedule: Schedule, previous, generation: int, w
     return row
 
 
-def register_recurring(ctx: Context, schedule: Schedule, previous, generation: int) -> dict:
+def register_recurring(
+    ctx: Context, schedule: Schedule, previous, generation: int, *, resumed=False
+) -> dict:
     trigger = schedule.spec.trigger
     now = ctx.now()
     why = _ended(ctx, schedule, previous, now)
     if why:
         return end_recurring(ctx, schedule, previous, generation, why)
-    body = build_cronjob(schedule, ctx.settings)
+    body = with_digest(build_cronjob(schedule, ctx.settings))
     name = body["metadata"]["name"]
-    cronjobs, jobs = _children_to_replace(ctx, schedule, previous, "CronJob", name)
-    action = ctx.kube.create_or_patch_cronjob(body)
     next_fire = (
         None if schedule.spec.paused else next_fire_after(trigger.spec, trigger.timezone, now)
     )
     state = schedule_state(schedule, generation, "CronJob", name, next_fire)
+    if (
+        resumed
+        and row_is_current(previous, state)
+        and _kept_on_resume(ctx, "CronJob", schedule, name, registration_digest(body))
+    ):
+        # A restart with nothing changed: the CronJob and the row are as they would be written.
+        if ctx.releases:
+            ctx.releases.forget(schedule.uid)
+        if schedule.spec.missedFires == "catchUp" and not schedule.spec.paused:
+            catch_up(ctx, schedule, previous, now)
+        return previous
+    cronjobs, jobs = _children_to_replace(ctx, schedule, previous, "CronJob", name)
+    action = ctx.kube.create_or_patch_cronjob(body)
     row = _write_state(ctx, state, previous, schedule.published_at or now)
     for job in jobs:
         if _is_one_time(job):
@@ -167,11 +208,20 @@ def register_recurring(ctx: Context, schedule: Schedule, previous, generation: i
     return row
 
 
-def register_one_time(ctx: Context, schedule: Schedule, previous, generation: int) -> dict:
+def register_one_time(
+    ctx: Context, schedule: Schedule, previous, generation: int, *, resumed=False
+) -> dict:
     trigger = schedule.spec.trigger
     run_at = trigger.instant
     now = ctx.now()
     name = child_name(schedule)
+    state = schedule_state(schedule, generation, "Job", name, run_at)
+    if resumed and row_is_current(previous, state):
+        done = previous["status"] in ("completed", "failed")
+        if _kept_on_resume(ctx, "Job", schedule, name, None) or done:
+            # A restart with nothing changed: the Job (or the outcome) and the row are there.
+            _queue_release(ctx, schedule, previous, name)
+            return previous
     cronjobs, jobs = _children_to_replace(ctx, schedule, previous, "Job", name)
     # A one-time Job whose fire is done or in the ledger is never made again.
     same_fire_done = (
@@ -186,21 +236,26 @@ def register_one_time(ctx: Context, schedule: Schedule, previous, generation: in
         for cronjob in cronjobs:  # a type switch: the CronJob must not fire any more
             ctx.kube.suspend_cronjob(schedule.namespace, cronjob.metadata.name)
         created = ctx.kube.create_job_if_absent(build_one_time_job(schedule, ctx.settings))
-    state = schedule_state(schedule, generation, "Job", name, run_at)
     row = _write_state(ctx, state, previous, schedule.published_at or now)
     for cronjob in cronjobs:
         ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
     for job in jobs:
         if _is_one_time(job) and job.metadata.name != name:
             ctx.kube.delete_job(schedule.namespace, job.metadata.name)
-    if ctx.releases is not None:
-        if row["status"] == "scheduled":
-            deadline = schedule.spec.startingDeadlineSeconds
-            ctx.releases.schedule(
-                Release(run_at, schedule.uid, schedule.namespace, schedule.name, name, deadline)
-            )
-        else:
-            ctx.releases.forget(schedule.uid)
+    _queue_release(ctx, schedule, row, name)
     if not same_fire_done:
         announce(ctx, schedule, previous, "created" if created else "kept", f"Job {name}")
     return row
+
+
+def _queue_release(ctx: Context, schedule: Schedule, row: dict, name: str) -> None:
+    if ctx.releases is None:
+        return
+    if row["status"] == "scheduled":
+        deadline = schedule.spec.startingDeadlineSeconds
+        run_at = schedule.spec.trigger.instant
+        ctx.releases.schedule(
+            Release(run_at, schedule.uid, schedule.namespace, schedule.name, name, deadline)
+        )
+    else:
+        ctx.releases.forget(schedule.uid)

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 log = logging.getLogger("wfclock.releases")
@@ -32,6 +32,10 @@ class Release:
     name: str
     job_name: str
     deadline_seconds: int
+    # Queued from the state table at start, before the schedule itself was read: released only
+    # once the schedule is seen unchanged since that row (`onetime.preload`). Not part of the
+    # entry's identity: the resume that finds the same entry leaves it queued.
+    from_state_row: bool = field(default=False, compare=False)
 
 
 class ReleaseQueue:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -271,3 +273,28 @@ def build_one_time_job(schedule: Schedule, settings: Settings) -> dict:
         # Created suspended at publish time; the operator releases it at runAt.
         "spec": {"suspend": True, **_job_spec(schedule, settings, fire_env)},
     }
+
+
+# The digest of what a registration asked for, on the child: after a restart, a child that still
+# carries the digest of what would be written now needs no write.
+DIGEST_ANNOTATION = "wfclock.dev/registration-digest"
+
+
+def registration_digest(body: dict) -> str:
+    """A digest of a child's body as built (the digest annotation itself left out)."""
+    metadata = dict(body["metadata"])
+    metadata["annotations"] = {
+        k: v for k, v in (metadata.get("annotations") or {}).items() if k != DIGEST_ANNOTATION
+    }
+    canonical = json.dumps({**body, "metadata": metadata}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def with_digest(body: dict) -> dict:
+    """The body with its registration digest in an annotation."""
+    metadata = body["metadata"]
+    annotations = {
+        **(metadata.get("annotations") or {}),
+        DIGEST_ANNOTATION: registration_digest(body),
+    }
+    return {**body, "metadata": {**metadata, "annotations": annotations}}

@@ -1,0 +1,206 @@
+"""The top of the hour on the real node: COUNT wfclock schedules and COUNT bare CronJobs (pod
+`true`, same image) all firing in the same minute on the local node. Fire-to-run latency (the
+scheduled minute to the launcher's `workflow_runs` row, and to the pod seen Succeeded) against
+the bare CronJobs' minute-to-pod-Succeeded, p50 and p99; the peak of Postgres connections during
+the burst (polled every 0.2 s) against the server's `max_connections`; and every fire accounted
+by `wfclock_devstack.accounting` (croniter, not wfclock's maths). The node's kubelet keeps its
+default `maxPods` of 110, so 2 x COUNT pods must fit: COUNT at most 50.
+Usage: python bench/top_of_hour.py [COUNT=40]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from _cluster import NAMESPACE, api_requests, operator, schedule
+from kubernetes import client, config
+from node_latency import JOB_LABEL, PodsDone, build_image, fired_minute, line, pod_spec
+from wfclock.db.migrate import upgrade
+from wfclock_devstack.accounting import Change, account
+from wfclock_devstack.controlplane import ControlPlane
+from wfclock_devstack.node import Node
+from wfclock_devstack.postgres import PostgresServer
+from wfclock_devstack.processes import wait_until
+
+
+class PeakConnections:
+    """The most connections to the database seen at once (this poller's own not counted)."""
+
+    def __init__(self, url: str):
+        self.peak, self._stop = 0, threading.Event()
+        self._conn = psycopg.connect(url, autocommit=True)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            (n,) = self._conn.execute(
+                "SELECT count(*) - 1 FROM pg_stat_activity WHERE datname = current_database()"
+            ).fetchone()
+            self.peak = max(self.peak, n)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(5)
+        (limit,) = self._conn.execute("SHOW max_connections").fetchone()
+        self._conn.close()
+        return int(limit)
+
+
+def main(count: int) -> None:
+    if count > 50:
+        raise SystemExit("COUNT: at most 50 (2 x COUNT pods at once within the node's 110)")
+    load_before = os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="wfclock-bench-top-"))
+    plane = ControlPlane().start()
+    node = pg = None
+    try:
+        node = Node(plane).start()
+        pg = PostgresServer(
+            Path(tempfile.mkdtemp(prefix="wfclock-pg-")),
+            also_listen=(node.host_ip,),
+            password_networks=(node.pod_subnet,),
+        )
+        pg.start()
+        url = pg.create_database("bench")
+        upgrade(url)
+        image = node.import_image(build_image())[0]
+        plane.install_crds()
+        api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+        core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+        objects = client.CustomObjectsApi(api)
+        labels = {
+            "wfclock.dev/tenant": "bench",
+            "pod-security.kubernetes.io/enforce": "restricted",
+        }
+        core.create_namespace({"metadata": {"name": NAMESPACE, "labels": labels}})
+        plane.wait_schedules_admitted(NAMESPACE, "bench")
+        env = {
+            "WFCLOCK_LAUNCHER_IMAGE": image,
+            "WFCLOCK_LAUNCHER_IMAGE_PULL_POLICY": "Never",
+            "WFCLOCK_LAUNCHER_DATABASE_HOST": f"{node.host_ip}:{pg.port}",
+        }
+        with operator(plane, url, work / "operator.log", **env):
+            pods = PodsDone(core)
+            # The minute they all fire: far enough for COUNT registrations on a loaded machine.
+            minute = (datetime.now(UTC) + timedelta(minutes=3)).replace(second=0, microsecond=0)
+            cron = f"{minute.minute} {minute.hour} * * *"
+            histories = {}
+            for i in range(count):
+                spec = schedule(f"wf-{i}", {"type": "recurring", "cron": cron, "timezone": "UTC"})
+                created = objects.create_namespaced_custom_object(
+                    "wfclock.dev", "v1alpha1", NAMESPACE, "workflowschedules", spec
+                )
+                uid = uuid.UUID(created["metadata"]["uid"])
+                histories[uid] = [Change(datetime.now(UTC), spec["spec"])]
+                batch.create_namespaced_cron_job(
+                    NAMESPACE,
+                    {
+                        "metadata": {"name": f"bare-{i}"},
+                        "spec": {
+                            "schedule": cron,
+                            "timeZone": "UTC",
+                            "concurrencyPolicy": "Forbid",
+                            "jobTemplate": {
+                                "metadata": {"labels": {"bench": "bare"}},
+                                "spec": {
+                                    "backoffLimit": 0,
+                                    "template": {
+                                        "metadata": {"labels": {"bench": "bare"}},
+                                        "spec": pod_spec(image, ["true"]),
+                                    },
+                                },
+                            },
+                        },
+                    },
+                )
+
+            def registered() -> bool:
+                items = objects.list_namespaced_custom_object(
+                    "wfclock.dev", "v1alpha1", NAMESPACE, "workflowschedules"
+                )["items"]
+                phases = [(i.get("status") or {}).get("phase") for i in items]
+                return phases.count("Scheduled") == count
+
+            wait_until(registered, 170, "the schedules to be registered")
+            if datetime.now(UTC) >= minute - timedelta(seconds=5):
+                raise SystemExit("registration took too long for the chosen minute; try fewer")
+            print(f"{count} wfclock schedules and {count} bare CronJobs fire at {minute:%H:%M} UTC")
+            time.sleep(max(0.0, (minute - datetime.now(UTC)).total_seconds() - 5))
+            peak = PeakConnections(url)
+            requests_before = api_requests(api)
+
+            def runs() -> list[tuple[datetime, datetime]]:
+                with psycopg.connect(url) as conn:
+                    return conn.execute(
+                        "SELECT (payload->>'scheduledFor')::timestamptz, created_at "
+                        "FROM workflow_runs"
+                    ).fetchall()
+
+            def bare_done() -> dict[str, float]:
+                return {
+                    name: seen
+                    for name, (seen, pod_labels) in list(pods.done.items())
+                    if pod_labels.get("bench") == "bare"
+                }
+
+            def wfclock_done() -> list[float]:
+                return [
+                    seen - fired_minute(pod_labels[JOB_LABEL]).timestamp()
+                    for seen, pod_labels in list(pods.done.values())
+                    if pod_labels.get("wfclock.dev/registration") == "launcher-pod"
+                ]
+
+            wait_until(
+                lambda: (
+                    len(runs()) >= count
+                    and len(bare_done()) >= count
+                    and len(wfclock_done()) >= count
+                ),
+                1200,
+                "every fire of both kinds",
+                interval=2,
+            )
+            limit = peak.stop()
+            requests = api_requests(api) - requests_before
+            pods.stop()
+            report = account(url, histories, minute + timedelta(seconds=1))
+            wfclock_run = [(created - at).total_seconds() for at, created in runs()]
+            bare = [seen - minute.timestamp() for seen in bare_done().values()]
+            done = wfclock_done()
+        print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
+        print(line("bare CronJob, pod `true`: minute -> pod Succeeded", bare))
+        print(line("wfclock fire: minute -> workflow_runs row", wfclock_run, bare))
+        print(line("wfclock fire: minute -> pod Succeeded", done, bare))
+        print(f"peak Postgres connections during the burst: {peak.peak} (max_connections {limit})")
+        print(f"accounting: {report.line()}")
+        print(f"failed pods: {len(pods.failed)}")
+        print(f"API writes during the burst, per fire of either kind ({2 * count} fires):")
+        for (verb, resource, sub), n in sorted(requests.items(), key=lambda kv: -kv[1]):
+            if verb in ("POST", "PUT", "PATCH", "DELETE") and n >= count / 10:
+                print(f"  {n / (2 * count):5.2f} {verb} {resource}{'/' + sub if sub else ''}")
+        if not report.ok:
+            raise SystemExit("fires were lost, duplicated or unexpected")
+    finally:
+        try:
+            if node is not None:
+                node.stop()
+        finally:
+            plane.remove()
+            if pg is not None:
+                pg.stop()
+                shutil.rmtree(pg.root, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_TOP", 40)))

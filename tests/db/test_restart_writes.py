@@ -1,0 +1,156 @@
+"""An operator restart where nothing changed writes nothing: no child created or patched, no
+state row updated, no Event, no status (issue 17, bench/restart_cost.py); what did change while
+it was down is still written. Real Postgres, a fake of the Kube surface."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from wfclock.controller import onetime, reconciler
+from wfclock.controller.context import Context
+from wfclock.controller.handlers import changed_fields
+from wfclock.controller.releases import ReleaseQueue
+from wfclock.controller.resume import ResumeIndex
+from wfclock.settings import Settings
+
+from ..support.fake_kube import FakeKube
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+WORKFLOW = "0b5f1d5e-8d7b-4c43-9d2a-8c9b7f0a1e11"
+DAILY = {"type": "recurring", "cron": "0 9 * * *", "timezone": "UTC"}
+ONCE = {"type": "schedule", "runAt": (NOW + timedelta(days=1)).isoformat()}
+WRITES = {
+    "create_or_patch_cronjob",
+    "create_job_if_absent",
+    "suspend_cronjob",
+    "delete_cronjob",
+    "delete_job",
+    "patch_status",
+}
+
+
+@pytest.fixture
+def ctx(engine, database_url):
+    context = Context(
+        Settings(database_url=database_url), engine, FakeKube(engine), clock=lambda: NOW
+    )
+    context.releases = ReleaseQueue(lambda entry, now: None)  # not started: nothing is released
+    return context
+
+
+def meta(uid: str, name: str, generation: int = 1) -> dict:
+    return {
+        "name": name,
+        "namespace": "acme",
+        "uid": uid,
+        "generation": generation,
+        "creationTimestamp": "2026-11-25T11:59:00Z",
+    }
+
+
+def spec(trigger: dict) -> dict:
+    return {"tenant": "acme", "workflowId": WORKFLOW, "workflowVersion": 1, "trigger": trigger}
+
+
+def row_versions(engine) -> dict:
+    """Each state row's xmin: it changes with any update of the row, even to the same values."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT schedule_id, xmin::text FROM workflow_schedules"))
+        return dict(rows.all())
+
+
+def restart(ctx) -> None:
+    """What a new operator process starts with: an empty queue and a fresh index."""
+    ctx.releases = ReleaseQueue(lambda entry, now: None)
+    ctx.resume = ResumeIndex(lambda: ctx.kube.child_digests([]))
+    ctx.kube.calls.clear()
+    ctx.kube.events.clear()
+
+
+def test_a_restart_with_nothing_changed_writes_nothing(ctx):
+    recurring, once = str(uuid.uuid4()), str(uuid.uuid4())
+    statuses = {
+        recurring: reconciler.reconcile(ctx, meta(recurring, "daily"), spec(DAILY), {}),
+        once: reconciler.reconcile(ctx, meta(once, "once"), spec(ONCE), {}),
+    }
+    before = row_versions(ctx.engine)
+    restart(ctx)
+
+    for uid, name, trigger in ((recurring, "daily", DAILY), (once, "once", ONCE)):
+        status = reconciler.reconcile(
+            ctx, meta(uid, name), spec(trigger), statuses[uid], resumed=True
+        )
+        assert changed_fields(statuses[uid], status) == {}  # the status is not written either
+
+    assert WRITES.isdisjoint(ctx.kube.names()), ctx.kube.names()
+    assert ctx.kube.events == []
+    assert row_versions(ctx.engine) == before
+    assert len(ctx.releases) == 1  # the one-time release is queued again, all the same
+    assert ctx.kube.names().count("child_digests") == 1  # one list for all, not one each
+
+
+def test_a_restart_writes_what_changed_while_it_was_down(ctx):
+    deleted, edited, drifted = (str(uuid.uuid4()) for _ in range(3))
+    for uid, name in ((deleted, "deleted"), (edited, "edited"), (drifted, "drifted")):
+        reconciler.reconcile(ctx, meta(uid, name), spec(DAILY), {})
+    once = str(uuid.uuid4())
+    reconciler.reconcile(ctx, meta(once, "once"), spec(ONCE), {})
+    # While it was down: a CronJob and the one-time Job deleted by hand, a spec edited, and a
+    # new launcher image configured (every CronJob it writes would differ).
+    cronjobs, jobs = ctx.kube.cronjobs, ctx.kube.jobs
+    del cronjobs[next(k for k in cronjobs if k[1].startswith("deleted"))]
+    jobs.clear()
+    restart(ctx)
+    reconciler.reconcile(ctx, meta(deleted, "deleted"), spec(DAILY), {}, resumed=True)
+    reconciler.reconcile(ctx, meta(once, "once"), spec(ONCE), {}, resumed=True)
+    hourly = {**DAILY, "cron": "0 * * * *"}
+    reconciler.reconcile(ctx, meta(edited, "edited", 2), spec(hourly), {}, resumed=True)
+    assert ctx.kube.names().count("create_or_patch_cronjob") == 2
+    assert ctx.kube.names().count("create_job_if_absent") == 1
+    assert len(jobs) == 1
+
+    ctx.settings = Settings(database_url=ctx.settings.database_url, launcher_image="other:2")
+    ctx.kube.calls.clear()
+    reconciler.reconcile(ctx, meta(drifted, "drifted"), spec(DAILY), {}, resumed=True)
+    assert ctx.kube.names().count("create_or_patch_cronjob") == 1
+    patched = next(b for k, b in cronjobs.items() if k[1].startswith("drifted"))
+    template = patched["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert template["containers"][0]["image"] == "other:2"
+
+
+def test_only_the_status_fields_that_differ_are_patched():
+    current = {"phase": "Scheduled", "nextFires": ["a"], "lastError": None}
+    assert changed_fields(current, {"phase": "Scheduled", "lastError": None}) == {}
+    assert changed_fields(current, {"phase": "Paused", "nextFires": ["a"]}) == {"phase": "Paused"}
+    assert changed_fields({}, {"lastFireAt": None}) == {}
+
+
+def test_pending_releases_are_queued_from_the_state_table_before_any_resume(ctx):
+    once, recurring = str(uuid.uuid4()), str(uuid.uuid4())
+    reconciler.reconcile(ctx, meta(once, "once"), spec(ONCE), {})
+    reconciler.reconcile(ctx, meta(recurring, "daily"), spec(DAILY), {})
+    restart(ctx)
+    assert onetime.preload(ctx) == 1 and len(ctx.releases) == 1  # no schedule read yet
+    # Its resume finds the same entry queued and leaves it.
+    reconciler.reconcile(ctx, meta(once, "once"), spec(ONCE), {}, resumed=True)
+    assert len(ctx.releases) == 1
+
+
+def test_a_release_queued_from_the_state_table_waits_for_a_schedule_edited_while_down(ctx):
+    once = str(uuid.uuid4())
+    reconciler.reconcile(ctx, meta(once, "once"), spec(ONCE), {})
+    restart(ctx)
+    onetime.preload(ctx)
+    entry = ctx.releases._current[once]
+    due = entry.run_at + timedelta(seconds=1)
+    # Edited while the operator was down (generation 2, not registered yet): not released.
+    ctx.kube.schedules[("acme", "once")] = {"metadata": {**meta(once, "once"), "generation": 2}}
+    onetime.release(ctx, entry, due)
+    assert "release_job" not in ctx.kube.names()
+    # Unchanged since its state row: released.
+    ctx.kube.schedules[("acme", "once")] = {"metadata": meta(once, "once")}
+    onetime.release(ctx, entry, due)
+    assert ctx.kube.names().count("release_job") == 1
