@@ -112,15 +112,18 @@ def test_fire_counts_match_the_ledger_and_never_drop_when_it_is_pruned(
     for hours in (24 * 200, 24 * 100, 5, 4, 3):
         fire(conn, hourly.schedule_id, hours_ago(hours))
     fire(conn, hourly.schedule_id, hours_ago(3))  # a duplicate delivery: no new fire
-    stale = Registration("30 * * * *", "UTC")  # a Job of an older cron: skipped
-    at = hours_ago(3) + timedelta(minutes=30)
-    launch(conn, ClockFire(hourly.schedule_id, at, "job", stale), now=datetime.now(UTC))
+    # A Job of the older cron, for an instant before the trigger changed to hourly: skipped
+    # (one after the change would leave its key to the current trigger, recording nothing).
+    stale = Registration("30 * * * *", "UTC")
+    at = NOW - timedelta(days=365, minutes=30)
+    result = launch(conn, ClockFire(hourly.schedule_id, at, "job", stale), now=datetime.now(UTC))
+    assert result.outcome == "skipped" and result.reason.startswith("superseded"), result
     fire(conn, once.schedule_id, hours_ago(1))
     expected = {("launched", "recurring"): 5, ("skipped", "recurring"): 1}
     expected[("launched", "schedule")] = 1
     assert ledger_counts(conn) == expected == store.fire_counts(engine)
     delivered_when_scheduled(conn)
-    assert store.prune_fires(engine, older_than=NOW - RETENTION).rows == 2
+    assert store.prune_fires(engine, older_than=NOW - RETENTION).rows == 3
     assert store.fire_counts(engine) == expected  # fires recorded, not rows still kept
 
 
