@@ -27,6 +27,8 @@ class Context:
     releases: ReleaseQueue | None = None
     clock: Callable[[], datetime] = _wall_clock
     tenants: TenantLogins | None = None
+    # The next shifted fire (after a daylight-saving gap) of every schedule (`dstshift`).
+    shifted: ReleaseQueue | None = None
 
     def now(self) -> datetime:
         return self.clock()

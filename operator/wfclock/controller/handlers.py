@@ -24,6 +24,7 @@ from prometheus_client import start_http_server
 from wfclock.controller import (
     accounting,
     drift,
+    dstshift,
     housekeeping,
     metrics,
     onetime,
@@ -147,6 +148,10 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         lambda entry, now: onetime.release(ctx, entry, now), workers=RELEASE_WORKERS
     )
     ctx.releases.start()
+    ctx.shifted = ReleaseQueue(
+        lambda entry, now: dstshift.launch_shifted(ctx, entry, now), workers=2
+    )
+    ctx.shifted.start()
     memo.ctx = ctx
     memo.periodic = [
         Periodic(
@@ -172,6 +177,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
 def cleanup(memo: kopf.Memo, **_) -> None:
     for task in getattr(memo, "periodic", []):
         task.stop()
+    if getattr(memo, "ctx", None) and memo.ctx.shifted:
+        memo.ctx.shifted.stop()
     if getattr(memo, "ctx", None) and memo.ctx.releases:
         memo.ctx.releases.stop()
     if getattr(memo, "pruner", None):

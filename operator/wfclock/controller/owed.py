@@ -38,7 +38,7 @@ def account_change(
         return (fires[-1] if fires else None), False
     delivered = False
     skipped: dict[str, list[datetime]] = {}
-    registration = Registration(row["cron"], row["timezone"])
+    registration = Registration(row["cron"], row["timezone"], row.get("dst_policy"))
     with ctx.engine.raw_connection() as raw:
         conn = raw.driver_connection
         for fire in fires:

@@ -13,12 +13,13 @@ import uuid
 
 from wfclock.controller.catchup import catch_up
 from wfclock.controller.context import Context
+from wfclock.controller.dstshift import queue_next as queue_next_shifted
 from wfclock.controller.events import announce
 from wfclock.controller.owed import account_change_safely
 from wfclock.controller.releases import Release
 from wfclock.core.builders import Schedule, build_cronjob, build_one_time_job, child_name
+from wfclock.core.dst import next_fire as policy_next_fire
 from wfclock.core.fires import fire_key_for
-from wfclock.core.firetime import next_fire_after
 from wfclock.core.model import RecurringTrigger
 from wfclock.core.names import REGISTRATION_LABEL
 from wfclock.db import store
@@ -51,6 +52,7 @@ def schedule_state(
         next_fire_at=next_fire,
         pause_reason=spec.pauseReason if spec.paused else None,
         overlap_policy=spec.overlapPolicy,
+        dst_policy=trigger.dstPolicy if recurring else None,
     )
 
 
@@ -83,7 +85,9 @@ def register_recurring(ctx: Context, schedule: Schedule, previous, generation: i
     cronjobs, jobs = _children_to_replace(ctx, schedule, previous, "CronJob", name)
     action = ctx.kube.create_or_patch_cronjob(body)
     next_fire = (
-        None if schedule.spec.paused else next_fire_after(trigger.spec, trigger.timezone, now)
+        None
+        if schedule.spec.paused
+        else policy_next_fire(trigger.spec, trigger.timezone, trigger.dstPolicy, now)
     )
     state = schedule_state(schedule, generation, "CronJob", name, next_fire)
     row = store.upsert_schedule(ctx.engine, state, published_at=schedule.published_at or now)
@@ -96,6 +100,7 @@ def register_recurring(ctx: Context, schedule: Schedule, previous, generation: i
             ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
     if ctx.releases:
         ctx.releases.forget(schedule.uid)
+    queue_next_shifted(ctx, row, now)
     announce(ctx, schedule, previous, action, f"CronJob {name}")
     if schedule.spec.missedFires == "catchUp" and not schedule.spec.paused:
         catch_up(ctx, schedule, row, now)
@@ -126,6 +131,8 @@ def register_one_time(ctx: Context, schedule: Schedule, previous, generation: in
     _account_old_trigger(ctx, previous, row)
     for cronjob in cronjobs:
         ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
+    if ctx.shifted is not None:
+        ctx.shifted.forget(schedule.uid)
     for job in jobs:
         if _is_one_time(job) and job.metadata.name != name:
             ctx.kube.delete_job(schedule.namespace, job.metadata.name)

@@ -230,3 +230,13 @@ def refusal(spec: CronSpec, timezone: str, policy: str | None, instant: datetime
         f"dst-policy:{policy}: {local:%Y-%m-%d %H:%M} is not a fire of {spec.expression!r} "
         f"in {timezone} under this policy"
     )
+
+
+def next_fire(
+    spec: CronSpec, timezone: str, policy: str | None, after: datetime
+) -> datetime | None:
+    """The first fire strictly after `after` under the policy and `L` (None beyond 5 years)."""
+    if mode_for(spec, policy) is None and not spec.last_day:
+        return next_fire_after(spec, timezone, after)
+    fires = next_policy_fires(spec, timezone, policy, after, 1)
+    return fires[0] if fires else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 
+from wfclock.core.dst import mode_for, next_policy_fires
 from wfclock.core.fires import utc_iso
 from wfclock.core.firetime import CronSpec, day_matches, is_fire_instant, next_fire_times, zone
 
@@ -71,6 +72,54 @@ def _next_fires_view(spec: CronSpec, timezone: str, after: datetime, count: int)
                 f"after a skipped fire: {', '.join(skipped)} does not exist in {timezone} "
                 "(clocks jump forward), so no run is made for it"
             )
+        if notes:
+            view["note"] = "; ".join(notes)
+        views.append(view)
+        previous = fire
+    return tuple(views)
+
+
+def policy_next_fires_view(
+    spec: CronSpec, timezone: str, policy: str | None, after: datetime, count: int
+) -> list[dict]:
+    """`next_fires_view` under a daylight-saving policy and `L` (`wfclock.core.dst`): exactly
+    the fires that will run, with a note on each one the policy moved or kept once."""
+    if mode_for(spec, policy) is None and not spec.last_day:
+        return next_fires_view(spec, timezone, after, count)
+    minute = after.astimezone(UTC).replace(second=0, microsecond=0)
+    return [dict(view) for view in _policy_view(spec, timezone, policy, minute, count)]
+
+
+@lru_cache(maxsize=2048)
+def _policy_view(spec: CronSpec, timezone: str, policy, after: datetime, count: int) -> tuple:
+    mode = mode_for(spec, policy)
+    tz = zone(timezone)
+    views = []
+    previous = after
+    for fire in next_policy_fires(spec, timezone, policy, after, count):
+        local = fire.astimezone(tz)
+        view = {"at": utc_iso(fire), "local": local.isoformat()}
+        notes = []
+        if not (spec.hour >> local.hour & 1 and spec.minute >> local.minute & 1):
+            notes.append(
+                f"runs after a DST gap (dstPolicy {policy}): the planned wall time does not "
+                f"exist in {timezone} that day, so it runs at the first instant after the gap"
+            )
+        elif local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+            if mode is not None and mode[0] == "Once":
+                notes.append(
+                    f"this wall time occurs twice (clocks go back); dstPolicy {policy} runs it "
+                    "at the first occurrence only"
+                )
+            else:
+                notes.extend(n for n in [dst_note(spec, timezone, fire)] if n)
+        if mode is None or mode[1] == "Skip":
+            skipped = skipped_before(spec, timezone, previous, fire)
+            if skipped:
+                notes.append(
+                    f"after a skipped fire: {', '.join(skipped)} does not exist in {timezone} "
+                    "(clocks jump forward), so no run is made for it"
+                )
         if notes:
             view["note"] = "; ".join(notes)
         views.append(view)

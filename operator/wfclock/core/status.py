@@ -13,7 +13,7 @@ from datetime import datetime
 from wfclock.core.fires import utc_iso
 from wfclock.core.firetime import CronSpec
 from wfclock.core.launcherpods import split_problem
-from wfclock.core.nextfires import next_fires_view
+from wfclock.core.nextfires import policy_next_fires_view
 from wfclock.core.runcontrol import run_failed
 
 NEXT_FIRES_SHOWN = 5
@@ -139,7 +139,9 @@ def status_for(
     phase = phase_for(row)
     next_fires: list[dict] = []
     if phase == "Scheduled" and row["trigger_type"] == "recurring" and cron is not None:
-        next_fires = next_fires_view(cron, row["timezone"], now, NEXT_FIRES_SHOWN)
+        next_fires = policy_next_fires_view(
+            cron, row["timezone"], row.get("dst_policy"), now, NEXT_FIRES_SHOWN
+        )
     elif phase == "Scheduled" and row["trigger_type"] == "schedule":
         next_fires = [{"at": utc_iso(row["run_at"]), "local": row["run_at"].isoformat()}]
     ready = phase in ("Scheduled", "Paused", "Completed")

@@ -55,6 +55,7 @@ class ScheduleState:
     starting_deadline_seconds: int = 300
     pause_reason: str | None = None
     overlap_policy: str = "Allow"
+    dst_policy: str | None = None
 
 
 # What the upsert keeps, and why (plain SQL: compiled once, run often):
@@ -83,7 +84,7 @@ INSERT INTO workflow_schedules AS s
     (schedule_id, tenant, namespace, name, workflow_id, workflow_version, trigger_type, run_at,
      cron, timezone, status, missed_fires, catch_up_window_seconds, generation, registered_kind,
      registered_name, next_fire_at, last_error, enabled, trigger_effective_from, accounted_until,
-     starting_deadline_seconds, quiet, pause_reason, overlap_policy)
+     starting_deadline_seconds, quiet, pause_reason, overlap_policy, dst_policy)
 VALUES
     (:schedule_id, :tenant, :namespace, :name, :workflow_id, :workflow_version, :trigger_type,
      :run_at, :cron, :timezone, :status, :missed_fires, :catch_up_window_seconds, :generation,
@@ -92,7 +93,7 @@ VALUES
      CASE WHEN :status = 'paused'
           THEN tstzmultirange(tstzrange(CAST(:published_at AS timestamptz), NULL))
           ELSE '{{}}'::tstzmultirange END,
-     :pause_reason, :overlap_policy)
+     :pause_reason, :overlap_policy, :dst_policy)
 ON CONFLICT (schedule_id) DO UPDATE SET
     tenant = excluded.tenant, namespace = excluded.namespace, name = excluded.name,
     workflow_id = excluded.workflow_id, workflow_version = excluded.workflow_version,
@@ -103,6 +104,7 @@ ON CONFLICT (schedule_id) DO UPDATE SET
     generation = excluded.generation, registered_kind = excluded.registered_kind,
     registered_name = excluded.registered_name, last_error = excluded.last_error,
     pause_reason = excluded.pause_reason, overlap_policy = excluded.overlap_policy,
+    dst_policy = excluded.dst_policy,
     enabled = true,
     status = CASE WHEN {fired} THEN 'completed' WHEN {final} THEN s.status
                   ELSE excluded.status END,

@@ -69,6 +69,8 @@ workflow_schedules = Table(
     Column("pause_reason", Text),
     # What a fire does while a run of the schedule is unfinished: Allow, Skip or BufferOne.
     Column("overlap_policy", Text, nullable=False, server_default="Allow"),
+    # A recurring schedule's daylight-saving policy (NULL: the CronJob's raw fires; migration 0006).
+    Column("dst_policy", Text),
     Column("deleted_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=now),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
