@@ -117,6 +117,8 @@ REASONS = (
     "completed",
     "overlap",
     "missed",
+    "dst-policy",
+    "not-last-day-of-month",
 )
 
 
