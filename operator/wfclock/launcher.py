@@ -225,7 +225,7 @@ def _refusal(registration: Registration, instant: datetime) -> str | None:
 _RUN_NOW = """
 SELECT r_outcome, r_run_id, r_reason, r_key
 FROM wfclock_run_now(%(schedule_id)s, %(request_id)s, %(requested_by)s, %(run_id)s,
-                     %(traceparent)s, %(refusal)s)
+                     %(traceparent)s)
 """
 
 

@@ -1,0 +1,111 @@
+"""An independent model of the daylight-saving policies, for tests: it walks the wall clock minute
+by minute with zoneinfo and knows nothing of robfig/cron or `wfclock.core.dst`.
+
+Walking forward in UTC minutes, the local wall clock either advances by a minute, jumps forward
+(a gap: the wall minutes jumped over do not exist) or jumps back (an overlap: the wall minutes
+until the highest one seen so far happen a second time). A policy decides per matching wall
+minute: a repeated one fires once (the first time) or each time; the missing ones of one gap are
+skipped or fire once at the first instant after the gap.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+POLICY_MODES = {
+    "Kubernetes": ("Each", "Skip"),
+    "RunOnceSkipMissing": ("Once", "Skip"),
+    "RunOnceShiftMissing": ("Once", "Shift"),
+    "RunEachShiftMissing": ("Each", "Shift"),
+}
+POLICIES = ("Auto", *POLICY_MODES)
+MINUTE = timedelta(minutes=1)
+
+
+def _values(field: str, low: int, high: int) -> set[int]:
+    values: set[int] = set()
+    for part in field.split(","):
+        base, _, step = part.partition("/")
+        if base == "*":
+            first, last = low, high
+        elif "-" in base:
+            first, last = (int(x) for x in base.split("-"))
+        else:
+            first = last = int(base)
+            if step:
+                last = high
+        values.update(range(first, last + 1, int(step or 1)))
+    return values
+
+
+class Cron:
+    """The subset the tests use: minute and hour fields; day fields `*` or numbers."""
+
+    def __init__(self, expression: str):
+        minute, hour, dom, month, dow = expression.split()
+        self.expression = expression
+        self.minutes, self.hours = _values(minute, 0, 59), _values(hour, 0, 23)
+        self.doms, self.months = _values(dom, 1, 31), _values(month, 1, 12)
+        self.dows = _values(dow, 0, 6)
+        self.fixed = not minute.startswith("*") and not hour.startswith("*")
+
+    def matches(self, wall: datetime) -> bool:
+        return (
+            wall.minute in self.minutes
+            and wall.hour in self.hours
+            and wall.day in self.doms
+            and wall.month in self.months
+            and (wall.weekday() + 1) % 7 in self.dows
+        )
+
+
+def mode(cron: Cron, policy: str) -> tuple[str, str]:
+    if policy == "Auto":
+        return ("Once", "Shift") if cron.fixed else ("Each", "Skip")
+    return POLICY_MODES[policy]
+
+
+def walk_fires(
+    expression: str, timezone: str, policy: str, begin: datetime, end: datetime
+) -> list[datetime]:
+    """The policy's fires in (begin, end], by walking UTC minutes from a day before `begin`."""
+    cron, tz = Cron(expression), ZoneInfo(timezone)
+    repeated, missing = mode(cron, policy)
+    fires: list[datetime] = []
+    u = begin.astimezone(UTC).replace(second=0, microsecond=0) - timedelta(days=1)
+    previous = u.astimezone(tz).replace(tzinfo=None)
+    highest = previous
+    while u < end:
+        u += MINUTE
+        wall = u.astimezone(tz).replace(tzinfo=None)
+        due = []
+        if wall - previous > MINUTE and missing == "Shift":
+            skipped = previous + MINUTE
+            while skipped < wall:
+                if skipped > highest and cron.matches(skipped):
+                    due.append(u)
+                    break
+                skipped += MINUTE
+        if cron.matches(wall) and (wall > highest or repeated == "Each"):
+            due.append(u)
+        if begin < u <= end:
+            fires.extend(f for f in due if f not in fires)
+        previous, highest = wall, max(highest, wall)
+    return fires
+
+
+def transitions(timezone: str, begin: datetime, end: datetime) -> list[datetime]:
+    """The instants (to the minute) where the zone's UTC offset changes in [begin, end)."""
+    tz = ZoneInfo(timezone)
+    found = []
+    hour = begin.astimezone(UTC)
+    while hour < end:
+        following = hour + timedelta(hours=1)
+        if hour.astimezone(tz).utcoffset() != following.astimezone(tz).utcoffset():
+            minute = hour
+            while minute.astimezone(tz).utcoffset() == hour.astimezone(tz).utcoffset():
+                minute += MINUTE
+            found.append(minute)
+        hour = following
+    return found
