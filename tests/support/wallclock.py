@@ -21,6 +21,8 @@ POLICY_MODES = {
 }
 POLICIES = ("Auto", *POLICY_MODES)
 MINUTE = timedelta(minutes=1)
+# How far before `begin` the walk starts, so it has seen a repeated wall time the first time.
+LEAD = timedelta(hours=12)
 
 
 def _values(field: str, low: int, high: int) -> set[int]:
@@ -69,11 +71,11 @@ def mode(cron: Cron, policy: str) -> tuple[str, str]:
 def walk_fires(
     expression: str, timezone: str, policy: str, begin: datetime, end: datetime
 ) -> list[datetime]:
-    """The policy's fires in (begin, end], by walking UTC minutes from a day before `begin`."""
+    """The policy's fires in (begin, end], by walking UTC minutes from `LEAD` before `begin`."""
     cron, tz = Cron(expression), ZoneInfo(timezone)
     repeated, missing = mode(cron, policy)
     fires: list[datetime] = []
-    u = begin.astimezone(UTC).replace(second=0, microsecond=0) - timedelta(days=1)
+    u = begin.astimezone(UTC).replace(second=0, microsecond=0) - LEAD
     previous = u.astimezone(tz).replace(tzinfo=None)
     highest = previous
     while u < end:

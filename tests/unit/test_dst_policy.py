@@ -207,7 +207,7 @@ def changes(draw):
     return zone_name, draw(st.sampled_from(found))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(changes(), CRONS, st.sampled_from(POLICIES), st.integers(-180, 180))
 def test_property_policy_fires_agree_with_the_wall_clock_model(change, cron, policy, shift):
     zone_name, at = change
@@ -217,7 +217,7 @@ def test_property_policy_fires_agree_with_the_wall_clock_model(change, cron, pol
     assert policy_fires_between(parse_cron(cron), zone_name, policy, begin, end) == expected
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(changes(), st.integers(0, 59), st.integers(0, 23))
 def test_property_croniter_is_run_each_shift_missing_for_fixed_time_jobs(change, minute, hour):
     """croniter, an independent implementation, runs a fixed time missing in a gap right after

@@ -309,3 +309,20 @@ def test_dst_policy_defaults_to_auto_and_is_recurring_only():
     with pytest.raises(SpecError) as refused:
         validate_spec(one_time("2026-12-01T09:00:00+01:00", dstPolicy="Auto"), RULES)
     assert "spec.trigger.dstPolicy" in [p.field for p in refused.value.problems]
+
+
+def test_the_time_policies_example_is_valid_and_normalised():
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "time-policies.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    triggers = [validate_spec(doc["spec"], RULES).trigger for doc in docs]
+    assert [t.dstPolicy for t in triggers] == ["Auto", "Auto", "Kubernetes", "RunOnceShiftMissing"]
+    assert [t.spec.registered for t in triggers] == [
+        "30 2 * * *",
+        "0 18 28-31 * *",
+        "45 8 * 1-11 1-5",
+        "0 0 * * 0",
+    ]
