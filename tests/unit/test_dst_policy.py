@@ -276,7 +276,7 @@ def test_apias_skipped_day_runs_its_fires_once_at_the_first_instant_of_the_next_
         parse_cron("0 9,17 * * *"),
         "Pacific/Apia",
         "Auto",
-        datetime(2011, 12, 29, 12, tzinfo=UTC),
+        datetime(2011, 12, 30, 4, tzinfo=UTC),  # 18:00 on the 29th
         3,
     )
     assert [local(f, "Pacific/Apia") for f in fires] == [
