@@ -2,7 +2,7 @@
 calendars (a year of holidays each, no fire on an excluded date), an active window and a large
 maxFires, against the same schedule without them, measured in the same run on the same database.
 
-Every fire is launched either way, so the figures compare only the decision that migration 0006
+Every fire is launched either way, so the figures compare only the decision that migration 0007
 adds under the row lock (`wfclock_policy_refusal`: the window, the launch count, one date
 lookup per calendar).
 Usage: python bench/calendar_policy.py [FIRES]

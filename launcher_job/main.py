@@ -65,7 +65,8 @@ def _fire_from_env(env: dict[str, str]) -> ClockFire:
     # What the Job was registered for: a one-time Job has no cron; a CronJob's Job carries its
     # cron and zone (when it does not, the launcher reads them from the schedule).
     cron, zone_name = env.get("WFCLOCK_CRON"), env.get("WFCLOCK_TIMEZONE")
-    recurring = Registration(cron, zone_name) if cron and zone_name else None
+    policy = env.get("WFCLOCK_DST_POLICY") or None
+    recurring = Registration(cron, zone_name, policy) if cron and zone_name else None
     raw_id = env.get("WFCLOCK_SCHEDULE_ID", "")
     try:
         schedule_id = uuid.UUID(raw_id)

@@ -118,11 +118,13 @@ REASONS = (
     "completed",
     "overlap",
     "missed",
-    # The schedule's own policy (migration 0006): a calendar's excluded date, its bounds.
+    # The schedule's own policy (migration 0007) and the daylight-saving policy, L (0008): a calendar's excluded date, its bounds.
     "calendar",
     "before-active-from",
     "after-active-until",
     "max-fires-reached",
+    "dst-policy",
+    "not-last-day-of-month",
 )
 
 

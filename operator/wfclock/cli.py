@@ -264,7 +264,7 @@ def cmd_validate(args) -> int:
 
 def cmd_preview(args) -> int:
     from wfclock.core.firetime import CronError, parse_cron, zone
-    from wfclock.core.nextfires import next_fires_view
+    from wfclock.core.nextfires import policy_next_fires_view
 
     try:
         spec = parse_cron(args.cron)
@@ -274,7 +274,8 @@ def cmd_preview(args) -> int:
     start = args.start or datetime.now(UTC)
     if args.calendar:
         return _preview_with_calendars(args, spec, start)
-    for fire in next_fires_view(spec, args.timezone, start, args.count):
+    views = policy_next_fires_view(spec, args.timezone, args.dst_policy, start, args.count)
+    for fire in views:
         print(
             f"{fire['local']}  {fire['at']}" + (f"  ({fire['note']})" if fire.get("note") else "")
         )
@@ -491,6 +492,8 @@ def _current_namespace() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from wfclock.core.dst import DST_POLICIES
+
     parser = argparse.ArgumentParser(prog="wfclock", description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="default: $WFCLOCK_DATABASE_URL")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -570,6 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--cron", required=True)
     preview.add_argument("--timezone", required=True)
     preview.add_argument("--count", type=int, default=5)
+    preview.add_argument(
+        "--dst-policy",
+        choices=DST_POLICIES,
+        default="Kubernetes",
+        help="the schedule's spec.trigger.dstPolicy (default Kubernetes: the CronJob's own fires)",
+    )
     preview.add_argument("--from", dest="start", type=_instant)
     preview.add_argument(
         "--calendar",

@@ -21,8 +21,9 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from wfclock import tracing
+from wfclock.core.dst import next_fire, refusal
 from wfclock.core.fires import PAYLOAD_SCHEMA_REF, fire_key_for, utc_iso
-from wfclock.core.firetime import CronError, is_fire_instant, next_fire_after, parse_cron
+from wfclock.core.firetime import CronError, is_fire_instant, parse_cron
 from wfclock.core.runcontrol import request_id_problem, run_now_key, traceparent_for
 
 NOTIFY_CHANNEL = "wfclock_runs"
@@ -55,6 +56,9 @@ class Registration:
 
     cron: str | None = None
     timezone: str | None = None
+    # The recurring schedule's daylight-saving policy (None: registered before there were
+    # policies; the CronJob's raw fires all run).
+    dst_policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,19 +185,22 @@ def _launch(conn, request, now: datetime, traceparent: str | None) -> LaunchResu
         return _launch_clock_fire(conn, request, registration, now, traceparent)
 
 
-_REGISTRATION = "SELECT cron, timezone FROM workflow_schedules WHERE schedule_id = %s FOR UPDATE"
+_REGISTRATION = (
+    "SELECT cron, timezone, dst_policy FROM workflow_schedules WHERE schedule_id = %s FOR UPDATE"
+)
 
-# One statement (the function `wfclock_fire`, migrations 0004 and 0005): lock the schedule row
+# One statement (the function `wfclock_fire`, migrations 0004 to 0008): lock the schedule row
 # and decide from its state (Postgres is authoritative at fire time) and its overlap policy,
 # claim the fire key, and only when this delivery claimed it: insert the run with its fixed
 # payload (or leave the fire buffered), update the schedule state and notify workers; a
-# duplicate delivery is counted. A tenant's launcher login may run it for its own tenant's
+# duplicate delivery is counted. A fire the schedule's time policy drops (`p_refusal`, computed
+# here from the registration) is recorded skipped with that reason. A tenant's launcher login may run it for its own tenant's
 # schedules only, and has no other right on any table.
 _FIRE = """
 SELECT r_outcome, r_run_id, r_reason FROM wfclock_fire(
     %(schedule_id)s, %(at)s, %(key)s, %(at_iso)s, %(now_iso)s, %(cron)s, %(timezone)s,
     %(is_fire)s, %(next_fire)s, %(run_id)s, %(source)s, %(schema_ref)s, %(channel)s,
-    %(traceparent)s)
+    %(traceparent)s, %(refusal)s)
 """
 
 
@@ -224,11 +231,24 @@ def _launch_clock_fire(
             "channel": NOTIFY_CHANNEL,
             # The fire's span (tracing on), else a child of the Job's TRACEPARENT.
             "traceparent": traceparent or traceparent_for(key, fire.trace_parent),
+            "refusal": _refusal(registration, fire.scheduled_for),
         },
     ).fetchone()
     if outcome == "unknown":
         raise UnknownSchedule(f"no schedule with id {fire.schedule_id} in workflow_schedules")
     return LaunchResult(outcome, key, result_run_id, reason)
+
+
+def _refusal(registration: Registration, instant: datetime) -> str | None:
+    """Why the registration's time policy (daylight saving, `L`) drops the fire at `instant`;
+    None: it runs (see `wfclock.core.dst.refusal`)."""
+    if not registration.cron or not registration.timezone:
+        return None
+    try:
+        spec = parse_cron(registration.cron)
+        return refusal(spec, registration.timezone, registration.dst_policy, instant)
+    except (CronError, KeyError):
+        return None
 
 
 # The function `wfclock_run_now` (migration 0005): lock the schedule, refuse a paused, invalid
@@ -266,8 +286,9 @@ def _next_fire(registration: Registration, after: datetime) -> datetime | None:
     if not registration.cron or not registration.timezone:
         return None
     try:
-        return next_fire_after(parse_cron(registration.cron), registration.timezone, after)
-    except CronError:
+        spec = parse_cron(registration.cron)
+        return next_fire(spec, registration.timezone, registration.dst_policy, after)
+    except (CronError, KeyError):
         return None
 
 

@@ -23,6 +23,7 @@ def state_row(s: Schedule, **overrides) -> dict:
         "trigger_type": trigger.type,
         "timezone": trigger.timezone,
         "run_at": getattr(trigger, "runAt", None),
+        "dst_policy": getattr(trigger, "dstPolicy", None),
         "registered_kind": "CronJob" if s.recurring else "Job",
         "registered_name": "daily-x",
         "last_fire_at": None,

@@ -48,6 +48,18 @@ def test_cronjob_carries_cron_zone_and_pause():
     assert cronjob["metadata"]["ownerReferences"][0]["controller"] is True
 
 
+def test_cronjob_registers_the_numeric_form_and_gives_the_launcher_the_dst_policy():
+    trigger = {"type": "recurring", "cron": "0 18 L * *", "timezone": "Europe/Berlin"}
+    cronjob = build_cronjob(schedule({**trigger, "dstPolicy": "RunOnceSkipMissing"}, NOW), SETTINGS)
+    assert cronjob["spec"]["schedule"] == "0 18 28-31 * *"
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    # The launcher reads `L` from the cron it is given and the policy beside it.
+    assert (env["WFCLOCK_CRON"], env["WFCLOCK_DST_POLICY"]) == ("0 18 L * *", "RunOnceSkipMissing")
+    named = build_cronjob(schedule({**trigger, "cron": "@weekly"}, NOW), SETTINGS)
+    assert named["spec"]["schedule"] == "0 0 * * 0"
+
+
 @pytest.mark.parametrize("offset", ["+05:45", "-03:30", "+14:00", "+01:00", "Z"])
 def test_one_time_names_and_keys_come_from_the_utc_instant_for_any_offset(offset):
     local = {

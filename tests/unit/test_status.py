@@ -13,10 +13,13 @@ def status_at(now, trigger, **row):
     return status_for(state_row(s, **row), cron, 1, [], now)
 
 
+BERLIN_0230 = {"type": "recurring", "cron": "30 2 * * *", "timezone": "Europe/Berlin"}
+NEW_YORK_0130 = {"type": "recurring", "cron": "30 1 * * *", "timezone": "America/New_York"}
+
+
 def test_status_shows_the_skipped_0230_on_berlins_spring_forward_day():
     status = status_at(
-        datetime(2027, 3, 27, 12, tzinfo=UTC),
-        {"type": "recurring", "cron": "30 2 * * *", "timezone": "Europe/Berlin"},
+        datetime(2027, 3, 27, 12, tzinfo=UTC), {**BERLIN_0230, "dstPolicy": "Kubernetes"}
     )
     fires = status["nextFires"]
     assert fires[0]["local"] == "2027-03-29T02:30:00+02:00"
@@ -26,13 +29,37 @@ def test_status_shows_the_skipped_0230_on_berlins_spring_forward_day():
 
 def test_status_shows_both_0130_fires_on_new_yorks_fall_back_day():
     status = status_at(
-        datetime(2026, 10, 31, 12, tzinfo=UTC),
-        {"type": "recurring", "cron": "30 1 * * *", "timezone": "America/New_York"},
+        datetime(2026, 10, 31, 12, tzinfo=UTC), {**NEW_YORK_0130, "dstPolicy": "Kubernetes"}
     )
     first, second, third = status["nextFires"][:3]
     assert (first["at"], first["local"]) == ("2026-11-01T05:30:00Z", "2026-11-01T01:30:00-04:00")
     assert (second["at"], second["local"]) == ("2026-11-01T06:30:00Z", "2026-11-01T01:30:00-05:00")
     assert "doubled" in first["note"] and "doubled" in second["note"] and "note" not in third
+
+
+def test_status_shows_berlins_0230_run_at_three_on_spring_forward_day_by_default():
+    status = status_at(datetime(2027, 3, 27, 12, tzinfo=UTC), BERLIN_0230)
+    first, second = status["nextFires"][:2]
+    assert (first["at"], first["local"]) == ("2027-03-28T01:00:00Z", "2027-03-28T03:00:00+02:00")
+    assert "runs after a DST gap (dstPolicy Auto)" in first["note"]
+    assert second["local"] == "2027-03-29T02:30:00+02:00" and "note" not in second
+
+
+def test_status_shows_new_yorks_0130_once_on_fall_back_day_by_default():
+    status = status_at(datetime(2026, 10, 31, 12, tzinfo=UTC), NEW_YORK_0130)
+    first, second = status["nextFires"][:2]
+    assert first["at"] == "2026-11-01T05:30:00Z" and "first occurrence only" in first["note"]
+    assert second["local"] == "2026-11-02T01:30:00-05:00"
+
+
+def test_status_lists_only_last_days_for_l():
+    trigger = {"type": "recurring", "cron": "0 18 L * *", "timezone": "UTC"}
+    status = status_at(datetime(2027, 1, 30, tzinfo=UTC), trigger)
+    assert [f["at"][:10] for f in status["nextFires"][:3]] == [
+        "2027-01-31",
+        "2027-02-28",
+        "2027-03-31",
+    ]
 
 
 def test_a_missed_one_time_schedule_is_not_ready_and_says_why():

@@ -14,8 +14,9 @@ BASE = {
 }
 
 
-def recurring(cron, timezone="UTC"):
-    return {**BASE, "trigger": {"type": "recurring", "cron": cron, "timezone": timezone}}
+def recurring(cron, timezone="UTC", **extra):
+    trigger = {"type": "recurring", "cron": cron, "timezone": timezone, **extra}
+    return {**BASE, "trigger": trigger}
 
 
 def one_time(run_at, **extra):
@@ -24,6 +25,19 @@ def one_time(run_at, **extra):
 
 
 ACCEPTED = [
+    *[
+        (f"dst policy {policy}", recurring("30 2 * * *", "Europe/Berlin", dstPolicy=policy))
+        for policy in (
+            "Auto",
+            "Kubernetes",
+            "RunOnceSkipMissing",
+            "RunOnceShiftMissing",
+            "RunEachShiftMissing",
+        )
+    ],
+    ("names", recurring("0 9 * jan-MAR Mon-fri")),
+    ("macro", recurring("@daily")),
+    ("last day of the month", recurring("0 18 L * *", "Europe/Berlin")),
     ("weekday mornings in New York", recurring("15 9 * * 1-5", "America/New_York")),
     ("every 5 minutes", recurring("*/5 * * * *")),
     ("trimmed", recurring("  0 12 * * *  ", "Europe/Berlin")),
@@ -50,8 +64,19 @@ REFUSED = [
         "spec.trigger.cron",
         "at most 128",
     ),
-    ("names", recurring("0 9 * * MON"), "spec.trigger.cron", "only digits"),
-    ("macro", recurring("@daily"), "spec.trigger.cron", "expected exactly 5"),
+    ("unknown name", recurring("0 9 * * MONDAY"), "spec.trigger.cron", "accepted names: SUN-SAT"),
+    ("month name in hours", recurring("0 JAN * * *"), "spec.trigger.cron", "only digits"),
+    ("unknown macro", recurring("@every"), "spec.trigger.cron", "accepted: @yearly"),
+    ("reboot macro", recurring("@reboot"), "spec.trigger.cron", "@reboot are not supported"),
+    ("L in a list", recurring("0 9 1,L * *"), "spec.trigger.cron", "'L' is accepted alone"),
+    ("L with a weekday", recurring("0 9 L * MON"), "spec.trigger.cron", "both day-of-month"),
+    ("L in day-of-week", recurring("0 9 * * 5L"), "spec.trigger.cron", "accepted names: SUN-SAT"),
+    (
+        "unknown dst policy",
+        recurring("0 9 * * *", dstPolicy="Vixie"),
+        "spec.trigger.dstPolicy",
+        "Kubernetes",
+    ),
     ("question mark", recurring("0 9 ? * 1"), "spec.trigger.cron", "only digits"),
     ("minute out of range", recurring("60 * * * *"), "spec.trigger.cron", "out of range 0-59"),
     ("hour out of range", recurring("0 24 * * *"), "spec.trigger.cron", "out of range 0-23"),
@@ -252,3 +277,52 @@ def test_the_run_control_example_is_valid():
     specs = [validate_spec(doc["spec"], RULES) for doc in docs]
     assert [s.overlapPolicy for s in specs] == ["BufferOne", "Skip"]
     assert specs[1].pauseReason.startswith("quarter-end freeze")
+
+
+@pytest.mark.parametrize(
+    "written, registered",
+    [
+        ("0 9 * jan-MAR Mon-fri", "0 9 * 1-3 1-5"),
+        ("0 9 * * sun,SAT", "0 9 * * 0,6"),
+        ("@yearly", "0 0 1 1 *"),
+        ("@annually", "0 0 1 1 *"),
+        ("@monthly", "0 0 1 * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("@daily", "0 0 * * *"),
+        ("@midnight", "0 0 * * *"),
+        ("@HOURLY", "0 * * * *"),
+        ("0 18 l * *", "0 18 L * *"),
+    ],
+)
+def test_names_and_macros_are_normalised_to_the_numeric_form(written, registered):
+    spec = validate_spec(recurring(written), RULES)
+    assert spec.trigger.cron == registered
+
+
+def test_last_day_of_month_is_registered_as_28_to_31():
+    trigger = validate_spec(recurring("0 18 L * *"), RULES).trigger
+    assert (trigger.cron, trigger.spec.registered) == ("0 18 L * *", "0 18 28-31 * *")
+
+
+def test_dst_policy_defaults_to_auto_and_is_recurring_only():
+    assert validate_spec(recurring("0 9 * * *"), RULES).trigger.dstPolicy == "Auto"
+    with pytest.raises(SpecError) as refused:
+        validate_spec(one_time("2026-12-01T09:00:00+01:00", dstPolicy="Auto"), RULES)
+    assert "spec.trigger.dstPolicy" in [p.field for p in refused.value.problems]
+
+
+def test_the_time_policies_example_is_valid_and_normalised():
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "time-policies.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    triggers = [validate_spec(doc["spec"], RULES).trigger for doc in docs]
+    assert [t.dstPolicy for t in triggers] == ["Auto", "Auto", "Kubernetes", "RunOnceShiftMissing"]
+    assert [t.spec.registered for t in triggers] == [
+        "30 2 * * *",
+        "0 18 28-31 * *",
+        "45 8 * 1-11 1-5",
+        "0 0 * * 0",
+    ]

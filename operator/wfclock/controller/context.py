@@ -30,6 +30,8 @@ class Context:
     tenants: TenantLogins | None = None
     # The children as they stood when this process started (see `resume`); None: always write.
     resume: ResumeIndex | None = None
+    # The next shifted fire (after a daylight-saving gap) of every schedule (`dstshift`).
+    shifted: ReleaseQueue | None = None
 
     def now(self) -> datetime:
         return self.clock()

@@ -27,6 +27,7 @@ from wfclock.controller import (
     accounting,
     calendars,
     drift,
+    dstshift,
     housekeeping,
     metrics,
     onetime,
@@ -161,6 +162,10 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         onetime.preload(ctx)
     except TEMPORARY_ERRORS as exc:  # each schedule's resume queues its release all the same
         log.warning("one-time releases not preloaded from the state table: %s", exc)
+    ctx.shifted = ReleaseQueue(
+        lambda entry, now: dstshift.launch_shifted(ctx, entry, now), workers=2
+    )
+    ctx.shifted.start()
     memo.ctx = ctx
     memo.periodic = [
         Periodic(
@@ -188,6 +193,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
 def cleanup(memo: kopf.Memo, **_) -> None:
     for task in getattr(memo, "periodic", []):
         task.stop()
+    if getattr(memo, "ctx", None) and memo.ctx.shifted:
+        memo.ctx.shifted.stop()
     if getattr(memo, "ctx", None) and memo.ctx.releases:
         memo.ctx.releases.stop()
     if getattr(memo, "pruner", None):

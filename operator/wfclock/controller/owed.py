@@ -78,7 +78,7 @@ def deliver_owed(
     `conn` is in (a delivery that meets a record is a duplicate and counted). Returns the fires recorded without a run, by outcome and reason,
     for `report_skipped`."""
     skipped: dict[str, list[datetime]] = {}
-    registration = Registration(row["cron"], row["timezone"])
+    registration = Registration(row["cron"], row["timezone"], row.get("dst_policy"))
     for fire in fires:
         request = ClockFire(row["schedule_id"], fire, "recovery", registration)
         result = launch_traced(conn, request, ctx.now())

@@ -166,6 +166,8 @@ def _invalid(ctx: Context, meta: dict, status: dict, previous, error: SpecError)
             ctx.kube.suspend_cronjob(meta["namespace"], cronjob.metadata.name)
     if ctx.releases is not None:
         ctx.releases.forget(uid)
+    if ctx.shifted is not None:
+        ctx.shifted.forget(uid)
     ctx.kube.event(ref_of(meta), "Warning", error.reason, str(error))
     metrics.RECONCILES.labels(result="invalid").inc()
     previous_conditions = status.get("conditions") or []
@@ -226,6 +228,8 @@ def delete(ctx: Context, meta: dict) -> None:
         account_change(ctx, row, ctx.now(), store.ledger_horizon(ctx.engine), limit=None)
     if ctx.releases is not None:
         ctx.releases.forget(uid)
+    if ctx.shifted is not None:
+        ctx.shifted.forget(uid)
     cronjobs, jobs = ctx.kube.owned(meta["namespace"], uid)
     for cronjob in cronjobs:
         ctx.kube.delete_cronjob(meta["namespace"], cronjob.metadata.name)

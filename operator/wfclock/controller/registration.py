@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from wfclock.controller.catchup import catch_up
 from wfclock.controller.context import Context
+from wfclock.controller.dstshift import queue_next as queue_next_shifted
 from wfclock.controller.events import announce
 from wfclock.controller.owed import deliver_owed, pending_fires, report_skipped
 from wfclock.controller.releases import Release
@@ -28,8 +29,8 @@ from wfclock.core.builders import (
     registration_digest,
     with_digest,
 )
+from wfclock.core.dst import next_fire as policy_next_fire
 from wfclock.core.fires import fire_key_for
-from wfclock.core.firetime import next_fire_after
 from wfclock.core.model import RecurringTrigger
 from wfclock.core.names import REGISTRATION_LABEL, cronjob_name
 from wfclock.core.status import end_reason
@@ -68,6 +69,7 @@ def schedule_state(
         active_until=trigger.activeUntil if recurring else None,
         max_fires=trigger.maxFires if recurring else None,
         jitter_seconds=trigger.jitter_seconds if recurring else 0,
+        dst_policy=trigger.dstPolicy if recurring else None,
     )
 
 
@@ -177,7 +179,9 @@ def register_recurring(
     body = with_digest(build_cronjob(schedule, ctx.settings))
     name = body["metadata"]["name"]
     next_fire = (
-        None if schedule.spec.paused else next_fire_after(trigger.spec, trigger.timezone, now)
+        None
+        if schedule.spec.paused
+        else policy_next_fire(trigger.spec, trigger.timezone, trigger.dstPolicy, now)
     )
     state = schedule_state(schedule, generation, "CronJob", name, next_fire)
     if (
@@ -188,6 +192,7 @@ def register_recurring(
         # A restart with nothing changed: the CronJob and the row are as they would be written.
         if ctx.releases:
             ctx.releases.forget(schedule.uid)
+        queue_next_shifted(ctx, previous, now)  # the queue is this process's: fill it again
         if schedule.spec.missedFires == "catchUp" and not schedule.spec.paused:
             catch_up(ctx, schedule, previous, now)
         return previous
@@ -202,6 +207,7 @@ def register_recurring(
             ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
     if ctx.releases:
         ctx.releases.forget(schedule.uid)
+    queue_next_shifted(ctx, row, now)
     announce(ctx, schedule, previous, action, f"CronJob {name}")
     if schedule.spec.missedFires == "catchUp" and not schedule.spec.paused:
         catch_up(ctx, schedule, row, now)
@@ -239,6 +245,8 @@ def register_one_time(
     row = _write_state(ctx, state, previous, schedule.published_at or now)
     for cronjob in cronjobs:
         ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
+    if ctx.shifted is not None:
+        ctx.shifted.forget(schedule.uid)
     for job in jobs:
         if _is_one_time(job) and job.metadata.name != name:
             ctx.kube.delete_job(schedule.namespace, job.metadata.name)

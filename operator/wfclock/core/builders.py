@@ -209,6 +209,8 @@ def build_cronjob(schedule: Schedule, settings: Settings) -> dict:
         # What this CronJob was registered for: a fire of an older cron or zone is refused.
         {"name": "WFCLOCK_CRON", "value": trigger.cron},
         {"name": "WFCLOCK_TIMEZONE", "value": trigger.timezone},
+        # Which fires run around a daylight-saving change: the launcher refuses the rest.
+        {"name": "WFCLOCK_DST_POLICY", "value": trigger.dstPolicy},
     ]
     if trigger.jitter_seconds:
         fire_env.append({"name": "WFCLOCK_JITTER_SECONDS", "value": str(trigger.jitter_seconds)})
@@ -228,7 +230,8 @@ def build_cronjob(schedule: Schedule, settings: Settings) -> dict:
             "ownerReferences": [owner_reference(schedule)],
         },
         "spec": {
-            "schedule": trigger.cron,
+            # `L` is registered as 28-31; the launcher refuses the days that are not the last.
+            "schedule": trigger.spec.registered,
             "timeZone": trigger.timezone,
             "suspend": schedule.spec.paused,
             # The launcher's fire key makes a second Job for the same fire harmless; Forbid keeps

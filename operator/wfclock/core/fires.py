@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from wfclock.core.dst import shifted_fires_between
 from wfclock.core.firetime import next_fire_times, parse_cron
 
 # The clock payload's schema, shipped in `wfclock/schemas/`.
@@ -68,15 +69,25 @@ def scheduled_for_from_job_name(job_name: str, cronjob_name: str | None = None) 
 
 def fires_between(schedule: dict, begin: datetime, end: datetime) -> list[datetime]:
     """The fires in (begin, end] of a schedule given as its state row (`trigger_type`, `run_at`,
-    `cron`, `timezone`)."""
+    `cron`, `timezone`, `dst_policy`): every fire a delivery is owed for, the CronJob's (the
+    launcher refuses those its time policy drops) and the shifted ones the operator launches."""
     if schedule["trigger_type"] == "schedule":
         run_at = schedule["run_at"]
         return [run_at] if begin < run_at <= end else []
     spec = parse_cron(schedule["cron"])
+    shifted = shifted_fires_between(
+        spec, schedule["timezone"], schedule.get("dst_policy"), begin, end
+    )
+    if shifted:
+        return sorted(set(_raw_fires_between(spec, schedule["timezone"], begin, end) + shifted))
+    return _raw_fires_between(spec, schedule["timezone"], begin, end)
+
+
+def _raw_fires_between(spec, timezone: str, begin: datetime, end: datetime) -> list[datetime]:
     fires: list[datetime] = []
     cursor = begin
     while True:
-        batch = next_fire_times(spec, schedule["timezone"], cursor, 500)
+        batch = next_fire_times(spec, timezone, cursor, 500)
         fires.extend(f for f in batch if f <= end)
         if not batch or batch[-1] >= end:
             return fires

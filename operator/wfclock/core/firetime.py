@@ -14,6 +14,7 @@ Pure functions only: no clock, no I/O beyond reading zone data from the pinned `
 from __future__ import annotations
 
 import calendar
+import re
 import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,31 @@ FIELD_NAMES = ("minute", "hour", "day-of-month", "month", "day-of-week")
 FIELD_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
 _ALLOWED_CHARS = set("0123456789*/,-")
 _STAR_BIT = 1 << 63
+
+# The forms Kubernetes users write, normalised to the numeric 5 fields that are registered on the
+# CronJob and shown: macros, month and weekday names (any case), and `L` (the last day of the
+# month) in the day-of-month field, registered as `28-31` and narrowed by the launcher.
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+MONTH_NAMES = {
+    name: number
+    for number, name in enumerate(
+        ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 1
+    )
+}
+DAY_NAMES = {
+    name: number for number, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"))
+}
+LAST_DAY = "L"
+LAST_DAY_RANGE = "28-31"
+_NAMES = {3: MONTH_NAMES, 4: DAY_NAMES}
 
 
 class CronError(ValueError):
@@ -44,6 +70,17 @@ class CronSpec:
     dom: int
     month: int
     dow: int
+    # `L` in day-of-month: the CronJob fires on days 28-31 and the launcher keeps the last one.
+    last_day: bool = False
+
+    @property
+    def registered(self) -> str:
+        """The expression registered on the CronJob (`L` widened to `28-31`)."""
+        if not self.last_day:
+            return self.expression
+        fields = self.expression.split()
+        fields[2] = LAST_DAY_RANGE
+        return " ".join(fields)
 
     @property
     def dom_restricted(self) -> bool:
@@ -56,8 +93,18 @@ class CronSpec:
 
 @lru_cache(maxsize=1024)
 def parse_cron(expression: str) -> CronSpec:
-    """Parses a 5-field cron expression (digits and `* / , -` only), checking every range."""
+    """Parses a 5-field cron expression, checking every range: digits and `* / , -`, month and
+    weekday names, the macros (`@daily` ...) and `L` alone in day-of-month. `expression` of the
+    result is the normalised numeric form (names and macros replaced, `L` kept)."""
     text = expression.strip()
+    if text.startswith("@"):
+        macro = MACROS.get(text.lower())
+        if macro is None:
+            raise CronError(
+                f"macro {text!r} is not accepted; accepted: {', '.join(MACROS)} "
+                "(@every and @reboot are not supported)"
+            )
+        text = macro
     if not text:
         raise CronError("is empty; expected 5 fields: minute hour day-of-month month day-of-week")
     if len(text) > MAX_CRON_LENGTH:
@@ -69,11 +116,17 @@ def parse_cron(expression: str) -> CronSpec:
             f"has {len(fields)} fields; expected exactly 5: "
             f"minute hour day-of-month month day-of-week{hint}"
         )
+    fields = [_numbered(field, i) for i, field in enumerate(fields)]
+    last_day = fields[2].upper() == LAST_DAY
+    if last_day:
+        fields[2] = LAST_DAY
     bits = [
-        _parse_field(field, name, bounds)
-        for field, name, bounds in zip(fields, FIELD_NAMES, FIELD_BOUNDS, strict=True)
+        _parse_field(LAST_DAY_RANGE if last_day and i == 2 else field, name, bounds)
+        for i, (field, name, bounds) in enumerate(
+            zip(fields, FIELD_NAMES, FIELD_BOUNDS, strict=True)
+        )
     ]
-    spec = CronSpec(" ".join(fields), *bits)
+    spec = CronSpec(" ".join(fields), *bits, last_day=last_day)
     if spec.dom_restricted and spec.dow_restricted:
         raise CronError(
             "restricts both day-of-month and day-of-week; restrict at most one of them "
@@ -82,13 +135,35 @@ def parse_cron(expression: str) -> CronSpec:
     return spec
 
 
+def _numbered(field: str, index: int) -> str:
+    """The field with month or weekday names (any case) replaced by their numbers."""
+    names = _NAMES.get(index)
+    if names is None or not any(c.isalpha() for c in field):
+        return field
+
+    def number(match: re.Match) -> str:
+        word = match.group(0).upper()
+        if word not in names:
+            accepted = "JAN-DEC" if index == 3 else "SUN-SAT"
+            raise CronError(
+                f"{FIELD_NAMES[index]} field has {match.group(0)!r}, which is not a name; "
+                f"accepted names: {accepted} (any case)"
+            )
+        return str(names[word])
+
+    return re.sub(r"[A-Za-z]+", number, field)
+
+
 def _parse_field(field: str, name: str, bounds: tuple[int, int]) -> int:
     low, high = bounds
     bad = sorted(set(field) - _ALLOWED_CHARS)
     if bad:
+        where = "; 'L' is accepted alone in day-of-month" if name == "day-of-month" else ""
+        names = {"month": "JAN-DEC", "day-of-week": "SUN-SAT"}.get(name)
+        accepted = f", or the names {names}" if names else ""
         raise CronError(
-            f"{name} field {field!r} contains {''.join(bad)!r}; only digits and '* / , -' "
-            "are accepted (no names, '?', 'L', '#' or '@' macros)"
+            f"{name} field {field!r} contains {''.join(bad)!r}; only digits and '* / , -'"
+            f"{accepted} are accepted (no '?', '#' or 'W'{where})"
         )
     bits = 0
     for part in field.split(","):

@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from wfclock.core.dst import DST_POLICIES
 from wfclock.core.fires import parse_rfc3339
 from wfclock.core.firetime import CronError, CronSpec, minimum_gap, parse_cron, zone
 
@@ -111,8 +112,13 @@ CalendarName = Annotated[
 ]
 
 
+DstPolicy = Literal[DST_POLICIES]
+
+
 class RecurringTrigger(_Model):
-    """Recurring: a 5-field cron evaluated in an IANA time zone."""
+    """Recurring: a 5-field cron evaluated in an IANA time zone, with a daylight-saving policy
+    (`wfclock.core.dst`). `cron` is the normalised numeric form (names and macros replaced, `L`
+    kept); the CronJob is registered with `spec.registered`."""
 
     type: Literal["recurring"]
     cron: str
@@ -155,6 +161,8 @@ class RecurringTrigger(_Model):
     @property
     def jitter_seconds(self) -> int:
         return duration_seconds(self.jitter) if self.jitter else 0
+
+    dstPolicy: DstPolicy = "Auto"
 
     @field_validator("cron", mode="before")
     @classmethod

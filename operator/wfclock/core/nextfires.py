@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 
+from wfclock.core.dst import mode_for, next_policy_fires
 from wfclock.core.fires import utc_iso
 from wfclock.core.firetime import (
     CronSpec,
@@ -102,13 +103,15 @@ def next_fires_under_policy(
     active_from: datetime | None = None,
     active_until: datetime | None = None,
     remaining: int | None = None,
+    dst_policy: str | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """The next fires that will run under the schedule's calendars and bounds, and the fires
     before the last of them that will not (with the reason the launcher records).
 
     `day_refusal(fire)` is the calendars' verdict on a fire's local date: a refused date skips
     to the next local day. Fires before `active_from` are not looked at, none after
-    `active_until` is shown, and at most `remaining` are (maxFires minus the fires launched)."""
+    `active_until` is shown, and at most `remaining` are (maxFires minus the fires launched).
+    The fires are those the daylight-saving policy `dst_policy` and `L` leave."""
     tz = zone(timezone)
     limit = count if remaining is None else min(count, max(remaining, 0))
     shown: list[dict] = []
@@ -119,7 +122,7 @@ def next_fires_under_policy(
     for _ in range(POLICY_SCAN_LIMIT):
         if len(shown) >= limit:
             break
-        fire = next_fire_after(spec, timezone, cursor)
+        fire = _next_fire(spec, timezone, dst_policy, cursor)
         if fire is None or (active_until is not None and fire > active_until):
             break
         local = fire.astimezone(tz)
@@ -135,3 +138,59 @@ def next_fires_under_policy(
         next_day = datetime.combine(local.date() + timedelta(days=1), time(0), tz)
         cursor = max(fire, next_day.astimezone(UTC) - timedelta(microseconds=1))
     return shown, excluded[:EXCLUDED_SHOWN]
+
+
+def _next_fire(spec: CronSpec, timezone: str, policy: str | None, after: datetime):
+    """The next fire that runs after `after` under the daylight-saving policy and `L`."""
+    if mode_for(spec, policy) is None and not spec.last_day:
+        return next_fire_after(spec, timezone, after)
+    fires = next_policy_fires(spec, timezone, policy, after, 1)
+    return fires[0] if fires else None
+
+
+def policy_next_fires_view(
+    spec: CronSpec, timezone: str, policy: str | None, after: datetime, count: int
+) -> list[dict]:
+    """`next_fires_view` under a daylight-saving policy and `L` (`wfclock.core.dst`): exactly
+    the fires that will run, with a note on each one the policy moved or kept once."""
+    if mode_for(spec, policy) is None and not spec.last_day:
+        return next_fires_view(spec, timezone, after, count)
+    minute = after.astimezone(UTC).replace(second=0, microsecond=0)
+    return [dict(view) for view in _policy_view(spec, timezone, policy, minute, count)]
+
+
+@lru_cache(maxsize=2048)
+def _policy_view(spec: CronSpec, timezone: str, policy, after: datetime, count: int) -> tuple:
+    mode = mode_for(spec, policy)
+    tz = zone(timezone)
+    views = []
+    previous = after
+    for fire in next_policy_fires(spec, timezone, policy, after, count):
+        local = fire.astimezone(tz)
+        view = {"at": utc_iso(fire), "local": local.isoformat()}
+        notes = []
+        if not (spec.hour >> local.hour & 1 and spec.minute >> local.minute & 1):
+            notes.append(
+                f"runs after a DST gap (dstPolicy {policy}): the planned wall time does not "
+                f"exist in {timezone} that day, so it runs at the first instant after the gap"
+            )
+        elif local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+            if mode is not None and mode[0] == "Once":
+                notes.append(
+                    f"this wall time occurs twice (clocks go back); dstPolicy {policy} runs it "
+                    "at the first occurrence only"
+                )
+            else:
+                notes.extend(n for n in [dst_note(spec, timezone, fire)] if n)
+        if mode is None or mode[1] == "Skip":
+            skipped = skipped_before(spec, timezone, previous, fire)
+            if skipped:
+                notes.append(
+                    f"after a skipped fire: {', '.join(skipped)} does not exist in {timezone} "
+                    "(clocks jump forward), so no run is made for it"
+                )
+        if notes:
+            view["note"] = "; ".join(notes)
+        views.append(view)
+        previous = fire
+    return tuple(views)

@@ -14,7 +14,7 @@ from wfclock.core.calendars import DerivedCalendar, fire_refusal
 from wfclock.core.fires import utc_iso
 from wfclock.core.firetime import CronSpec
 from wfclock.core.launcherpods import split_problem
-from wfclock.core.nextfires import next_fires_under_policy, next_fires_view
+from wfclock.core.nextfires import next_fires_under_policy, policy_next_fires_view
 from wfclock.core.runcontrol import run_failed
 
 NEXT_FIRES_SHOWN = 5
@@ -182,9 +182,12 @@ def status_for(
                 active_from=row.get("active_from"),
                 active_until=row.get("active_until"),
                 remaining=remaining,
+                dst_policy=row.get("dst_policy"),
             )
         else:
-            next_fires = next_fires_view(cron, row["timezone"], now, NEXT_FIRES_SHOWN)
+            next_fires = policy_next_fires_view(
+                cron, row["timezone"], row.get("dst_policy"), now, NEXT_FIRES_SHOWN
+            )
     elif phase == "Scheduled" and row["trigger_type"] == "schedule":
         next_fires = [{"at": utc_iso(row["run_at"]), "local": row["run_at"].isoformat()}]
     ready = phase in ("Scheduled", "Paused", "Completed", "Ended")

@@ -64,6 +64,7 @@ class ScheduleState:
     jitter_seconds: int = 0
     # Why a recurring schedule ended (its status is then `completed`); None while it runs.
     end_reason: str | None = None
+    dst_policy: str | None = None
 
 
 # What the upsert keeps, and why (plain SQL: compiled once, run often):
@@ -100,7 +101,7 @@ INSERT INTO workflow_schedules AS s
      cron, timezone, status, missed_fires, catch_up_window_seconds, generation, registered_kind,
      registered_name, next_fire_at, last_error, enabled, trigger_effective_from, accounted_until,
      starting_deadline_seconds, quiet, pause_reason, overlap_policy, calendars, active_from,
-     active_until, max_fires, jitter_seconds, end_reason)
+     active_until, max_fires, jitter_seconds, end_reason, dst_policy)
 VALUES
     (:schedule_id, :tenant, :namespace, :name, :workflow_id, :workflow_version, :trigger_type,
      :run_at, :cron, :timezone, :status, :missed_fires, :catch_up_window_seconds, :generation,
@@ -110,7 +111,7 @@ VALUES
           THEN tstzmultirange(tstzrange(CAST(:published_at AS timestamptz), NULL))
           ELSE '{{}}'::tstzmultirange END,
      :pause_reason, :overlap_policy, :calendars, :active_from, :active_until, :max_fires,
-     :jitter_seconds, :end_reason)
+     :jitter_seconds, :end_reason, :dst_policy)
 ON CONFLICT (schedule_id) DO UPDATE SET
     tenant = excluded.tenant, namespace = excluded.namespace, name = excluded.name,
     workflow_id = excluded.workflow_id, workflow_version = excluded.workflow_version,
@@ -124,6 +125,7 @@ ON CONFLICT (schedule_id) DO UPDATE SET
     calendars = excluded.calendars, active_from = excluded.active_from,
     active_until = excluded.active_until, max_fires = excluded.max_fires,
     jitter_seconds = excluded.jitter_seconds, end_reason = excluded.end_reason,
+    dst_policy = excluded.dst_policy,
     enabled = true,
     status = CASE WHEN {fired} THEN 'completed' WHEN {final} THEN s.status
                   ELSE excluded.status END,

@@ -80,6 +80,8 @@ workflow_schedules = Table(
     Column("jitter_seconds", Integer, nullable=False, server_default="0"),
     # Why an ended recurring schedule (status completed) ended: activeUntil or maxFires.
     Column("end_reason", Text),
+    # A recurring schedule's daylight-saving policy (NULL: the CronJob's raw fires; migration 0008).
+    Column("dst_policy", Text),
     Column("deleted_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=now),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
