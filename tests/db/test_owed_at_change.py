@@ -276,6 +276,20 @@ def test_a_pause_landing_while_the_sweep_records_a_miss_leaves_that_fire_owed_no
     }
 
 
+def test_an_invalid_edit_records_the_fires_owed_before_it_at_the_edit(ctx):
+    """Not left to the next sweep: the invalid edit's reconcile records them (disabled), and
+    nothing after the edit is owed."""
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, EVERY_FIVE)
+    ctx.clock = lambda: CHANGED_AT
+    CHANGES["edit making it invalid"](ctx, uid)
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    assert sorted(fires) == [NOW - timedelta(minutes=m) for m in (30, 25, 20, 15, 10, 5)]
+    assert {f["reason"] for f in fires.values()} == {"disabled"}
+    assert store.list_runs(ctx.engine, schedule_id=uuid.UUID(uid)) == []
+
+
 def test_the_sweep_records_the_fires_a_disabled_schedule_owed_before_its_invalid_edit(
     ctx, monkeypatch
 ):
