@@ -52,6 +52,11 @@ CHANGES = {
         ctx, uid, {"type": "schedule", "runAt": (NOW + timedelta(hours=1)).isoformat()}, 2
     ),
     "pause": lambda ctx, uid: apply(ctx, uid, EVERY_FIVE, generation=2, paused=True),
+    # Every minute is below the operator's 5-minute minimum: the schedule becomes invalid and
+    # its state row disabled, with fires of the registration before the edit still owed.
+    "edit making it invalid": lambda ctx, uid: apply(
+        ctx, uid, {**EVERY_FIVE, "cron": "* * * * *"}, generation=2
+    ),
     "delete": lambda ctx, uid: reconciler.delete(
         ctx, {"name": "nightly", "namespace": "acme", "uid": uid}
     ),
@@ -61,6 +66,7 @@ REASONS = {
     "zone edit": "superseded",
     "switch to one-time": "superseded",
     "pause": "paused",
+    "edit making it invalid": "disabled",
     "delete": "deleted",
 }
 
@@ -93,7 +99,7 @@ def test_a_fire_not_delivered_before_a_change_is_recorded_with_the_changes_reaso
     assert sorted(ran)[:2] == ["2026-11-25T11:45:00Z", "2026-11-25T11:50:00Z"]
 
 
-@pytest.mark.parametrize("change", ["cron edit", "pause", "delete"])
+@pytest.mark.parametrize("change", ["cron edit", "pause", "edit making it invalid", "delete"])
 def test_a_late_job_that_wins_the_race_with_the_change_is_the_only_record(ctx, change):
     uid = str(uuid.uuid4())
     ctx.clock = lambda: NOW - timedelta(minutes=30)
@@ -268,3 +274,140 @@ def test_a_pause_landing_while_the_sweep_records_a_miss_leaves_that_fire_owed_no
     assert fires[missed]["outcome"] == "skipped", {
         str(k): (f["outcome"], f["reason"], f["source"]) for k, f in fires.items()
     }
+
+
+def test_an_invalid_edit_records_the_fires_owed_before_it_at_the_edit(ctx):
+    """Not left to the next sweep: the invalid edit's reconcile records them (disabled), and
+    nothing after the edit is owed."""
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, EVERY_FIVE)
+    ctx.clock = lambda: CHANGED_AT
+    CHANGES["edit making it invalid"](ctx, uid)
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    assert sorted(fires) == [NOW - timedelta(minutes=m) for m in (30, 25, 20, 15, 10, 5)]
+    assert {f["reason"] for f in fires.values()} == {"disabled"}
+    assert store.list_runs(ctx.engine, schedule_id=uuid.UUID(uid)) == []
+
+
+def test_the_sweep_records_the_fires_a_disabled_schedule_owed_before_its_invalid_edit(
+    ctx, monkeypatch
+):
+    """The recording at the invalid edit failed (or the operator died right after disabling the
+    row): the row keeps its trigger, so the accounting sweep, which walks disabled schedules as
+    it walks paused ones, records the fires owed before the edit (disabled)."""
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, EVERY_FIVE)
+    ctx.clock = lambda: CHANGED_AT
+    with monkeypatch.context() as patched:
+
+        def away(*args, **kwargs):
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        patched.setattr(owed, "launch", away)
+        with contextlib.suppress(psycopg.OperationalError):
+            CHANGES["edit making it invalid"](ctx, uid)
+    assert store.get_schedule(ctx.engine, uuid.UUID(uid))["status"] == "disabled"
+    ctx.clock = lambda: NOW + timedelta(minutes=10)
+    accounting.sweep(ctx, now=ctx.now())
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    for at in (NOW - timedelta(minutes=10), SLOW_FIRE):  # 11:50 and 11:55: no Job delivered
+        assert at in fires, f"the fire of {at:%H:%M} owed before the invalid edit was lost"
+        assert fires[at]["outcome"] == "skipped", fires[at]
+        assert fires[at]["reason"].startswith("disabled"), fires[at]
+    assert CHANGED_AT + timedelta(minutes=3) not in fires  # nothing owed after the edit
+    assert job_fire(ctx, uid, SLOW_FIRE).outcome == "duplicate"
+
+
+RUN_AT = NOW - timedelta(minutes=5)  # 11:55, a one-time fire whose pod is slow
+
+
+def once(at: datetime) -> dict:
+    return {"type": "schedule", "runAt": at.isoformat()}
+
+
+def one_time_fire(ctx, uid, at):
+    """What a one-time Job's pod does: one launcher call, no cron in its registration."""
+    with ctx.engine.raw_connection() as raw:
+        conn = raw.driver_connection
+        conn.autocommit = True
+        request = ClockFire(uuid.UUID(uid), at, "once-x", Registration(None, "UTC"))
+        return launch(conn, request, now=ctx.now())
+
+
+def test_a_one_time_fire_due_before_its_run_at_was_changed_is_recorded_not_lost(ctx):
+    """runAt moved (to later) after the old instant passed but before its Job delivered: the
+    registration deletes that Job, so only the operator can account the old fire; and the new
+    runAt still fires, once."""
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, once(RUN_AT))
+    ctx.clock = lambda: CHANGED_AT
+    new_run_at = NOW + timedelta(minutes=30)
+    apply(ctx, uid, once(new_run_at), generation=2)
+    ctx.clock = lambda: NOW + timedelta(minutes=1)
+    accounting.sweep(ctx, now=ctx.now())
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    assert RUN_AT in fires, "the one-time fire of 11:55 was lost when its runAt moved"
+    assert fires[RUN_AT]["outcome"] == "skipped"
+    assert fires[RUN_AT]["reason"].startswith("superseded: the schedule now runs at")
+    assert one_time_fire(ctx, uid, RUN_AT).outcome == "duplicate"  # its Job, at last
+    ctx.clock = lambda: new_run_at + timedelta(seconds=3)
+    assert one_time_fire(ctx, uid, new_run_at).outcome == "launched"
+    assert one_time_fire(ctx, uid, new_run_at).outcome == "duplicate"
+    ran = [
+        r["payload"]["scheduledFor"]
+        for r in store.list_runs(ctx.engine, schedule_id=uuid.UUID(uid))
+    ]
+    assert ran == ["2026-11-25T12:30:00Z"]
+
+
+def test_a_failure_while_recording_a_one_time_fire_owed_before_a_run_at_change_loses_none(
+    ctx, monkeypatch
+):
+    """The recording runs in the state row's transaction: a failure undoes the runAt change
+    too, and kopf's retry records the old fire with it."""
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, once(RUN_AT))
+    ctx.clock = lambda: CHANGED_AT
+    calls = []
+
+    def launch_once_away(conn, request, now):
+        calls.append(request.scheduled_for)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return launch(conn, request, now=now)
+
+    monkeypatch.setattr(owed, "launch", launch_once_away)
+    new_run_at = NOW + timedelta(minutes=30)
+    with contextlib.suppress(psycopg.OperationalError):  # a reconcile that raises is retried
+        apply(ctx, uid, once(new_run_at), generation=2)
+    apply(ctx, uid, once(new_run_at), generation=2)  # the retry
+    assert calls == [RUN_AT, RUN_AT]
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    assert fires[RUN_AT]["reason"].startswith("superseded: the schedule now runs at")
+    assert store.get_schedule(ctx.engine, uuid.UUID(uid))["run_at"] == new_run_at
+
+
+def test_a_one_time_schedule_that_fired_and_gets_a_new_run_at_fires_again_once(ctx):
+    uid = str(uuid.uuid4())
+    ctx.clock = lambda: NOW - timedelta(minutes=30)
+    apply(ctx, uid, once(RUN_AT))
+    ctx.clock = lambda: RUN_AT + timedelta(seconds=2)
+    assert one_time_fire(ctx, uid, RUN_AT).outcome == "launched"
+    ctx.clock = lambda: CHANGED_AT
+    new_run_at = NOW + timedelta(minutes=30)
+    apply(ctx, uid, once(new_run_at), generation=2)
+    ctx.clock = lambda: new_run_at + timedelta(seconds=3)
+    assert one_time_fire(ctx, uid, new_run_at).outcome == "launched"
+    assert one_time_fire(ctx, uid, new_run_at).outcome == "duplicate"
+    accounting.sweep(ctx, now=ctx.now() + timedelta(minutes=2))
+    ran = sorted(
+        r["payload"]["scheduledFor"]
+        for r in store.list_runs(ctx.engine, schedule_id=uuid.UUID(uid))
+    )
+    assert ran == ["2026-11-25T11:55:00Z", "2026-11-25T12:30:00Z"]
+    fires = {f["scheduled_for"]: f for f in store.list_fires(ctx.engine, uuid.UUID(uid))}
+    assert fires[RUN_AT]["outcome"] == "launched"  # the first fire's record is left as it was

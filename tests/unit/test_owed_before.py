@@ -44,8 +44,26 @@ def test_an_open_pause_ends_what_is_owed_and_a_closed_one_does_not():
     assert owed_before(row(quiet=[closed, opened]), T + timedelta(minutes=30)) == minutes(0, 5, 10)
 
 
-def test_nothing_before_the_pruned_horizon_and_nothing_for_a_one_time_schedule():
+def test_nothing_before_the_pruned_horizon():
     pruned = T + timedelta(minutes=15)
     assert owed_before(row(), T + timedelta(minutes=30), pruned) == minutes(15, 20, 25)
-    one_time = row(trigger_type="schedule", cron=None, run_at=T + timedelta(minutes=5))
-    assert owed_before(one_time, T + timedelta(minutes=30)) == []
+
+
+def one_time(**overrides):
+    return row(trigger_type="schedule", cron=None, run_at=T + timedelta(minutes=5), **overrides)
+
+
+def test_a_one_time_registration_owes_its_run_at_when_it_passed_before_the_change():
+    assert owed_before(one_time(), T + timedelta(minutes=30)) == minutes(5)
+    assert owed_before(one_time(), T + timedelta(minutes=5)) == []  # changed at its instant
+    assert owed_before(one_time(), T + timedelta(minutes=30), limit=None) == minutes(5)
+
+
+def test_a_one_time_registration_owes_nothing_after_its_pause_pruned_or_accounted():
+    opened = SimpleNamespace(lower=T + timedelta(minutes=1), upper=None)
+    assert owed_before(one_time(quiet=[opened]), T + timedelta(hours=1)) == []
+    pruned = T + timedelta(minutes=10)
+    assert owed_before(one_time(), T + timedelta(minutes=30), pruned) == []
+    # Accounted already (the sweep went past it): not owed again.
+    accounted = one_time(accounted_until=T + timedelta(minutes=6))
+    assert owed_before(accounted, T + timedelta(minutes=30)) == []

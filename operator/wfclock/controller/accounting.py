@@ -121,8 +121,9 @@ def sweep(ctx: Context, now: datetime | None = None, on_change=None) -> int:
             for row in store.live_schedules(ctx.engine, ctx.settings.namespaces):
                 try:
                     if row["status"] != "scheduled":
-                        # Paused: the fires owed from before the pause that no Job recorded
-                        # are recorded as its Jobs would be now (paused); see `owed`.
+                        # Paused or disabled (an invalid edit): the fires owed from before
+                        # it that no Job recorded are recorded as its Jobs would be now
+                        # (paused, disabled); see `owed`.
                         until = accounting_horizon(row, now)
                         last, recorded = account_change(ctx, row, until, horizon)
                         if last is not None:

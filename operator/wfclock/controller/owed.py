@@ -1,8 +1,9 @@
-"""The fires a registration owed before it moved on (its trigger edited, the schedule paused or
-deleted) that no Job recorded: delivered by their keys as their late Jobs would be, so the
-launcher records each with the reason the change gives, never leaving one silently owed
-(issue 13's soak found such fires lost). The accounting sweep, a trigger change's registration
-and a delete call it; `core.accounting.owed_before` says which fires."""
+"""The fires a registration owed before it moved on (its trigger or runAt edited, the schedule
+paused, made invalid or deleted) that no Job recorded: delivered by their keys as their late
+Jobs would be, so the launcher records each with the reason the change gives, never leaving one
+silently owed (issue 13's soak found such fires lost). The accounting sweep, a trigger change's
+registration, an invalid edit and a delete call it; `core.accounting.owed_before` says which
+fires."""
 
 from __future__ import annotations
 
@@ -33,10 +34,10 @@ def account_change(
     """The fires the registration `row` owed before `until` (its trigger was edited or it was
     deleted then; see `owed_before`) that are not in the ledger are delivered now, each as its
     late Job would be and by its key: the launcher records each with the reason the change gives
-    (superseded, paused, deleted), and a Job delivering later meets that record (a duplicate),
-    never a second claim. `pruned_before`: the ledger's horizon (`store.ledger_horizon`).
-    At most `limit` fires (None: all), the earliest. Returns the last fire looked at (None: none
-    was owed) and whether any was recorded now."""
+    (superseded, paused, disabled, deleted), and a Job delivering later meets that record (a
+    duplicate), never a second claim. `pruned_before`: the ledger's horizon
+    (`store.ledger_horizon`). At most `limit` fires (None: all), the earliest. Returns the last
+    fire looked at (None: none was owed) and whether any was recorded now."""
     fires = owed_before(row, until, pruned_before, limit)
     pending = pending_fires(ctx, row, fires)
     if not pending:

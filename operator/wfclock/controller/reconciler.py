@@ -161,6 +161,12 @@ def _invalid(ctx: Context, meta: dict, status: dict, previous, error: SpecError)
             published_at=published,
             generation=meta.get("generation", 1),
         )
+        # The fires the valid registration owed before the edit that no Job recorded: recorded
+        # now as refused (disabled). The disabled row keeps its trigger, so a failure here is
+        # retried with the reconcile, and the sweep (which walks disabled rows) records them too.
+        row = store.get_schedule(ctx.engine, uuid.UUID(uid))
+        if row is not None and row["status"] == "disabled":
+            account_change(ctx, row, ctx.now(), store.ledger_horizon(ctx.engine), limit=None)
         cronjobs, _ = ctx.kube.owned(meta["namespace"], uid)
         for cronjob in cronjobs:
             ctx.kube.suspend_cronjob(meta["namespace"], cronjob.metadata.name)

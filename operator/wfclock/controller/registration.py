@@ -109,10 +109,10 @@ def _is_one_time(job) -> bool:
 
 
 def _write_state(ctx: Context, state: store.ScheduleState, previous, published_at) -> dict:
-    """Writes the state row. When it moves the trigger on (cron, zone, type), the old trigger's
-    fires from before the change that no Job recorded are recorded in the same transaction
-    (superseded), never left silently owed: once the row holds the new trigger alone, nothing
-    could find them again."""
+    """Writes the state row. When it moves the trigger on (cron, zone, type, a one-time
+    runAt), the old trigger's fires from before the change that no Job recorded are recorded in
+    the same transaction (superseded), never left silently owed: once the row holds the new
+    trigger alone, nothing could find them again."""
     skipped: dict = {}
 
     def account_old_trigger(conn, row: dict) -> None:

@@ -128,14 +128,14 @@ def owed_before(
     pruned_before: datetime | None = None,
     limit: int | None = MAX_FIRES_PER_SWEEP,
 ) -> list[datetime]:
-    """The fires a recurring registration (its state row) owed before `until`, the instant it
-    stopped owing fires (an edit of its trigger, a delete), or before its open pause, whichever
-    comes first; none before the pruned ledger's horizon. Each must end in the ledger: delivered
-    now as its late Job would be, the launcher records it with the reason the change gives.
+    """The fires a registration (its state row) owed before `until`, the instant it stopped
+    owing fires (an edit of its trigger or of a one-time runAt, a delete), or before its open
+    pause or invalid window, whichever comes first; none before the pruned ledger's horizon.
+    A one-time registration owes its runAt when that passed before then (its Job, deleted by
+    the change, can no longer deliver it). Each must end in the ledger: delivered now as its
+    late Job would be, the launcher records it with the reason the change gives.
     At most the first `limit` (None: all): a sweep takes the rest from where it stopped, a
     change that leaves no row to take them from asks for all."""
-    if row["trigger_type"] != "recurring":
-        return []
     paused_at = pause_start(row)
     end = min(until, paused_at) if paused_at else until
     start = _owed_from(row)

@@ -414,10 +414,11 @@ def latest_fire_for_job(engine: Engine, job_name: str) -> dict | None:
 
 
 def live_schedules(engine: Engine, namespaces: list[str] | None = None) -> list[dict]:
-    """Schedules that are registered and not deleted (scheduled or paused)."""
+    """Schedules that are registered and not deleted (scheduled, paused, or disabled by an
+    invalid edit: the fires owed from before it must still be accounted)."""
     table = workflow_schedules
     query = select(table).where(
-        table.c.deleted_at.is_(None), table.c.status.in_(["scheduled", "paused"])
+        table.c.deleted_at.is_(None), table.c.status.in_(["scheduled", "paused", "disabled"])
     )
     if namespaces:
         query = query.where(table.c.namespace.in_(namespaces))
