@@ -154,3 +154,21 @@ def test_a_release_queued_from_the_state_table_waits_for_a_schedule_edited_while
     ctx.kube.schedules[("acme", "once")] = {"metadata": meta(once, "once")}
     onetime.release(ctx, entry, due)
     assert ctx.kube.names().count("release_job") == 1
+
+
+def test_a_restart_with_nothing_changed_queues_the_next_shifted_fire_again(ctx):
+    """The shifted fires after a daylight-saving gap (dstPolicy Auto: a fixed-time 02:30 in
+    Berlin runs at 03:00 on the day 02:30 does not exist) are queued in this process only: a
+    restart that writes nothing must still queue the next one, or it never runs."""
+    ctx.clock = lambda: datetime(2027, 3, 27, 12, 0, tzinfo=UTC)  # the day before the gap
+    ctx.shifted = ReleaseQueue(lambda entry, now: None)
+    uid = str(uuid.uuid4())
+    trigger = {"type": "recurring", "cron": "30 2 * * *", "timezone": "Europe/Berlin"}
+    status = reconciler.reconcile(ctx, meta(uid, "berlin"), spec(trigger), {})
+    assert len(ctx.shifted) == 1
+    restart(ctx)
+    ctx.shifted = ReleaseQueue(lambda entry, now: None)
+    again = reconciler.reconcile(ctx, meta(uid, "berlin"), spec(trigger), status, resumed=True)
+    assert WRITES.isdisjoint(ctx.kube.names()), ctx.kube.names()  # still nothing written
+    assert changed_fields(status, again) == {}
+    assert len(ctx.shifted) == 1, "the shifted fire of 2027-03-28 03:00 is not queued"
