@@ -71,6 +71,37 @@ def pod_spec(image: str, command: list[str]) -> dict:
     }
 
 
+def bare_cronjob(name: str, cron: str, image: str) -> dict:
+    """The baseline: a CronJob in UTC whose pod runs `true` from the same image."""
+    labels = {"bench": "bare"}
+    template = {"metadata": {"labels": labels}, "spec": pod_spec(image, ["true"])}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": cron,
+            "timeZone": "UTC",
+            "concurrencyPolicy": "Forbid",
+            "jobTemplate": {
+                "metadata": {"labels": labels},
+                "spec": {"backoffLimit": 0, "template": template},
+            },
+        },
+    }
+
+
+def wait_registered(objects, count: int, timeout: float) -> None:
+    """Until `count` WorkflowSchedules of the bench namespace are Scheduled."""
+
+    def registered() -> bool:
+        items = objects.list_namespaced_custom_object(
+            "wfclock.dev", "v1alpha1", NAMESPACE, "workflowschedules"
+        )["items"]
+        phases = [(i.get("status") or {}).get("phase") for i in items]
+        return phases.count("Scheduled") == count
+
+    wait_until(registered, timeout, "the schedules to be registered")
+
+
 class PodsDone:
     """When each pod of the namespace was first seen Succeeded (or Failed), by a watch."""
 
@@ -170,35 +201,9 @@ def main() -> None:
                     schedule(f"wf-{i}", every_minute),
                 )  # fmt: skip
                 batch.create_namespaced_cron_job(
-                    NAMESPACE,
-                    {
-                        "metadata": {"name": f"bare-{i}"},
-                        "spec": {
-                            "schedule": "* * * * *",
-                            "timeZone": "UTC",
-                            "concurrencyPolicy": "Forbid",
-                            "jobTemplate": {
-                                "metadata": {"labels": {"bench": "bare"}},
-                                "spec": {
-                                    "backoffLimit": 0,
-                                    "template": {
-                                        "metadata": {"labels": {"bench": "bare"}},
-                                        "spec": pod_spec(image, ["true"]),
-                                    },
-                                },
-                            },
-                        },
-                    },
+                    NAMESPACE, bare_cronjob(f"bare-{i}", "* * * * *", image)
                 )
-
-            def registered() -> bool:
-                items = objects.list_namespaced_custom_object(
-                    "wfclock.dev", "v1alpha1", NAMESPACE, "workflowschedules"
-                )["items"]
-                phases = [(i.get("status") or {}).get("phase") for i in items]
-                return phases.count("Scheduled") == per_kind
-
-            wait_until(registered, 120, "the schedules to be registered")
+            wait_registered(objects, per_kind, 120)
             first = (datetime.now(UTC) + timedelta(minutes=1)).replace(second=0, microsecond=0)
             print(f"{per_kind} wfclock schedules and {per_kind} bare CronJobs, every minute, "
                   f"fires from {first:%H:%M} UTC", flush=True)  # fmt: skip

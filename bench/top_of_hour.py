@@ -23,7 +23,15 @@ from pathlib import Path
 import psycopg
 from _cluster import NAMESPACE, api_requests, operator, schedule
 from kubernetes import client, config
-from node_latency import JOB_LABEL, PodsDone, build_image, fired_minute, line, pod_spec
+from node_latency import (
+    JOB_LABEL,
+    PodsDone,
+    bare_cronjob,
+    build_image,
+    fired_minute,
+    line,
+    wait_registered,
+)
 from wfclock.db.migrate import upgrade
 from wfclock_devstack.accounting import Change, account
 from wfclock_devstack.controlplane import ControlPlane
@@ -102,36 +110,8 @@ def main(count: int) -> None:
                 )
                 uid = uuid.UUID(created["metadata"]["uid"])
                 histories[uid] = [Change(datetime.now(UTC), spec["spec"])]
-                batch.create_namespaced_cron_job(
-                    NAMESPACE,
-                    {
-                        "metadata": {"name": f"bare-{i}"},
-                        "spec": {
-                            "schedule": cron,
-                            "timeZone": "UTC",
-                            "concurrencyPolicy": "Forbid",
-                            "jobTemplate": {
-                                "metadata": {"labels": {"bench": "bare"}},
-                                "spec": {
-                                    "backoffLimit": 0,
-                                    "template": {
-                                        "metadata": {"labels": {"bench": "bare"}},
-                                        "spec": pod_spec(image, ["true"]),
-                                    },
-                                },
-                            },
-                        },
-                    },
-                )
-
-            def registered() -> bool:
-                items = objects.list_namespaced_custom_object(
-                    "wfclock.dev", "v1alpha1", NAMESPACE, "workflowschedules"
-                )["items"]
-                phases = [(i.get("status") or {}).get("phase") for i in items]
-                return phases.count("Scheduled") == count
-
-            wait_until(registered, 170, "the schedules to be registered")
+                batch.create_namespaced_cron_job(NAMESPACE, bare_cronjob(f"bare-{i}", cron, image))
+            wait_registered(objects, count, 170)
             if datetime.now(UTC) >= minute - timedelta(seconds=5):
                 raise SystemExit("registration took too long for the chosen minute; try fewer")
             print(f"{count} wfclock schedules and {count} bare CronJobs fire at {minute:%H:%M} UTC")

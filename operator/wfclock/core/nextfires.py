@@ -67,6 +67,16 @@ def next_fires_view(spec: CronSpec, timezone: str, after: datetime, count: int) 
 
 
 @lru_cache(maxsize=2048)
+def _skipped_note(spec: CronSpec, timezone: str, previous: datetime, fire: datetime) -> list[str]:
+    skipped = skipped_before(spec, timezone, previous, fire)
+    if not skipped:
+        return []
+    return [
+        f"after a skipped fire: {', '.join(skipped)} does not exist in {timezone} "
+        "(clocks jump forward), so no run is made for it"
+    ]
+
+
 def _next_fires_view(spec: CronSpec, timezone: str, after: datetime, count: int) -> tuple:
     views = []
     previous = after
@@ -74,12 +84,7 @@ def _next_fires_view(spec: CronSpec, timezone: str, after: datetime, count: int)
         local = fire.astimezone(zone(timezone))
         view = {"at": utc_iso(fire), "local": local.isoformat()}
         notes = [n for n in [dst_note(spec, timezone, fire)] if n]
-        skipped = skipped_before(spec, timezone, previous, fire)
-        if skipped:
-            notes.append(
-                f"after a skipped fire: {', '.join(skipped)} does not exist in {timezone} "
-                "(clocks jump forward), so no run is made for it"
-            )
+        notes.extend(_skipped_note(spec, timezone, previous, fire))
         if notes:
             view["note"] = "; ".join(notes)
         views.append(view)
@@ -183,12 +188,7 @@ def _policy_view(spec: CronSpec, timezone: str, policy, after: datetime, count: 
             else:
                 notes.extend(n for n in [dst_note(spec, timezone, fire)] if n)
         if mode is None or mode[1] == "Skip":
-            skipped = skipped_before(spec, timezone, previous, fire)
-            if skipped:
-                notes.append(
-                    f"after a skipped fire: {', '.join(skipped)} does not exist in {timezone} "
-                    "(clocks jump forward), so no run is made for it"
-                )
+            notes.extend(_skipped_note(spec, timezone, previous, fire))
         if notes:
             view["note"] = "; ".join(notes)
         views.append(view)
