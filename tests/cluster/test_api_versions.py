@@ -60,6 +60,7 @@ RECURRING = {
         "activeUntil": "2027-12-01T00:00:00+05:30",
         "maxFires": 500,
         "jitter": "90s",
+        "dstPolicy": "RunOnceShiftMissing",
     },
 }
 STATUS = {
