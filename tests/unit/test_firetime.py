@@ -1,5 +1,6 @@
 """Fire-time maths against fixed dates (the Go parity property test is separate)."""
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -78,3 +79,13 @@ def test_is_fire_instant():
     spec = parse_cron("0 * * * *")
     assert is_fire_instant(spec, "Asia/Kolkata", datetime(2026, 1, 1, 10, 30, tzinfo=UTC))
     assert not is_fire_instant(spec, "Asia/Kolkata", datetime(2026, 1, 1, 10, 0, tzinfo=UTC))
+
+
+def test_next_fire_times_never_loops_where_robfig_answers_an_earlier_instant():
+    """In Pacific/Chatham, `48 3 * * *` after the April 2015 fall-back comes back at or before
+    the instant asked about; the loops over fires (status, accounting sweep) must still end,
+    with fires that only move forward."""
+    spec = parse_cron("48 3 * * *")
+    fires = next_fire_times(spec, "Pacific/Chatham", datetime(2015, 4, 4, 12, 0, tzinfo=UTC), 4)
+    assert len(fires) == 4
+    assert all(a < b for a, b in itertools.pairwise(fires)), fires

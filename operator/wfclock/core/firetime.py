@@ -337,6 +337,12 @@ def next_fire_times(spec: CronSpec, timezone: str, after: datetime, count: int) 
         fire = next_fire_after(spec, timezone, current)
         if fire is None:
             break
+        if fire <= current:
+            # robfig/cron's arithmetic can answer an instant at or before `after` around some
+            # offset changes (Pacific/Chatham's fall-back at 03:45, `48 3 * * *` in April
+            # 2015): step past it a minute at a time rather than loop on it forever.
+            current += timedelta(minutes=1)
+            continue
         fires.append(fire)
         current = fire
     return fires
