@@ -252,6 +252,8 @@ def demo() -> int:
                 env=env,
             )
             if {"recurring", "schedule"} <= kinds:
+                print("\nthe schedules with their recent fires (`kubectl get wfs -o wide`):")
+                subprocess.run([*kubectl, "get", "wfs", "-o", "wide"], env=env)
                 _show_containers(kubectl, env)
                 print("\nboth schedules fired, one run per fire. `make down` stops the stack.")
                 return 0
