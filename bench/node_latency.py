@@ -71,6 +71,28 @@ def pod_spec(image: str, command: list[str]) -> dict:
     }
 
 
+def prepare(plane, node):
+    """A migrated bench database that pods reach, the image imported into the node, the CRDs
+    and a restricted bench namespace: (postgres, its URL, the image, an API client, the
+    operator's settings for launcher pods on the node)."""
+    pg = podstack.postgres_for(node)
+    pg.start()
+    url = pg.create_database("bench")
+    upgrade(url)
+    image = node.import_image(build_image())[0]
+    plane.install_crds()
+    api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+    labels = {"wfclock.dev/tenant": "bench", "pod-security.kubernetes.io/enforce": "restricted"}
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE, "labels": labels}})
+    plane.wait_schedules_admitted(NAMESPACE, "bench")
+    env = {
+        "WFCLOCK_LAUNCHER_IMAGE": image,
+        "WFCLOCK_LAUNCHER_IMAGE_PULL_POLICY": "Never",
+        "WFCLOCK_LAUNCHER_DATABASE_HOST": f"{node.host_ip}:{pg.port}",
+    }
+    return pg, url, image, api, env
+
+
 def bare_cronjob(name: str, cron: str, image: str) -> dict:
     """The baseline: a CronJob in UTC whose pod runs `true` from the same image."""
     labels = {"bench": "bare"}
@@ -171,27 +193,10 @@ def main() -> None:
     node = pg = None
     try:
         node = Node(plane).start()
-        pg = podstack.postgres_for(node)
-        pg.start()
-        url = pg.create_database("bench")
-        upgrade(url)
-        image = node.import_image(build_image())[0]
-        plane.install_crds()
-        api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+        pg, url, image, api, env = prepare(plane, node)
         core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
         objects = client.CustomObjectsApi(api)
-        labels = {
-            "wfclock.dev/tenant": "bench",
-            "pod-security.kubernetes.io/enforce": "restricted",
-        }
-        core.create_namespace({"metadata": {"name": NAMESPACE, "labels": labels}})
-        plane.wait_schedules_admitted(NAMESPACE, "bench")
-        env = {
-            "WFCLOCK_LAUNCHER_IMAGE": image,
-            "WFCLOCK_LAUNCHER_IMAGE_PULL_POLICY": "Never",
-            "WFCLOCK_LAUNCHER_DATABASE_HOST": f"{node.host_ip}:{pg.port}",
-            "WFCLOCK_MINIMUM_INTERVAL_MINUTES": "1",
-        }
+        env["WFCLOCK_MINIMUM_INTERVAL_MINUTES"] = "1"
         with operator(plane, url, work / "operator.log", **env):
             pods = PodsDone(core)
             every_minute = {"type": "recurring", "cron": "* * * * *", "timezone": "UTC"}

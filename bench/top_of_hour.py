@@ -22,21 +22,19 @@ from pathlib import Path
 
 import psycopg
 from _cluster import NAMESPACE, api_requests, operator, schedule
-from kubernetes import client, config
+from kubernetes import client
 from node_latency import (
     JOB_LABEL,
     PodsDone,
     bare_cronjob,
-    build_image,
     fired_minute,
     line,
+    prepare,
     wait_registered,
 )
-from wfclock.db.migrate import upgrade
 from wfclock_devstack.accounting import Change, account
 from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.node import Node
-from wfclock_devstack.postgres import PostgresServer
 from wfclock_devstack.processes import wait_until
 
 
@@ -73,30 +71,9 @@ def main(count: int) -> None:
     node = pg = None
     try:
         node = Node(plane).start()
-        pg = PostgresServer(
-            Path(tempfile.mkdtemp(prefix="wfclock-pg-")),
-            also_listen=(node.host_ip,),
-            password_networks=(node.pod_subnet,),
-        )
-        pg.start()
-        url = pg.create_database("bench")
-        upgrade(url)
-        image = node.import_image(build_image())[0]
-        plane.install_crds()
-        api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+        pg, url, image, api, env = prepare(plane, node)
         core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
         objects = client.CustomObjectsApi(api)
-        labels = {
-            "wfclock.dev/tenant": "bench",
-            "pod-security.kubernetes.io/enforce": "restricted",
-        }
-        core.create_namespace({"metadata": {"name": NAMESPACE, "labels": labels}})
-        plane.wait_schedules_admitted(NAMESPACE, "bench")
-        env = {
-            "WFCLOCK_LAUNCHER_IMAGE": image,
-            "WFCLOCK_LAUNCHER_IMAGE_PULL_POLICY": "Never",
-            "WFCLOCK_LAUNCHER_DATABASE_HOST": f"{node.host_ip}:{pg.port}",
-        }
         with operator(plane, url, work / "operator.log", **env):
             pods = PodsDone(core)
             # The minute they all fire: far enough for COUNT registrations on a loaded machine.
