@@ -172,3 +172,34 @@ def test_a_restart_with_nothing_changed_queues_the_next_shifted_fire_again(ctx):
     assert WRITES.isdisjoint(ctx.kube.names()), ctx.kube.names()  # still nothing written
     assert changed_fields(status, again) == {}
     assert len(ctx.shifted) == 1, "the shifted fire of 2027-03-28 03:00 is not queued"
+
+
+def test_a_resume_past_a_one_time_deadline_derives_its_status_from_the_recorded_miss(ctx):
+    """The operator down across a runAt, back after its deadline: the resume's own status says
+    Missed, with the reason, whether or not the release queue (a thread of its own, not started
+    here) recorded the miss first; kopf writes this status after the release's, so a resume
+    that derived it from the row as it was before would leave Scheduled for good (seen in CI)."""
+    once = str(uuid.uuid4())
+    run_at = NOW + timedelta(minutes=1)
+    trigger = {"type": "schedule", "runAt": run_at.isoformat()}
+    first = reconciler.reconcile(
+        ctx, meta(once, "once"), {**spec(trigger), "startingDeadlineSeconds": 15}, {}
+    )
+    assert first["phase"] == "Scheduled"
+    restart(ctx)
+    ctx.clock = lambda: run_at + timedelta(seconds=30)
+    status = reconciler.reconcile(
+        ctx,
+        meta(once, "once"),
+        {**spec(trigger), "startingDeadlineSeconds": 15},
+        first,
+        resumed=True,
+    )
+    assert status["phase"] == "Missed", status
+    assert "beyond the 15s deadline" in status["lastError"]
+    with ctx.engine.connect() as conn:
+        outcome = conn.execute(
+            text("SELECT outcome FROM workflow_schedule_fires WHERE schedule_id = :s"),
+            {"s": once},
+        ).scalar_one()
+    assert outcome == "skipped"

@@ -69,11 +69,31 @@ def reconcile(ctx: Context, meta: dict, spec: dict, status: dict, *, resumed=Fal
     keep_launcher_secret(ctx, schedule.namespace, schedule.spec.tenant)
     register = register_recurring if schedule.recurring else register_one_time
     row = register(ctx, schedule, previous, generation, resumed=resumed)
+    row = _missed_while_down(ctx, row)
     run_now = runnow.answer(ctx, meta, status, row)
     new_status = _status(ctx, schedule, row, generation, status.get("conditions") or [])
     if run_now:
         new_status["runNow"] = run_now
     return new_status
+
+
+def _missed_while_down(ctx: Context, row: dict) -> dict:
+    """A one-time schedule still scheduled whose runAt passed beyond its deadline (the operator
+    was down across it): its miss is recorded here, before the status is derived. The release
+    queue records it too, in a thread of its own; were this reconcile to derive the status from
+    the row as it was before, kopf would write Scheduled over the release's Missed, for good.
+    Whichever of the two records the miss, both statuses then say Missed."""
+    # A function-level import: accounting → launcherpods → reconciler.
+    from wfclock.controller.accounting import account
+
+    if row["trigger_type"] != "schedule" or row["status"] != "scheduled":
+        return row
+    now = ctx.now()
+    if now - row["run_at"] <= deadline(row):
+        return row
+    if account(ctx, row, now):
+        metrics.MISSED.inc()
+    return store.get_schedule(ctx.engine, row["schedule_id"]) or row
 
 
 def answer_run_now(ctx: Context, meta: dict, spec: dict, status: dict) -> dict:

@@ -547,6 +547,12 @@ def _ensure_tenant_login(
     from psycopg import sql
 
     with engine.begin() as conn:
+        # One writer of a login at a time (replicas, threads): two concurrent ALTER ROLEs or
+        # GRANTs of one role fail with "tuple concurrently updated"; the second waits here,
+        # then finds the login recorded by the first.
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('wfclock-login:' || :r))"), {"r": login}
+        )
         recorded = conn.execute(
             text("SELECT tenant, credential FROM wfclock_tenant_logins WHERE role_name = :r"),
             {"r": login},
