@@ -132,8 +132,10 @@ def test_recent_fires_prefer_the_status_and_fall_back_to_the_ledger_newest_first
 
 
 def test_next_fires_are_computed_with_dst_notes_when_the_status_has_none():
-    fires = views.next_fires(wfs("b", BERLIN_0230), NOW, count=5)
-    # 2026-03-29 02:30 does not exist in Berlin: robfig/cron skips that day's fire.
+    kubernetes = {**BERLIN_0230, "dstPolicy": "Kubernetes"}
+    fires = views.next_fires(wfs("b", kubernetes), NOW, count=5)
+    # 2026-03-29 02:30 does not exist in Berlin: under dstPolicy Kubernetes (robfig/cron) that
+    # day's fire is skipped.
     assert [f["at"] for f in fires][:4] == [
         "2026-03-26T01:30:00Z",
         "2026-03-27T01:30:00Z",
@@ -141,6 +143,20 @@ def test_next_fires_are_computed_with_dst_notes_when_the_status_has_none():
         "2026-03-30T00:30:00Z",
     ]
     assert views.next_fires(wfs("b", BERLIN_0230, paused=True), NOW) == []
+
+
+def test_next_fires_follow_the_default_dst_policy_and_mark_the_shifted_fire():
+    # Auto (the default): a fixed-time job runs right after the gap, at 03:00 CEST.
+    fires = views.next_fires(wfs("b", BERLIN_0230), NOW, count=5)
+    assert [f["at"] for f in fires][:5] == [
+        "2026-03-26T01:30:00Z",
+        "2026-03-27T01:30:00Z",
+        "2026-03-28T01:30:00Z",
+        "2026-03-29T01:00:00Z",
+        "2026-03-30T00:30:00Z",
+    ]
+    assert [f["shifted"] for f in fires] == [False, False, False, True, False]
+    assert "runs after a DST gap (dstPolicy Auto)" in fires[3]["note"]
 
 
 def test_the_timeline_places_seven_days_of_fires_with_dst_shifts_and_the_busiest_minutes():
@@ -152,7 +168,11 @@ def test_the_timeline_places_seven_days_of_fires_with_dst_shifts_and_the_busiest
     ]
     line = views.timeline(objs, NOW)
     lanes = {lane["name"]: lane for lane in line["lanes"]}
-    assert len(lanes["berlin"]["fires"]) == 6  # seven days, the spring-forward day has none
+    # Seven days; on the spring-forward day the default policy (Auto) runs 02:30 at 03:00 CEST.
+    assert len(lanes["berlin"]["fires"]) == 7
+    (shifted,) = [f for f in lanes["berlin"]["fires"] if f["shifted"]]
+    assert shifted["at"] == "2026-03-29T01:00:00Z" and "DST gap" in shifted["note"]
+    assert lanes["berlin"]["excluded"] == [] and line["excluded"] == []
     assert len(lanes["utc-half-hour"]["fires"]) == 7 * 24
     assert [f["at"] for f in lanes["once"]["fires"]] == ["2026-03-27T01:30:00Z"]
     assert lanes["later"]["fires"] == []

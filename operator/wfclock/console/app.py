@@ -187,7 +187,10 @@ def create_app(
             "schedules.html",
             rows=views.filter_rows(rows, **wanted),
             wanted=wanted,
-            options={k: views.choices(rows, k) for k in wanted},
+            options={
+                **{k: views.choices(rows, k) for k in wanted},
+                "phase": views.phase_choices(rows),
+            },
             errors=errors,
             total=len(rows),
         )
@@ -199,10 +202,11 @@ def create_app(
         namespace = request.query_params.get("namespace", "")
         if namespace:
             objs = [o for o in objs if o["metadata"]["namespace"] == namespace]
+        policies = await run_in_threadpool(data.fire_policies, objs)
         return page(
             request,
             "timeline.html",
-            timeline=views.timeline(objs, now()),
+            timeline=views.timeline(objs, now(), policies=policies),
             namespaces=views.choices(rows, "namespace"),
             namespace=namespace,
             errors=errors,
@@ -220,6 +224,7 @@ def create_app(
                 events, events_error = [], api_message(exc)
         uid = obj["metadata"].get("uid", "")
         ledger = data.schedules([uid]).get(uid)
+        policy = data.fire_policies([obj]).get(uid) if namespace in namespaces else None
         at = now()
         runs = (
             data.runs([namespace], [], schedule_uid=uid, limit=50)
@@ -229,7 +234,8 @@ def create_app(
         return {
             "row": views.schedule_row(obj, ledger, at),
             "spec_yaml": _yaml(obj.get("spec") or {}),
-            "next_fires": views.next_fires(obj, at),
+            "next_fires": views.next_fires(obj, at, policy=policy),
+            "time_policy": views.time_policy(obj, policy, at),
             "recent_fires": views.recent_fires(
                 obj, data.fires(uid) if namespace in namespaces else []
             ),

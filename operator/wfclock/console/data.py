@@ -8,6 +8,8 @@ from datetime import datetime
 
 from sqlalchemy import Engine, and_, or_, select, text
 
+from wfclock.core.status import FirePolicy
+from wfclock.db import store
 from wfclock.db.tables import workflow_runs, workflow_schedule_fires, workflow_schedules
 
 # Exactly the columns the console reads; the role gets SELECT on these and on nothing else.
@@ -25,10 +27,20 @@ FIRE_COLUMNS = (
     "fire_key", "schedule_id", "scheduled_for", "outcome", "reason", "run_id", "attempts",
     "first_delivered_at", "last_delivered_at",
 )  # fmt: skip
+# What `store.calendars_of` and `store.clock_launches` read: a schedule's calendars as the
+# launcher decides from them, and the fires maxFires counts.
+CALENDAR_COLUMNS = (
+    "namespace", "name", "business_days_only", "horizon_start", "horizon_end", "holidays_version",
+)  # fmt: skip
+CALENDAR_DATE_COLUMNS = ("namespace", "calendar", "day", "reason")
+CLOCK_LAUNCH_COLUMNS = ("schedule_id", "fires")
 READABLE = {
     "workflow_schedules": SCHEDULE_COLUMNS,
     "workflow_runs": RUN_COLUMNS,
     "workflow_schedule_fires": FIRE_COLUMNS,
+    "workflow_calendars": CALENDAR_COLUMNS,
+    "workflow_calendar_dates": CALENDAR_DATE_COLUMNS,
+    "workflow_schedule_clock_launches": CLOCK_LAUNCH_COLUMNS,
 }
 
 
@@ -62,6 +74,10 @@ def ensure_console_role(admin: Engine, login: str, password: str) -> None:
             )
 
 
+def _trigger(obj: dict) -> dict:
+    return (obj.get("spec") or {}).get("trigger") or {}
+
+
 def _columns(table, names):
     return [table.c[n] for n in names]
 
@@ -85,6 +101,32 @@ class ConsoleData:
         query = select(*_columns(s, SCHEDULE_COLUMNS)).where(s.c.schedule_id.in_(ids))
         with self.engine.connect() as conn:
             return {str(r["schedule_id"]): dict(r) for r in conn.execute(query).mappings()}
+
+    def fire_policies(self, objs: list[dict]) -> dict[str, FirePolicy]:
+        """uid -> the calendars each recurring schedule references and its launched fires, read
+        as the operator reads them for `status.nextFires` (`store.calendars_of`,
+        `store.clock_launches`): one read of calendars per namespace."""
+        recurring = [o for o in objs if _trigger(o).get("type") == "recurring"]
+        wanted: dict[str, set[str]] = {}
+        for obj in recurring:
+            names = _trigger(obj).get("calendars") or []
+            wanted.setdefault(obj["metadata"]["namespace"], set()).update(names)
+        calendars = {
+            ns: store.calendars_of(self.engine, ns, sorted(names))
+            for ns, names in wanted.items()
+            if names
+        }
+        policies = {}
+        for obj in recurring:
+            meta, trigger = obj["metadata"], _trigger(obj)
+            found = calendars.get(meta["namespace"], {})
+            launched = 0
+            if trigger.get("maxFires") is not None and meta.get("uid"):
+                launched = store.clock_launches(self.engine, uuid.UUID(meta["uid"]))
+            policies[meta.get("uid", "")] = FirePolicy(
+                {n: found[n] for n in trigger.get("calendars") or [] if n in found}, launched
+            )
+        return policies
 
     def fires(self, uid: str, limit: int = 20) -> list[dict]:
         f = workflow_schedule_fires

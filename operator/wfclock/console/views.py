@@ -10,10 +10,13 @@ from functools import lru_cache
 
 from cron_descriptor import Options, get_description
 
+from wfclock.core.calendars import DerivedCalendar, fire_refusal
+from wfclock.core.dst import AUTO
 from wfclock.core.fires import parse_instant, utc_iso
-from wfclock.core.firetime import CronError, next_fire_times, parse_cron, zone
-from wfclock.core.model import trigger_label
-from wfclock.core.nextfires import dst_note
+from wfclock.core.firetime import CronError, parse_cron, zone
+from wfclock.core.model import duration_seconds, trigger_label
+from wfclock.core.nextfires import planned_fires_between
+from wfclock.core.status import PHASES, FirePolicy
 
 TIMELINE_DAYS = 7
 # A schedule firing every minute makes 10,080 fires in 7 days; beyond this many the timeline
@@ -21,6 +24,9 @@ TIMELINE_DAYS = 7
 TIMELINE_FIRES_PER_SCHEDULE = 2000
 RECENT_FIRES = 20
 BUSIEST_LISTED = 10
+EXCLUDED_LISTED = 20  # per schedule, in the timeline's list (all are marked on its lane)
+# Every phase a schedule can show (the list filters by any of them, present or not).
+PHASE_CHOICES = ("Pending", *PHASES.values(), "Missed", "Failed", "Ended")
 
 
 @lru_cache(maxsize=1024)
@@ -125,10 +131,16 @@ def schedule_row(obj: dict, ledger: dict | None, now: datetime) -> dict:
         "last_success_at": utc_iso(last_success) if last_success else "",
         "last_success_zone": in_zone(last_success, timezone),
         "phase": status.get("phase") or "Pending",
+        "phase_message": _ready_message(status) if status.get("phase") == "Ended" else "",
         "paused": bool(spec.get("paused")),
         "pause_reason": pause_reason(obj),
         "run_now_requested": ((meta.get("annotations") or {}).get("wfclock.dev/run-now") or ""),
     }
+
+
+def _ready_message(status: dict) -> str:
+    ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    return (ready[0].get("message") or "") if ready else ""
 
 
 def filter_rows(rows: list[dict], **wanted: str) -> list[dict]:
@@ -138,6 +150,12 @@ def filter_rows(rows: list[dict], **wanted: str) -> list[dict]:
 
 def choices(rows: list[dict], field: str) -> list[str]:
     return sorted({r[field] for r in rows if r.get(field)})
+
+
+def phase_choices(rows: list[dict]) -> list[str]:
+    """Every phase a schedule can have (Ended among them), then any other a row shows."""
+    known = list(dict.fromkeys(PHASE_CHOICES))
+    return known + sorted({r["phase"] for r in rows} - set(known))
 
 
 def recent_fires(obj: dict, ledger_fires: list[dict]) -> list[dict]:
@@ -168,27 +186,132 @@ def recent_fires(obj: dict, ledger_fires: list[dict]) -> list[dict]:
     ]
 
 
-def next_fires(obj: dict, now: datetime, count: int = 10) -> list[dict]:
-    """The status's next fires (with their DST notes); computed from the spec if it has none."""
-    listed = (obj.get("status") or {}).get("nextFires")
-    if listed:
-        return [dict(f) for f in listed]
-    return [
-        {"at": utc_iso(f.at), "local": f.local.isoformat(), **({"note": f.note} if f.note else {})}
-        for f in _planned(obj, now, now + timedelta(days=366), count)
-    ]
+def next_fires(
+    obj: dict, now: datetime, count: int = 10, policy: FirePolicy | None = None
+) -> list[dict]:
+    """The next fires, and the ones before them that will not run (with why), oldest first:
+    the operator's `status.nextFires` and `status.excludedFires`; computed from the spec the
+    same way (`core.nextfires`) while the status has none."""
+    status = obj.get("status") or {}
+    if status.get("nextFires"):
+        listed = [dict(f) for f in status["nextFires"]]
+        listed += [{**f, "refused": f.get("reason", "")} for f in status.get("excludedFires") or []]
+        fires = sorted(listed, key=lambda f: f.get("at", ""))
+    else:
+        fires, runs = [], 0
+        for fire in _planned(obj, now, now + timedelta(days=366), 4 * count, policy):
+            fires.append(fire)
+            runs += "refused" not in fire
+            if runs >= count:
+                break
+    return [_fire_view(f) for f in fires]
 
 
-class _Fire:
-    __slots__ = ("at", "local", "note")
+def _fire_view(fire: dict) -> dict:
+    """A fire as the pages show it: `refused` (the launcher's reason) put in words, with the
+    calendar that refuses it named; `shifted` where a daylight-saving gap moved it."""
+    view = dict(fire)
+    refused = fire.get("refused")
+    if refused is not None:
+        view["excluded"] = refusal_in_words(refused)
+        view["calendar"] = refused.split(":")[1] if refused.startswith("calendar:") else ""
+    view["shifted"] = bool(fire.get("shifted")) or "DST gap" in (fire.get("note") or "")
+    return view
 
-    def __init__(self, at: datetime, local: datetime, note: str | None):
-        self.at, self.local, self.note = at, local, note
+
+def refusal_in_words(reason: str) -> str:
+    """`calendar:office:Christmas Day` -> "excluded by calendar office: Christmas Day"."""
+    if reason.startswith("calendar:"):
+        _, name, why = reason.split(":", 2)
+        if why == "missing":
+            return f"excluded: calendar {name} does not exist (every fire is refused)"
+        if why == "beyond-horizon":
+            return f"excluded by calendar {name}: beyond the dates it is derived for"
+        return f"excluded by calendar {name}: {why}"
+    return {
+        "before-active-from": "excluded: before activeFrom",
+        "after-active-until": "excluded: after activeUntil",
+        "max-fires-reached": "excluded: maxFires reached",
+    }.get(reason, f"excluded: {reason}")
 
 
-def _planned(obj: dict, start: datetime, end: datetime, limit: int) -> list[_Fire]:
-    spec = obj.get("spec") or {}
-    if spec.get("paused"):
+def time_policy(obj: dict, policy: FirePolicy | None, now: datetime) -> dict:
+    """A recurring schedule's time policy as its page shows it: the daylight-saving policy, each
+    calendar with what it excludes in the next TIMELINE_DAYS days (dates in the schedule's
+    zone), the bounds with the fires launched so far and left, and the jitter."""
+    trigger = (obj.get("spec") or {}).get("trigger") or {}
+    status = obj.get("status") or {}
+    if trigger.get("type") != "recurring":
+        return {}
+    known = policy is not None  # None: the ledger is not read for this namespace
+    policy = policy or FirePolicy()
+    timezone = _zone_or_utc(trigger.get("timezone"))
+    today = now.astimezone(zone(timezone)).date()
+    days = [today + timedelta(days=d) for d in range(TIMELINE_DAYS)]
+    calendars = []
+    for name in trigger.get("calendars") or []:
+        derived = policy.calendars.get(name)
+        calendars.append(
+            {
+                "name": name,
+                "missing": known and derived is None,
+                "known": known,
+                "excludes": _calendar_excludes(derived, days) if derived else [],
+                "business_days_only": bool(derived and derived.business_days_only),
+                "holidays_version": (derived.holidays_version or "") if derived else "",
+            }
+        )
+    max_fires = trigger.get("maxFires")
+    jitter = trigger.get("jitter") or ""
+    try:
+        jitter_seconds = duration_seconds(jitter) if jitter else 0
+    except ValueError:
+        jitter_seconds = 0
+    active_from, active_until = _instant(trigger.get("activeFrom")), _instant(trigger.get("activeUntil"))
+    return {
+        "dst_policy": trigger.get("dstPolicy") or AUTO,
+        "dst_policy_default": not trigger.get("dstPolicy"),
+        "calendars": calendars,
+        "active_from": utc_iso(active_from) if active_from else "",
+        "active_from_zone": in_zone(active_from, timezone),
+        "active_until": utc_iso(active_until) if active_until else "",
+        "active_until_zone": in_zone(active_until, timezone),
+        "max_fires": max_fires,
+        "launched": policy.launched if max_fires is not None and known else None,
+        "remaining": status.get("remainingFires")
+        if status.get("remainingFires") is not None
+        else (max(max_fires - policy.launched, 0) if max_fires is not None and known else None),
+        "jitter": jitter,
+        "jitter_seconds": jitter_seconds,
+    }
+
+
+def _calendar_excludes(derived: DerivedCalendar, days: list) -> list[dict]:
+    excludes = []
+    for day in days:
+        why = derived.refusal(day)
+        if why:
+            excludes.append({"date": day.isoformat(), "weekday": f"{day:%a}", "why": why})
+    return excludes
+
+
+def _zone_or_utc(timezone: str | None) -> str:
+    try:
+        zone(timezone or "UTC")
+    except Exception:  # noqa: BLE001 - an invalid schedule is still shown, in UTC
+        return "UTC"
+    return timezone or "UTC"
+
+
+def _planned(
+    obj: dict, start: datetime, end: datetime, limit: int, policy: FirePolicy | None = None
+) -> list[dict]:
+    """The fires in (start, end) of a schedule, as the operator and the launcher decide them:
+    a recurring schedule's under its daylight-saving policy, calendars (from `policy`, as the
+    operator read them from Postgres; absent: refused, as the launcher does) and bounds, with
+    `refused` on the fires the launcher refuses. At most `limit` are listed."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if spec.get("paused") or status.get("phase") in ("Ended", "Invalid"):
         return []
     trigger = spec.get("trigger") or {}
     timezone = trigger.get("timezone") or "UTC"
@@ -196,16 +319,27 @@ def _planned(obj: dict, start: datetime, end: datetime, limit: int) -> list[_Fir
         tz = zone(timezone)
         if trigger.get("type") == "recurring":
             cron = parse_cron(trigger["cron"])
-            return [
-                _Fire(f, f.astimezone(tz), dst_note(cron, timezone, f))
-                for f in next_fire_times(cron, timezone, start, limit)
-                if f < end
-            ]
+            names = list(trigger.get("calendars") or [])
+            calendars = (policy or FirePolicy()).calendars
+            max_fires = trigger.get("maxFires")
+            launched = (policy or FirePolicy()).launched
+            return planned_fires_between(
+                cron,
+                timezone,
+                start,
+                end - timedelta(microseconds=1),
+                lambda fire: fire_refusal(names, calendars, timezone, fire) if names else None,
+                active_from=_instant(trigger.get("activeFrom")),
+                active_until=_instant(trigger.get("activeUntil")),
+                remaining=max_fires - launched if isinstance(max_fires, int) else None,
+                dst_policy=trigger.get("dstPolicy") or AUTO,
+                limit=limit,
+            )
         run_at = _instant(trigger.get("runAt"))
     except (CronError, KeyError, ValueError, LookupError):
         return []
     if run_at is not None and start < run_at < end:
-        return [_Fire(run_at, run_at.astimezone(tz), None)]
+        return [{"at": utc_iso(run_at), "local": run_at.astimezone(tz).isoformat()}]
     return []
 
 
@@ -239,13 +373,22 @@ def _offset_changes(timezone: str, start: datetime, end: datetime) -> list[dict]
     return changes
 
 
-def timeline(objs: list[dict], now: datetime, days: int = TIMELINE_DAYS) -> dict:
+def timeline(
+    objs: list[dict],
+    now: datetime,
+    days: int = TIMELINE_DAYS,
+    policies: dict[str, FirePolicy] | None = None,
+) -> dict:
     """The next `days` days of fires of the given schedules on one UTC axis: each fire's
-    position (percent of the window), daylight-saving shifts in their zones, and the busiest
-    minutes (the most fires starting in the same minute, where more than one does)."""
+    position (percent of the window), daylight-saving shifts in their zones and the fires they
+    move, the fires a calendar or a bound refuses (`excluded`, with the calendar's name), and
+    the busiest minutes (the most fires starting in the same minute, where more than one does).
+    `policies` (by uid): each recurring schedule's calendars and launched fires, as read from
+    Postgres; fires are those the operator's `status.nextFires` is made of."""
     start = now.astimezone(UTC).replace(second=0, microsecond=0)
     end = start + timedelta(days=days)
     span = (end - start).total_seconds()
+    policies = policies or {}
 
     def position(instant: datetime) -> float:
         return round(100 * (instant - start).total_seconds() / span, 3)
@@ -254,38 +397,54 @@ def timeline(objs: list[dict], now: datetime, days: int = TIMELINE_DAYS) -> dict
     lanes, zones = [], set()
     for obj in objs:
         # [start, end): a fire in the current minute is on the timeline.
-        fires = _planned(
-            obj, start - timedelta(microseconds=1), end, TIMELINE_FIRES_PER_SCHEDULE + 1
+        planned = _planned(
+            obj,
+            start - timedelta(microseconds=1),
+            end,
+            TIMELINE_FIRES_PER_SCHEDULE + 1,
+            policies.get(obj["metadata"].get("uid", "")),
         )
-        shown = fires[:TIMELINE_FIRES_PER_SCHEDULE]
+        shown = [_fire_view(f) for f in planned[:TIMELINE_FIRES_PER_SCHEDULE]]
         trigger = (obj.get("spec") or {}).get("trigger") or {}
         timezone = trigger.get("timezone") or "UTC"
         zones.add(timezone)
-        per_minute.update(f.at for f in shown)
+        runs = [f for f in shown if "excluded" not in f]
+        per_minute.update(_instant(f["at"]) for f in runs)
+        fires = []
+        for f in shown:
+            at = _instant(f["at"])
+            fire = {
+                "at": f["at"],
+                "zone": in_zone(at, timezone),
+                "left": position(at),
+                "note": f.get("note") or "",
+                "shifted": f["shifted"],
+            }
+            if "excluded" in f:
+                fire.update(excluded=f["excluded"], calendar=f["calendar"])
+            fires.append(fire)
         lanes.append(
             {
                 "namespace": obj["metadata"]["namespace"],
                 "name": obj["metadata"]["name"],
                 "timezone": timezone,
                 "paused": bool((obj.get("spec") or {}).get("paused")),
-                "fires": [
-                    {
-                        "at": utc_iso(f.at),
-                        "zone": in_zone(f.at, timezone),
-                        "left": position(f.at),
-                        "note": f.note or "",
-                    }
-                    for f in shown
-                ],
-                "more": len(fires) > TIMELINE_FIRES_PER_SCHEDULE,
+                "dst_policy": (trigger.get("dstPolicy") or AUTO)
+                if trigger.get("type") == "recurring"
+                else "",
+                "calendars": list(trigger.get("calendars") or []),
+                "fires": [f for f in fires if "excluded" not in f],
+                "excluded": [f for f in fires if "excluded" in f],
+                "more": len(planned) > TIMELINE_FIRES_PER_SCHEDULE,
             }
         )
     busiest = [(minute, n) for minute, n in per_minute.most_common() if n > 1]
     top = busiest[0][1] if busiest else 0
     busy = sorted(m for m, n in busiest if n == top)
+    busy_minutes = set(busy)
     for lane in lanes:
         for fire in lane["fires"]:
-            fire["busy"] = top > 1 and _instant(fire["at"]) in busy
+            fire["busy"] = top > 1 and _instant(fire["at"]) in busy_minutes
     hours = Counter(int((m - start).total_seconds() // 3600) for m in per_minute.elements())
     peak = max(hours.values(), default=0)
     shifts = []
@@ -319,6 +478,12 @@ def timeline(objs: list[dict], now: datetime, days: int = TIMELINE_DAYS) -> dict
             for h, n in sorted(hours.items())
         ],
         "peak_hour_fires": peak,
+        # The fires a calendar or a bound refuses, by schedule, oldest first.
+        "excluded": [
+            {"schedule": f"{lane['namespace']}/{lane['name']}", **fire}
+            for lane in lanes
+            for fire in lane["excluded"][:EXCLUDED_LISTED]
+        ],
         "shifts": [
             {"at": utc_iso(s["at"]), "text": s["text"], "left": position(s["at"])}
             for s in sorted(shifts, key=lambda s: s["at"])

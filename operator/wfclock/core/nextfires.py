@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 
-from wfclock.core.dst import mode_for, next_policy_fires
+from wfclock.core.dst import mode_for, next_policy_fires, policy_fires_between
 from wfclock.core.fires import utc_iso
 from wfclock.core.firetime import (
     CronSpec,
@@ -83,10 +83,9 @@ def _next_fires_view(spec: CronSpec, timezone: str, after: datetime, count: int)
     for fire in next_fire_times(spec, timezone, after, count):
         local = fire.astimezone(zone(timezone))
         view = {"at": utc_iso(fire), "local": local.isoformat()}
-        notes = [n for n in [dst_note(spec, timezone, fire)] if n]
-        notes.extend(_skipped_note(spec, timezone, previous, fire))
-        if notes:
-            view["note"] = "; ".join(notes)
+        note = fire_note(spec, timezone, None, fire, previous)
+        if note:
+            view["note"] = note
         views.append(view)
         previous = fire
     return tuple(views)
@@ -166,31 +165,110 @@ def policy_next_fires_view(
 
 @lru_cache(maxsize=2048)
 def _policy_view(spec: CronSpec, timezone: str, policy, after: datetime, count: int) -> tuple:
-    mode = mode_for(spec, policy)
     tz = zone(timezone)
     views = []
     previous = after
     for fire in next_policy_fires(spec, timezone, policy, after, count):
         local = fire.astimezone(tz)
         view = {"at": utc_iso(fire), "local": local.isoformat()}
-        notes = []
-        if not (spec.hour >> local.hour & 1 and spec.minute >> local.minute & 1):
-            notes.append(
-                f"runs after a DST gap (dstPolicy {policy}): the planned wall time does not "
-                f"exist in {timezone} that day, so it runs at the first instant after the gap"
-            )
-        elif local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
-            if mode is not None and mode[0] == "Once":
-                notes.append(
-                    f"this wall time occurs twice (clocks go back); dstPolicy {policy} runs it "
-                    "at the first occurrence only"
-                )
-            else:
-                notes.extend(n for n in [dst_note(spec, timezone, fire)] if n)
-        if mode is None or mode[1] == "Skip":
-            notes.extend(_skipped_note(spec, timezone, previous, fire))
-        if notes:
-            view["note"] = "; ".join(notes)
+        note = fire_note(spec, timezone, policy, fire, previous)
+        if note:
+            view["note"] = note
         views.append(view)
         previous = fire
     return tuple(views)
+
+
+def is_shifted(spec: CronSpec, timezone: str, fire: datetime) -> bool:
+    """A fire at a wall time the cron does not name: moved by a daylight-saving gap."""
+    local = fire.astimezone(zone(timezone))
+    return not (spec.hour >> local.hour & 1 and spec.minute >> local.minute & 1)
+
+
+def fire_note(
+    spec: CronSpec, timezone: str, policy: str | None, fire: datetime, previous: datetime
+) -> str | None:
+    """What a daylight-saving change does to `fire` (the one after `previous`) under the policy:
+    the note `status.nextFires` carries, None when it does nothing."""
+    mode = mode_for(spec, policy)
+    notes = []
+    if mode is None and not spec.last_day:  # the CronJob's own fires
+        notes.extend(n for n in [dst_note(spec, timezone, fire)] if n)
+        notes.extend(_skipped_note(spec, timezone, previous, fire))
+        return "; ".join(notes) or None
+    local = fire.astimezone(zone(timezone))
+    if is_shifted(spec, timezone, fire):
+        notes.append(
+            f"runs after a DST gap (dstPolicy {policy}): the planned wall time does not "
+            f"exist in {timezone} that day, so it runs at the first instant after the gap"
+        )
+    elif local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+        if mode is not None and mode[0] == "Once":
+            notes.append(
+                f"this wall time occurs twice (clocks go back); dstPolicy {policy} runs it "
+                "at the first occurrence only"
+            )
+        else:
+            notes.extend(n for n in [dst_note(spec, timezone, fire)] if n)
+    if mode is None or mode[1] == "Skip":
+        notes.extend(_skipped_note(spec, timezone, previous, fire))
+    return "; ".join(notes) or None
+
+
+def planned_fires_between(
+    spec: CronSpec,
+    timezone: str,
+    begin: datetime,
+    end: datetime,
+    day_refusal: Callable[[datetime], str | None],
+    *,
+    active_from: datetime | None = None,
+    active_until: datetime | None = None,
+    remaining: int | None = None,
+    dst_policy: str | None = None,
+    limit: int | None = None,
+) -> list[dict]:
+    """Every fire in (begin, end] that the CronJob and the policy make, as the launcher decides
+    it: `{"at", "local", "note"?, "shifted"?}` for a fire that runs, with `"refused": reason`
+    for one it refuses (the reason it records: `before-active-from`, `calendar:<name>:<why>`).
+
+    The window form of `next_fires_under_policy` (the console's timeline): the same fires
+    (`dst.policy_fires_between`), calendars and bounds; none after `active_until` or after
+    the `remaining` fires that maxFires leaves is listed; at most `limit` are listed."""
+    tz = zone(timezone)
+    if active_until is not None:
+        end = min(end, active_until)
+    if begin >= end or (remaining is not None and remaining <= 0):
+        return []
+    listed: list[dict] = []
+    runs = 0
+    previous = begin
+    for fire in _fires_by_day(spec, timezone, dst_policy, begin, end):
+        if limit is not None and len(listed) >= limit:
+            break
+        view = {"at": utc_iso(fire), "local": fire.astimezone(tz).isoformat()}
+        why = "before-active-from" if active_from is not None and fire < active_from else None
+        why = why or day_refusal(fire)
+        if why is not None:
+            listed.append({**view, "refused": why})
+            continue
+        note = fire_note(spec, timezone, dst_policy, fire, previous)
+        if note:
+            view["note"] = note
+        if is_shifted(spec, timezone, fire):
+            view["shifted"] = True
+        listed.append(view)
+        previous = fire
+        runs += 1
+        if remaining is not None and runs >= remaining:
+            break
+    return listed
+
+
+def _fires_by_day(spec: CronSpec, timezone: str, policy: str | None, begin: datetime, end: datetime):
+    """`policy_fires_between` a day at a time, so a caller that needs only the first fires of a
+    frequent schedule does not enumerate the whole window."""
+    while begin < end:
+        stop = min(begin + timedelta(days=1), end)
+        yield from policy_fires_between(spec, timezone, policy, begin, stop)
+        begin = stop
