@@ -283,3 +283,135 @@ def test_a_resumed_schedule_has_no_pause_reason_while_its_status_still_shows_the
     assert views.pause_reason(obj) == ""
     paused = {"spec": {"paused": True, "pauseReason": "freeze"}}
     assert views.pause_reason(paused) == "freeze"
+
+
+def _offsite_policy(day="2026-03-27", launched=0):
+    from wfclock.core.calendars import derive_calendar, validate_calendar
+    from wfclock.core.status import FirePolicy
+
+    spec = validate_calendar(
+        {"dates": [{"date": day, "name": "Company offsite"}], "businessDaysOnly": True}
+    )
+    return FirePolicy({"office": derive_calendar(spec, NOW.date())}, launched)
+
+
+BERLIN_OFFICE = {
+    **BERLIN_0230,
+    "dstPolicy": "RunOnceShiftMissing",
+    "calendars": ["office"],
+}
+
+
+def test_the_timeline_marks_calendar_exclusions_with_the_calendars_name_and_busy_counts_runs_only():
+    obj = wfs("office", BERLIN_OFFICE)
+    line = views.timeline([obj], NOW, policies={obj["metadata"]["uid"]: _offsite_policy()})
+    (lane,) = line["lanes"]
+    # Wed 25 Mar to Wed 1 Apr: Fri 27 (offsite), Sat 28 and Sun 29 (weekend) are refused; the
+    # Sunday's shift no longer matters, it is a weekend.
+    assert [f["at"] for f in lane["fires"]] == [
+        "2026-03-26T01:30:00Z",
+        "2026-03-30T00:30:00Z",
+        "2026-03-31T00:30:00Z",
+        "2026-04-01T00:30:00Z",
+    ]
+    assert [(f["at"], f["calendar"], f["excluded"]) for f in lane["excluded"]] == [
+        ("2026-03-27T01:30:00Z", "office", "excluded by calendar office: Company offsite"),
+        ("2026-03-28T01:30:00Z", "office", "excluded by calendar office: weekend"),
+        ("2026-03-29T01:00:00Z", "office", "excluded by calendar office: weekend"),
+    ]
+    assert [x["schedule"] for x in line["excluded"]] == ["acme/office"] * 3
+    assert lane["dst_policy"] == "RunOnceShiftMissing" and lane["calendars"] == ["office"]
+
+
+def test_a_calendar_the_ledger_does_not_have_refuses_every_fire_as_the_launcher_does():
+    line = views.timeline([wfs("office", BERLIN_OFFICE)], NOW, policies={})
+    (lane,) = line["lanes"]
+    assert lane["fires"] == []
+    assert {f["excluded"] for f in lane["excluded"]} == {
+        "excluded: calendar office does not exist (every fire is refused)"
+    }
+
+
+def test_bounds_end_the_timeline_at_active_until_and_at_the_fires_max_fires_leaves():
+    until = {**BERLIN_0230, "activeUntil": "2026-03-27T12:00:00Z"}
+    assert [f["at"] for f in views.timeline([wfs("u", until)], NOW)["lanes"][0]["fires"]] == [
+        "2026-03-26T01:30:00Z",
+        "2026-03-27T01:30:00Z",
+    ]
+    bounded = wfs("m", {**BERLIN_0230, "maxFires": 10})
+    policy = _offsite_policy(launched=8)
+    line = views.timeline([bounded], NOW, policies={bounded["metadata"]["uid"]: policy})
+    assert len(line["lanes"][0]["fires"]) == 2  # 10 allowed, 8 launched
+    later = wfs("f", {**BERLIN_0230, "activeFrom": "2026-03-30T00:00:00Z"})
+    lane = views.timeline([later], NOW)["lanes"][0]
+    assert {f["excluded"] for f in lane["excluded"]} == {"excluded: before activeFrom"}
+    assert lane["fires"][0]["at"] == "2026-03-30T00:30:00Z"
+    ended = wfs("e", BERLIN_0230, status={"phase": "Ended"})
+    assert views.timeline([ended], NOW)["lanes"][0]["fires"] == []
+
+
+def test_next_fires_from_the_status_list_its_excluded_fires_in_time_order():
+    status = {
+        "nextFires": [{"at": "2026-03-30T00:30:00Z", "local": "2026-03-30T02:30:00+02:00"}],
+        "excludedFires": [
+            {
+                "at": "2026-03-27T01:30:00Z",
+                "local": "2026-03-27T02:30:00+01:00",
+                "reason": "calendar:office:Company offsite",
+            }
+        ],
+    }
+    fires = views.next_fires(wfs("o", BERLIN_OFFICE, status=status), NOW)
+    assert [(f["at"], f.get("excluded"), f.get("calendar")) for f in fires] == [
+        ("2026-03-27T01:30:00Z", "excluded by calendar office: Company offsite", "office"),
+        ("2026-03-30T00:30:00Z", None, None),
+    ]
+
+
+def test_the_time_policy_shows_dst_policy_calendars_next_week_bounds_launched_and_jitter():
+    trigger = {
+        **BERLIN_OFFICE,
+        "activeFrom": "2026-03-01T00:00:00Z",
+        "activeUntil": "2026-06-30T22:00:00Z",
+        "maxFires": 40,
+        "jitter": "1m30s",
+    }
+    shown = views.time_policy(wfs("o", trigger), _offsite_policy(launched=12), NOW)
+    assert shown["dst_policy"] == "RunOnceShiftMissing" and not shown["dst_policy_default"]
+    (office,) = shown["calendars"]
+    assert office["name"] == "office" and office["business_days_only"]
+    assert [(e["date"], e["why"]) for e in office["excludes"]] == [
+        ("2026-03-27", "Company offsite"),
+        ("2026-03-28", "weekend"),
+        ("2026-03-29", "weekend"),
+    ]
+    assert shown["active_until_zone"] == "2026-07-01 00:00 CEST (+02:00)"
+    assert (shown["max_fires"], shown["launched"], shown["remaining"]) == (40, 12, 28)
+    assert (shown["jitter"], shown["jitter_seconds"]) == ("1m30s", 90)
+    default = views.time_policy(wfs("d", BERLIN_0230), None, NOW)
+    assert default["dst_policy"] == "Auto" and default["dst_policy_default"]
+    unread = views.time_policy(wfs("o", BERLIN_OFFICE), None, NOW)
+    assert unread["calendars"][0]["missing"] is False and not unread["calendars"][0]["known"]
+    assert (
+        views.time_policy(
+            wfs("x", {"type": "schedule", "runAt": "2026-04-01T00:00:00Z"}), None, NOW
+        )
+        == {}
+    )
+
+
+def test_the_list_offers_every_phase_and_an_ended_schedule_says_why():
+    ready = {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Ended",
+        "message": "the schedule ended: maxFires 3 reached (3 fires launched); its CronJob is removed",
+    }
+    obj = wfs("e", BERLIN_0230, status={"phase": "Ended", "conditions": [ready]})
+    row = views.schedule_row(obj, None, NOW)
+    assert row["phase"] == "Ended" and row["phase_message"].startswith(
+        "the schedule ended: maxFires 3"
+    )
+    assert "Ended" in views.phase_choices([])
+    assert views.filter_rows([row], phase="Ended") == [row]
+    assert views.filter_rows([row], phase="Scheduled") == []

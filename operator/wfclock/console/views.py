@@ -267,7 +267,10 @@ def time_policy(obj: dict, policy: FirePolicy | None, now: datetime) -> dict:
         jitter_seconds = duration_seconds(jitter) if jitter else 0
     except ValueError:
         jitter_seconds = 0
-    active_from, active_until = _instant(trigger.get("activeFrom")), _instant(trigger.get("activeUntil"))
+    active_from, active_until = (
+        _instant(trigger.get("activeFrom")),
+        _instant(trigger.get("activeUntil")),
+    )
     return {
         "dst_policy": trigger.get("dstPolicy") or AUTO,
         "dst_policy_default": not trigger.get("dstPolicy"),

@@ -265,7 +265,9 @@ def planned_fires_between(
     return listed
 
 
-def _fires_by_day(spec: CronSpec, timezone: str, policy: str | None, begin: datetime, end: datetime):
+def _fires_by_day(
+    spec: CronSpec, timezone: str, policy: str | None, begin: datetime, end: datetime
+):
     """`policy_fires_between` a day at a time, so a caller that needs only the first fires of a
     frequent schedule does not enumerate the whole window."""
     while begin < end:
