@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+import zoneinfo
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-results" / "console"
 AXE_LOCK = ROOT / "tests" / "console" / "axe" / "package-lock.json"
 VISIBLE, HIDDEN = "console-acme", "console-globex"
+OFFICE_CALENDAR = "office-days"
 # The console's own rights, as the chart gives them (tests/cluster/test_console_chart.py).
 CONSOLE_RULES = [
     {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
@@ -291,6 +293,29 @@ def stack(control_plane, api, crds, postgres, console_database, tmp_path_factory
                 {"type": "recurring", "cron": "*/15 * * * *", "timezone": "America/New_York"},
             ),
         )
+        # A calendar that closes the office on the day after tomorrow (Berlin), and a schedule
+        # that uses it with a daylight-saving policy: the timeline shows that fire excluded.
+        closed_day = (now + timedelta(days=2)).astimezone(zoneinfo.ZoneInfo("Europe/Berlin"))
+        objects.create_namespaced_custom_object(
+            "wfclock.dev", "v1alpha1", VISIBLE, "workflowcalendars",
+            {
+                "apiVersion": "wfclock.dev/v1alpha1", "kind": "WorkflowCalendar",
+                "metadata": {"name": OFFICE_CALENDAR},
+                "spec": {"dates": [{"date": f"{closed_day:%Y-%m-%d}", "name": "Company offsite"}]},
+            },
+        )  # fmt: skip
+        create(
+            VISIBLE,
+            schedule(
+                "office-close",
+                "acme",
+                {
+                    "type": "recurring", "cron": "40 18 * * *", "timezone": "Europe/Berlin",
+                    "dstPolicy": "RunOnceSkipMissing", "calendars": [OFFICE_CALENDAR],
+                    "maxFires": 500, "jitter": "30s",
+                },
+            ),
+        )  # fmt: skip
         run_at = (now + timedelta(days=2)).replace(microsecond=0)
         create(
             VISIBLE,
@@ -318,6 +343,12 @@ def stack(control_plane, api, crds, postgres, console_database, tmp_path_factory
         hourly = wait_until(lambda: registered("hourly-report"), 60, "hourly-report registered")
         for name in ("quarter-hour", "year-end-close"):
             wait_until(lambda n=name: registered(n), 60, f"{name} registered")
+        # Registered with its calendar derived: the operator lists the closed day as excluded.
+        wait_until(
+            lambda: (registered("office-close") or {}).get("status", {}).get("excludedFires"),
+            60,
+            "office-close registered with its calendar",
+        )
         # The operator watches only the visible namespace; the hidden one's schedule is in the
         # ledger as its own operator would have put it there.
         engine = engine_for(console_database)

@@ -16,6 +16,7 @@ from wfclock_devstack.processes import wait_until
 
 from tests.console.conftest import (
     HIDDEN,
+    OFFICE_CALENDAR,
     SCREENSHOTS,
     VIEWER_ZONE,
     VISIBLE,
@@ -65,6 +66,12 @@ def api_refusal(stack, token: str, body: dict) -> str:
     pytest.fail("the API server accepted the patch it should refuse")
 
 
+def office_close(stack) -> dict:
+    return stack.objects.get_namespaced_custom_object(
+        "wfclock.dev", "v1alpha1", VISIBLE, "workflowschedules", "office-close"
+    )
+
+
 def hourly(stack) -> dict:
     return stack.objects.get_namespaced_custom_object(
         "wfclock.dev", "v1alpha1", VISIBLE, "workflowschedules", "hourly-report"
@@ -93,7 +100,9 @@ def test_a_viewer_sees_the_schedules_timeline_and_fires_of_its_namespace_only(st
 
     rows = page.locator("#schedules tbody tr[data-schedule]")
     shown = sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.schedule)"))
-    assert shown == [f"{VISIBLE}/{n}" for n in ("hourly-report", "quarter-hour", "year-end-close")]
+    assert shown == [
+        f"{VISIBLE}/{n}" for n in ("hourly-report", "office-close", "quarter-hour", "year-end-close")
+    ]
     assert HIDDEN not in page.content() and "globex-secret" not in page.content()
     row = page.locator(f'tr[data-schedule="{VISIBLE}/hourly-report"]')
     assert "At 15 minutes past the hour" in row.inner_text()
@@ -116,14 +125,18 @@ def test_a_viewer_sees_the_schedules_timeline_and_fires_of_its_namespace_only(st
     page.goto(f"{stack.url}/timeline")
     assert page.locator("#timeline tr.load rect.hour").count() == 168
     lanes = page.locator("#timeline tbody tr[data-schedule]")
-    assert lanes.count() == 3
+    assert lanes.count() == 4
     # 7 days of fires: hourly 168, quarter-hour 672, the one-time 1; every :15 coincides.
+    # office-close: 7 daily fires, the one on the calendar's closed day excluded (no run).
     counts = {
-        lanes.nth(i).get_attribute("data-schedule"): lanes.nth(i).locator("rect.fire").count()
-        for i in range(3)
+        lanes.nth(i).get_attribute("data-schedule"): lanes.nth(i)
+        .locator("rect.fire:not(.excluded)")
+        .count()
+        for i in range(4)
     }
     assert counts == {
         f"{VISIBLE}/hourly-report": 168,
+        f"{VISIBLE}/office-close": 6,
         f"{VISIBLE}/quarter-hour": 672,
         f"{VISIBLE}/year-end-close": 1,
     }
@@ -131,6 +144,33 @@ def test_a_viewer_sees_the_schedules_timeline_and_fires_of_its_namespace_only(st
     assert "2 fires start together" in page.inner_text("#busiest")
     assert serious_violations(page) == []
     shot(page, "3-timeline")
+    # The exclusion the operator lists in the status is the one the timeline marks.
+    office = office_close(stack)
+    (excluded,) = office["status"]["excludedFires"]
+    mark = page.locator(f'tr[data-schedule="{VISIBLE}/office-close"] rect.fire.excluded')
+    assert mark.count() == 1 and mark.get_attribute("data-at") == excluded["at"]
+    assert mark.get_attribute("data-calendar") == OFFICE_CALENDAR
+    listed = page.inner_text(f'#exclusions li[data-schedule="{VISIBLE}/office-close"]')
+    assert f"excluded by calendar {OFFICE_CALENDAR}: Company offsite" in listed
+    runs_at = page.locator(
+        f'tr[data-schedule="{VISIBLE}/office-close"] rect.fire:not(.excluded)'
+    ).evaluate_all("rs => rs.map(r => r.dataset.at)")
+    assert runs_at[:5] == [f["at"] for f in office["status"]["nextFires"]]
+    page.locator(f'#timeline tr[data-schedule="{VISIBLE}/office-close"]').screenshot(
+        path=str(SCREENSHOTS / "8-timeline-calendar-exclusion.png")
+    )
+
+    page.goto(f"{stack.url}/schedules/{VISIBLE}/office-close")
+    assert page.inner_text("#dst-policy") == "RunOnceSkipMissing"
+    calendar = page.inner_text(f'#calendars li[data-calendar="{OFFICE_CALENDAR}"]')
+    assert "Company offsite" in calendar and excluded["local"][:10] in calendar
+    assert page.inner_text("#max-fires").startswith("500; 0 launched so far, 500 left")
+    assert page.inner_text("#jitter").startswith("up to 30s (30 s)")
+    row = page.locator(f'#next-fires tr.excluded[data-calendar="{OFFICE_CALENDAR}"]')
+    assert row.locator("time").first.get_attribute("datetime") == excluded["at"]
+    assert f"excluded by calendar {OFFICE_CALENDAR}: Company offsite" in row.inner_text()
+    assert serious_violations(page) == []
+    shot(page, "9-schedule-time-policy")
 
     page.goto(f"{stack.url}/schedules/{VISIBLE}/hourly-report")
     recent = page.locator("#recent-fires tbody tr").evaluate_all(
@@ -211,7 +251,7 @@ def test_a_session_ends_when_the_api_server_stops_accepting_its_token(stack, pag
     core = client.CoreV1Api(stack.api)
     token = service_account_token(stack.api, VISIBLE, "leaver", "view")
     sign_in(page, stack.url, token)
-    assert page.locator("#schedules tbody tr[data-schedule]").count() == 3
+    assert page.locator("#schedules tbody tr[data-schedule]").count() == 4
     core.delete_namespaced_service_account("leaver", VISIBLE)  # its tokens die with it
 
     def signed_out():  # once the API server's view of ServiceAccounts has caught up
