@@ -101,7 +101,8 @@ def test_a_viewer_sees_the_schedules_timeline_and_fires_of_its_namespace_only(st
     rows = page.locator("#schedules tbody tr[data-schedule]")
     shown = sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.schedule)"))
     assert shown == [
-        f"{VISIBLE}/{n}" for n in ("hourly-report", "office-close", "quarter-hour", "year-end-close")
+        f"{VISIBLE}/{n}"
+        for n in ("hourly-report", "office-close", "quarter-hour", "year-end-close")
     ]
     assert HIDDEN not in page.content() and "globex-secret" not in page.content()
     row = page.locator(f'tr[data-schedule="{VISIBLE}/hourly-report"]')

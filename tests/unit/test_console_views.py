@@ -324,12 +324,18 @@ def test_the_timeline_marks_calendar_exclusions_with_the_calendars_name_and_busy
 
 
 def test_a_calendar_the_ledger_does_not_have_refuses_every_fire_as_the_launcher_does():
-    line = views.timeline([wfs("office", BERLIN_OFFICE)], NOW, policies={})
+    from wfclock.core.status import FirePolicy
+
+    obj = wfs("office", BERLIN_OFFICE)
+    line = views.timeline([obj], NOW, policies={obj["metadata"]["uid"]: FirePolicy()})
     (lane,) = line["lanes"]
     assert lane["fires"] == []
     assert {f["excluded"] for f in lane["excluded"]} == {
         "excluded: calendar office does not exist (every fire is refused)"
     }
+    # Calendars that could not be read are not applied (the page says why), not refused.
+    unread = views.timeline([obj], NOW, policies=None)["lanes"][0]
+    assert len(unread["fires"]) == 7 and unread["excluded"] == []
 
 
 def test_bounds_end_the_timeline_at_active_until_and_at_the_fires_max_fires_leaves():
@@ -415,3 +421,16 @@ def test_the_list_offers_every_phase_and_an_ended_schedule_says_why():
     assert "Ended" in views.phase_choices([])
     assert views.filter_rows([row], phase="Ended") == [row]
     assert views.filter_rows([row], phase="Scheduled") == []
+
+
+def test_a_schedule_row_carries_the_operators_answer_to_run_now():
+    answer = {"requestId": "2026-03-25T11:59:00Z", "outcome": "refused", "reason": "paused"}
+    obj = wfs(
+        "r",
+        BERLIN_0230,
+        annotations={"wfclock.dev/run-now": "2026-03-25T11:59:00Z"},
+        status={"runNow": answer},
+    )
+    row = views.schedule_row(obj, None, NOW)
+    assert row["run_now_requested"] == "2026-03-25T11:59:00Z"
+    assert row["run_now_answer"] == answer

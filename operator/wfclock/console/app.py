@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kubernetes.client.rest import ApiException
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -202,7 +202,7 @@ def create_app(
         namespace = request.query_params.get("namespace", "")
         if namespace:
             objs = [o for o in objs if o["metadata"]["namespace"] == namespace]
-        policies = await run_in_threadpool(data.fire_policies, objs)
+        policies = await run_in_threadpool(_fire_policies, objs, errors)
         return page(
             request,
             "timeline.html",
@@ -211,6 +211,19 @@ def create_app(
             namespace=namespace,
             errors=errors,
         )
+
+    def _fire_policies(objs: list[dict], errors: list[str]):
+        """The calendars and launched fires of the schedules, or None (with a note in `errors`)
+        where the console's login may not read them yet (a role made by an older version)."""
+        try:
+            return data.fire_policies(objs)
+        except ProgrammingError as exc:
+            log.warning("calendars not readable: %s", exc)
+            errors.append(
+                "calendars and maxFires are not applied: the console's database login may not "
+                "read them; run `wfclock db console-role` again"
+            )
+            return None
 
     def _schedule_page(session: Session, namespace: str, name: str) -> dict:
         # Asked of the API server even outside the visible namespaces: a refusal is its own words.
@@ -224,7 +237,9 @@ def create_app(
                 events, events_error = [], api_message(exc)
         uid = obj["metadata"].get("uid", "")
         ledger = data.schedules([uid]).get(uid)
-        policy = data.fire_policies([obj]).get(uid) if namespace in namespaces else None
+        policy = None
+        if namespace in namespaces:
+            policy = (_fire_policies([obj], []) or {}).get(uid)
         at = now()
         runs = (
             data.runs([namespace], [], schedule_uid=uid, limit=50)

@@ -135,6 +135,8 @@ def schedule_row(obj: dict, ledger: dict | None, now: datetime) -> dict:
         "paused": bool(spec.get("paused")),
         "pause_reason": pause_reason(obj),
         "run_now_requested": ((meta.get("annotations") or {}).get("wfclock.dev/run-now") or ""),
+        # The operator's answer to the latest run-now request (issue 15): outcome, run, reason.
+        "run_now_answer": dict(status.get("runNow") or {}),
     }
 
 
@@ -311,8 +313,9 @@ def _planned(
 ) -> list[dict]:
     """The fires in (start, end) of a schedule, as the operator and the launcher decide them:
     a recurring schedule's under its daylight-saving policy, calendars (from `policy`, as the
-    operator read them from Postgres; absent: refused, as the launcher does) and bounds, with
-    `refused` on the fires the launcher refuses. At most `limit` are listed."""
+    operator read them from Postgres; a calendar absent from it refuses, as the launcher does)
+    and bounds, with `refused` on the fires the launcher refuses. `policy` None: calendars and
+    maxFires unknown (not readable), not applied. At most `limit` are listed."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     if spec.get("paused") or status.get("phase") in ("Ended", "Invalid"):
         return []
@@ -322,10 +325,11 @@ def _planned(
         tz = zone(timezone)
         if trigger.get("type") == "recurring":
             cron = parse_cron(trigger["cron"])
-            names = list(trigger.get("calendars") or [])
-            calendars = (policy or FirePolicy()).calendars
+            # No policy: the calendars and launched fires were not read; not applied.
+            names = list(trigger.get("calendars") or []) if policy is not None else []
+            calendars = policy.calendars if policy is not None else {}
             max_fires = trigger.get("maxFires")
-            launched = (policy or FirePolicy()).launched
+            counted = isinstance(max_fires, int) and policy is not None
             return planned_fires_between(
                 cron,
                 timezone,
@@ -334,7 +338,7 @@ def _planned(
                 lambda fire: fire_refusal(names, calendars, timezone, fire) if names else None,
                 active_from=_instant(trigger.get("activeFrom")),
                 active_until=_instant(trigger.get("activeUntil")),
-                remaining=max_fires - launched if isinstance(max_fires, int) else None,
+                remaining=max_fires - policy.launched if counted else None,
                 dst_policy=trigger.get("dstPolicy") or AUTO,
                 limit=limit,
             )
@@ -387,11 +391,11 @@ def timeline(
     move, the fires a calendar or a bound refuses (`excluded`, with the calendar's name), and
     the busiest minutes (the most fires starting in the same minute, where more than one does).
     `policies` (by uid): each recurring schedule's calendars and launched fires, as read from
-    Postgres; fires are those the operator's `status.nextFires` is made of."""
+    Postgres (None: not readable, calendars and maxFires not applied); fires are those the
+    operator's `status.nextFires` is made of."""
     start = now.astimezone(UTC).replace(second=0, microsecond=0)
     end = start + timedelta(days=days)
     span = (end - start).total_seconds()
-    policies = policies or {}
 
     def position(instant: datetime) -> float:
         return round(100 * (instant - start).total_seconds() / span, 3)
@@ -405,7 +409,7 @@ def timeline(
             start - timedelta(microseconds=1),
             end,
             TIMELINE_FIRES_PER_SCHEDULE + 1,
-            policies.get(obj["metadata"].get("uid", "")),
+            (policies or {}).get(obj["metadata"].get("uid", "")),
         )
         shown = [_fire_view(f) for f in planned[:TIMELINE_FIRES_PER_SCHEDULE]]
         trigger = (obj.get("spec") or {}).get("trigger") or {}
