@@ -8,6 +8,7 @@ import subprocess
 import psycopg
 import pytest
 from wfclock.console.data import READABLE, ConsoleData
+from wfclock.core.status import FirePolicy
 from wfclock.db.store import engine_for
 
 LOGIN = "wfclock_console_dbtest"
@@ -39,6 +40,13 @@ def test_the_console_login_reads_what_the_console_shows_and_nothing_more(console
     assert data.known_namespaces() == {"acme": "acme"}
     assert set(data.schedules([str(state.schedule_id)])) == {str(state.schedule_id)}
     assert data.runs(["acme"], ["acme"]) == []
+    # The calendars and launched fires, read as the operator reads them (store.calendars_of,
+    # store.clock_launches): none derived, none launched.
+    recurring = {
+        "metadata": {"namespace": "acme", "uid": str(state.schedule_id)},
+        "spec": {"trigger": {"type": "recurring", "calendars": ["office"], "maxFires": 3}},
+    }
+    assert data.fire_policies([recurring]) == {str(state.schedule_id): FirePolicy({}, 0)}
     with psycopg.connect(console_url, autocommit=True) as conn:
         for table, columns in READABLE.items():
             conn.execute(f"SELECT {', '.join(columns)} FROM {table} LIMIT 1")
