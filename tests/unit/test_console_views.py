@@ -434,3 +434,10 @@ def test_a_schedule_row_carries_the_operators_answer_to_run_now():
     row = views.schedule_row(obj, None, NOW)
     assert row["run_now_requested"] == "2026-03-25T11:59:00Z"
     assert row["run_now_answer"] == answer
+
+
+def test_a_fire_the_status_notes_as_moved_by_a_gap_is_marked_shifted():
+    note = "moved by a DST change: the planned wall time does not exist that day"
+    status = {"nextFires": [{"at": "2026-03-29T01:00:00Z", "local": "x", "note": note}]}
+    (fire,) = views.next_fires(wfs("s", BERLIN_OFFICE, status=status), NOW)
+    assert fire["shifted"] and "excluded" not in fire

@@ -217,7 +217,9 @@ def _fire_view(fire: dict) -> dict:
     if refused is not None:
         view["excluded"] = refusal_in_words(refused)
         view["calendar"] = refused.split(":")[1] if refused.startswith("calendar:") else ""
-    view["shifted"] = bool(fire.get("shifted")) or "DST gap" in (fire.get("note") or "")
+    note = fire.get("note") or ""
+    # The status's notes: a policy's shift ("runs after a DST gap") or the CronJob's own move.
+    view["shifted"] = bool(fire.get("shifted")) or "DST gap" in note or "moved by a DST" in note
     return view
 
 
