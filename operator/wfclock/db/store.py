@@ -359,15 +359,28 @@ def release_buffered_fires(engine: Engine) -> int:
     """Launches (or skips, saying why) each buffered fire whose schedule has no unfinished run
     left; the trigger on workflow_runs does this as runs finish, this is the sweep's backstop
     (a schedule whose overlap policy changed meanwhile, a run finished by a replica restore).
-    Returns how many runs it started."""
-    with engine.begin() as conn:
-        started = conn.execute(
+    Returns how many runs it started.
+
+    Each schedule in a transaction of its own: the release holds the schedule's row, and a
+    worker whose transaction finishes runs of several schedules takes their rows (through the
+    trigger) in its own order, so a sweep holding several rows at once deadlocked with it (and
+    one schedule's failure rolled back the releases of all the others)."""
+    with engine.connect() as conn:
+        schedules = conn.execute(
             text(
-                "SELECT wfclock_release_buffered(b.schedule_id) FROM (SELECT DISTINCT schedule_id "
-                "FROM workflow_schedule_fires WHERE outcome = 'buffered') AS b"
+                "SELECT DISTINCT schedule_id FROM workflow_schedule_fires "
+                "WHERE outcome = 'buffered' ORDER BY schedule_id"
             )
-        )
-        return sum(1 for (run,) in started if run is not None)
+        ).scalars()
+        schedules = list(schedules)
+    started = 0
+    for schedule_id in schedules:
+        with engine.begin() as conn:
+            run = conn.execute(
+                text("SELECT wfclock_release_buffered(:schedule_id)"), {"schedule_id": schedule_id}
+            ).scalar_one()
+        started += run is not None
+    return started
 
 
 def skip_counts(engine: Engine) -> dict[str, int]:
