@@ -136,7 +136,13 @@ def _edit(ctx, uid, **spec):
     edited = {"time": "2026-11-25T12:59:30Z", "fieldsV1": {"f:spec": {}}}
     trigger = spec.pop("trigger", HOURLY_UTC)
     reconcile.apply(
-        ctx, uid, trigger, 2, metadata={"managedFields": [edited]}, overlapPolicy="BufferOne", **spec
+        ctx,
+        uid,
+        trigger,
+        2,
+        metadata={"managedFields": [edited]},
+        overlapPolicy="BufferOne",
+        **spec,
     )
 
 
@@ -183,7 +189,8 @@ def test_a_fire_buffered_under_the_old_trigger_is_released_as_the_edited_schedul
         waiting = fire(conn, schedule_id, ONE, OLD_JOB)
         assert (running.outcome, waiting.outcome) == ("launched", "buffered")
         change, (outcome, reason_start) = EDITS[edit]
-        change(reconcile.context(engine, database_url, ONE + timedelta(seconds=5)), uid)
+        editing = reconcile.context(engine, database_url, ONE + timedelta(seconds=5))
+        change(editing, uid)
         conn.execute(*finish_sql(running.run_id))
         store.release_buffered_fires(engine)  # the sweep's backstop changes nothing more
         recorded, reason, run_id = ledger(conn, waiting.key)
@@ -192,3 +199,6 @@ def test_a_fire_buffered_under_the_old_trigger_is_released_as_the_edited_schedul
         assert [run for run, _ in runs] == ([run_id] if outcome == "launched" else [])
         if outcome == "launched":
             assert runs[0][1]["timezone"] == "Europe/London"
+        if edit == "cron edited":  # said when the edit is registered, not when the run ends
+            [said] = [e[2] for e in editing.kube.events if e[1] == "FireSkipped"]
+            assert said.startswith("the fire of 2026-11-25T13:00:00Z skipped: superseded")

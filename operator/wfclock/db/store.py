@@ -383,6 +383,26 @@ def release_buffered_fires(engine: Engine) -> int:
     return started
 
 
+def buffered_fires(conn, schedule_id: uuid.UUID) -> list[tuple[str, datetime]]:
+    """The schedule's buffered fires (key, instant), read on the psycopg connection `conn`, in
+    a transaction that holds the schedule's row (`upsert_schedule`'s `then`)."""
+    return conn.execute(
+        "SELECT fire_key, scheduled_for FROM workflow_schedule_fires "
+        "WHERE schedule_id = %s AND outcome = 'buffered' ORDER BY scheduled_for",
+        (schedule_id,),
+    ).fetchall()
+
+
+def skip_buffered_fire(conn, key: str, reason: str) -> None:
+    """Records the buffered fire `key` as skipped with `reason` (it never runs), on the
+    psycopg connection `conn` that holds the schedule's row."""
+    conn.execute(
+        "UPDATE workflow_schedule_fires SET outcome = 'skipped', reason = %s "
+        "WHERE fire_key = %s AND outcome = 'buffered'",
+        (reason, key),
+    )
+
+
 def skip_counts(engine: Engine) -> dict[str, int]:
     """Skipped clock fires by reason (overlap, paused, missed, ...), for the metrics: read from
     the counts a trigger keeps (migration 0005), never from the ledger."""
