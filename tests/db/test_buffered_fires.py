@@ -202,3 +202,34 @@ def test_a_fire_buffered_under_the_old_trigger_is_released_as_the_edited_schedul
         if edit == "cron edited":  # said when the edit is registered, not when the run ends
             [said] = [e[2] for e in editing.kube.events if e[1] == "FireSkipped"]
             assert said.startswith("the fire of 2026-11-25T13:00:00Z skipped: superseded")
+
+
+# --- the ledger's horizon ------------------------------------------------------------------------
+
+
+def test_a_pruned_fire_delivered_again_behind_a_running_run_is_refused_not_buffered(
+    database_url, engine, add_schedule
+):
+    """09:00 ran and finished, and the ledger was pruned past it (its row is gone). A late
+    delivery of 09:00 while the 10:00 run is still running would be buffered, and the guard
+    that refuses a pruned key only looked at launched claims: the release then launched 09:00 a
+    second time. It is refused like a launched claim (WF001), and nothing is written."""
+    state = add_schedule(make_state(overlap_policy="BufferOne"))
+    nine, ten = AT, AT + timedelta(hours=1)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        ran = fire(conn, state.schedule_id, nine)
+        conn.execute(*finish_sql(ran.run_id))
+        running = fire(conn, state.schedule_id, ten)
+        assert running.outcome == "launched"
+        # Rows last delivered before the horizon go: every fire here but the latest (10:00).
+        horizon = conn.execute("SELECT now() + interval '1 minute'").fetchone()[0]
+        assert store.prune_fires(engine, older_than=horizon).rows == 1
+        assert ledger(conn, ran.key) is None
+        try:
+            late = fire(conn, state.schedule_id, nine, source="a Job run again by hand").outcome
+        except psycopg.Error as refused:
+            late = refused.sqlstate
+        conn.execute(*finish_sql(running.run_id))
+        store.release_buffered_fires(engine)
+        assert len(runs_of(conn, ran.key)) == 1
+        assert late == "WF001" and ledger(conn, ran.key) is None
