@@ -52,10 +52,13 @@ def buffered_behind_a_running_run(database_url, add_schedule):
     return running, waiting
 
 
-def wait_for_lock_wait(database_url, query_part: str) -> None:
-    """Returns once a backend running a query containing `query_part` waits for a lock."""
+def wait_for_lock_wait(database_url, query_part: str, unless_done=None) -> None:
+    """Returns once a backend running a query containing `query_part` waits for a lock (or
+    the work `unless_done` finished without waiting)."""
     with psycopg.connect(database_url, autocommit=True) as watch:
         for _ in range(200):
+            if unless_done is not None and unless_done.done():
+                return
             waiting = watch.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                 "AND query LIKE %s AND pid <> pg_backend_pid()",
@@ -121,6 +124,60 @@ def test_two_sweeps_at_once_release_each_buffered_fire_once(database_url, engine
         for _, waiting in pairs:
             assert ledger(conn, waiting.key)[0] == "launched"
             assert len(runs_of(conn, waiting.key)) == 1
+
+
+def _finish_and_commit(worker, run_id) -> str | None:
+    """Finishes the run in the worker's open transaction and commits; the error's SQLSTATE if
+    it failed (the transaction then rolled back)."""
+    try:
+        worker.execute(*finish_sql(run_id))
+        worker.commit()
+    except psycopg.Error as error:
+        worker.rollback()
+        return error.sqlstate
+    return None
+
+
+@pytest.mark.parametrize("policy", ["Allow", "BufferOne"])
+def test_two_workers_finishing_runs_of_two_schedules_in_opposite_orders_both_commit(
+    database_url, engine, add_schedule, policy
+):
+    """Each worker's transaction finishes a run of schedule A and one of B, in opposite orders:
+    rows no other transaction touches. The trigger on workflow_runs takes each run's schedule
+    row as the run finishes (whatever the overlap policy), so the two transactions held A and B
+    and waited for each other: Postgres aborted one (40P01) and a worker could not record that
+    its runs had finished. Both commit; a fire waiting behind a run is launched once."""
+    schedules = [add_schedule(make_state()) for _ in range(2)]
+    with psycopg.connect(database_url, autocommit=True) as setup:
+        runs = []
+        for state in schedules:
+            running = [fire(setup, state.schedule_id, AT + timedelta(hours=h)) for h in (0, 1)]
+            store.update_schedule(engine, state.schedule_id, overlap_policy=policy)
+            runs.append([*running, fire(setup, state.schedule_id, AT + timedelta(hours=2))])
+    assert [eleven.outcome for *_, eleven in runs] == (
+        ["buffered"] * 2 if policy == "BufferOne" else ["launched"] * 2
+    )
+    (a9, a10, _), (b9, b10, _) = runs
+    with (
+        psycopg.connect(database_url) as one,
+        psycopg.connect(database_url) as two,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        one.execute(*finish_sql(a9.run_id))
+        two.execute(*finish_sql(b9.run_id))
+        first = pool.submit(_finish_and_commit, one, b10.run_id)
+        wait_for_lock_wait(database_url, "UPDATE workflow_runs", unless_done=first)
+        failures = [_finish_and_commit(two, a10.run_id), first.result(timeout=60)]
+    assert failures == [None, None]
+    store.release_buffered_fires(engine)  # the sweep's backstop, for a release left to it
+    with psycopg.connect(database_url) as conn:
+        finished = conn.execute(
+            "SELECT count(*) FROM workflow_runs WHERE status = 'succeeded'"
+        ).fetchone()[0]
+        assert finished == 4
+        for *_, eleven in runs:
+            outcome = ledger(conn, eleven.key)[0]
+            assert outcome == "launched" and len(runs_of(conn, eleven.key)) == 1
 
 
 # --- a trigger changed while a fire waits --------------------------------------------------------
@@ -233,3 +290,40 @@ def test_a_pruned_fire_delivered_again_behind_a_running_run_is_refused_not_buffe
         store.release_buffered_fires(engine)
         assert len(runs_of(conn, ran.key)) == 1
         assert late == "WF001" and ledger(conn, ran.key) is None
+
+
+def test_a_buffered_fire_that_cannot_be_released_holds_back_no_other(
+    database_url, engine, add_schedule
+):
+    """A buffered row the guard let through before migration 0010 (a pruned key whose first run
+    is still in workflow_runs) fails its release on the runs' unique fire key: the worker's
+    update of its run stands, and the sweep still releases every other schedule's fire (in one
+    transaction, that failure undid them all, every sweep) and says which one failed."""
+    wedged = add_schedule(make_state(overlap_policy="BufferOne"))
+    nine, ten = AT, AT + timedelta(hours=1)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        ran = fire(conn, wedged.schedule_id, nine)
+        conn.execute(*finish_sql(ran.run_id))
+        running = fire(conn, wedged.schedule_id, ten)
+        conn.execute("DELETE FROM workflow_schedule_fires WHERE fire_key = %s", (ran.key,))
+        conn.execute(
+            "INSERT INTO workflow_schedule_fires (fire_key, schedule_id, scheduled_for, outcome) "
+            "VALUES (%s, %s, %s, 'buffered')",
+            (ran.key, wedged.schedule_id, nine),
+        )
+        healthy = [buffered_behind_a_running_run(database_url, add_schedule) for _ in range(2)]
+        with conn.transaction():
+            conn.execute("ALTER TABLE workflow_runs DISABLE TRIGGER release_buffered_fire")
+            for first, _ in healthy:
+                conn.execute(*finish_sql(first.run_id))
+            conn.execute("ALTER TABLE workflow_runs ENABLE TRIGGER release_buffered_fire")
+        conn.execute(*finish_sql(running.run_id))  # the trigger's release fails; the update stands
+        assert conn.execute(
+            "SELECT status FROM workflow_runs WHERE run_id = %s", (running.run_id,)
+        ).fetchone() == ("succeeded",)
+        failed = []
+        released = store.release_buffered_fires(engine, on_error=lambda s, e: failed.append(s))
+        assert (released, failed) == (len(healthy), [wedged.schedule_id])
+        for _, waiting in healthy:
+            assert ledger(conn, waiting.key)[0] == "launched"
+        assert ledger(conn, ran.key)[0] == "buffered" and len(runs_of(conn, ran.key)) == 1

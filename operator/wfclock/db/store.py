@@ -355,16 +355,19 @@ def fire_history(engine: Engine, schedule_id: uuid.UUID, limit: int) -> FireHist
     return FireHistory(recent, success, dict(skipped) if skipped else None)
 
 
-def release_buffered_fires(engine: Engine) -> int:
+def release_buffered_fires(
+    engine: Engine, on_error: Callable[[uuid.UUID, Exception], None] | None = None
+) -> int:
     """Launches (or skips, saying why) each buffered fire whose schedule has no unfinished run
     left; the trigger on workflow_runs does this as runs finish, this is the sweep's backstop
-    (a schedule whose overlap policy changed meanwhile, a run finished by a replica restore).
-    Returns how many runs it started.
+    (a schedule whose overlap policy changed meanwhile, a run finished by a replica restore, a
+    release the trigger gave up on). Returns how many runs it started.
 
     Each schedule in a transaction of its own: the release holds the schedule's row, and a
     worker whose transaction finishes runs of several schedules takes their rows (through the
-    trigger) in its own order, so a sweep holding several rows at once deadlocked with it (and
-    one schedule's failure rolled back the releases of all the others)."""
+    trigger) in its own order, so a sweep holding several rows at once deadlocked with it.
+    A schedule whose release fails is passed to `on_error` and the others are still released
+    (without `on_error`, the error is raised)."""
     with engine.connect() as conn:
         schedules = conn.execute(
             text(
@@ -375,10 +378,17 @@ def release_buffered_fires(engine: Engine) -> int:
         schedules = list(schedules)
     started = 0
     for schedule_id in schedules:
-        with engine.begin() as conn:
-            run = conn.execute(
-                text("SELECT wfclock_release_buffered(:schedule_id)"), {"schedule_id": schedule_id}
-            ).scalar_one()
+        try:
+            with engine.begin() as conn:
+                run = conn.execute(
+                    text("SELECT wfclock_release_buffered(:schedule_id)"),
+                    {"schedule_id": schedule_id},
+                ).scalar_one()
+        except sqlalchemy.exc.DBAPIError as error:
+            if on_error is None:
+                raise
+            on_error(schedule_id, error)
+            continue
         started += run is not None
     return started
 
