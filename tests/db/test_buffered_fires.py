@@ -264,26 +264,33 @@ def test_a_fire_buffered_under_the_old_trigger_is_released_as_the_edited_schedul
 # --- the ledger's horizon ------------------------------------------------------------------------
 
 
+def ran_then_running(conn, schedule_id):
+    """The 09:00 fire ran and finished; the 10:00 one was launched and still runs."""
+    ran = fire(conn, schedule_id, AT)
+    conn.execute(*finish_sql(ran.run_id))
+    running = fire(conn, schedule_id, AT + timedelta(hours=1))
+    assert running.outcome == "launched"
+    return ran, running
+
+
 def test_a_pruned_fire_delivered_again_behind_a_running_run_is_refused_not_buffered(
     database_url, engine, add_schedule
 ):
     """09:00 ran and finished, and the ledger was pruned past it (its row is gone). A late
     delivery of 09:00 while the 10:00 run is still running would be buffered, and the guard
     that refuses a pruned key only looked at launched claims: the release then launched 09:00 a
-    second time. It is refused like a launched claim (WF001), and nothing is written."""
+    second time (a second run of 09:00, once the first run left workflow_runs) or, the first run
+    still there, failed on the runs' unique fire key inside the worker's update of the 10:00
+    run. It is refused like a launched claim (WF001), and nothing is written."""
     state = add_schedule(make_state(overlap_policy="BufferOne"))
-    nine, ten = AT, AT + timedelta(hours=1)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        ran = fire(conn, state.schedule_id, nine)
-        conn.execute(*finish_sql(ran.run_id))
-        running = fire(conn, state.schedule_id, ten)
-        assert running.outcome == "launched"
+        ran, running = ran_then_running(conn, state.schedule_id)
         # Rows last delivered before the horizon go: every fire here but the latest (10:00).
         horizon = conn.execute("SELECT now() + interval '1 minute'").fetchone()[0]
         assert store.prune_fires(engine, older_than=horizon).rows == 1
         assert ledger(conn, ran.key) is None
         try:
-            late = fire(conn, state.schedule_id, nine, source="a Job run again by hand").outcome
+            late = fire(conn, state.schedule_id, AT, source="a Job run again by hand").outcome
         except psycopg.Error as refused:
             late = refused.sqlstate
         conn.execute(*finish_sql(running.run_id))
@@ -300,16 +307,13 @@ def test_a_buffered_fire_that_cannot_be_released_holds_back_no_other(
     update of its run stands, and the sweep still releases every other schedule's fire (in one
     transaction, that failure undid them all, every sweep) and says which one failed."""
     wedged = add_schedule(make_state(overlap_policy="BufferOne"))
-    nine, ten = AT, AT + timedelta(hours=1)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        ran = fire(conn, wedged.schedule_id, nine)
-        conn.execute(*finish_sql(ran.run_id))
-        running = fire(conn, wedged.schedule_id, ten)
+        ran, running = ran_then_running(conn, wedged.schedule_id)
         conn.execute("DELETE FROM workflow_schedule_fires WHERE fire_key = %s", (ran.key,))
         conn.execute(
             "INSERT INTO workflow_schedule_fires (fire_key, schedule_id, scheduled_for, outcome) "
             "VALUES (%s, %s, %s, 'buffered')",
-            (ran.key, wedged.schedule_id, nine),
+            (ran.key, wedged.schedule_id, AT),
         )
         healthy = [buffered_behind_a_running_run(database_url, add_schedule) for _ in range(2)]
         with conn.transaction():
