@@ -102,6 +102,12 @@ def _fire_job_name(row: dict, fire: datetime) -> str:
     return f"{row['registered_name']}-{int(fire.timestamp()) // 60}"
 
 
+def _release_failed(schedule_id, error: Exception) -> None:
+    """A buffered fire the sweep could not release stays buffered (tried again next sweep);
+    the other schedules' fires and the accounting go on."""
+    log.warning("releasing the buffered fire of schedule %s failed: %s", schedule_id, error)
+
+
 def sweep(ctx: Context, now: datetime | None = None, on_change=None) -> int:
     """One pass over the scheduled schedules; returns how many had fires recorded. Skipped
     (returns -1) while another replica holds the sweep."""
@@ -116,7 +122,7 @@ def sweep(ctx: Context, now: datetime | None = None, on_change=None) -> int:
                 launcherpods.report(ctx, on_change)
             except Exception as exc:  # noqa: BLE001 - the accounting below must still run
                 log.warning("checking launcher pods failed: %s", exc)
-            changed = store.release_buffered_fires(ctx.engine)
+            changed = store.release_buffered_fires(ctx.engine, on_error=_release_failed)
             horizon = store.ledger_horizon(ctx.engine)
             for row in store.live_schedules(ctx.engine, ctx.settings.namespaces):
                 try:

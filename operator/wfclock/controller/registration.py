@@ -20,7 +20,7 @@ from wfclock.controller.dstshift import queue_next as queue_next_shifted
 from wfclock.controller.events import announce
 from wfclock.controller.owed import deliver_owed, pending_fires, report_skipped
 from wfclock.controller.releases import Release
-from wfclock.core.accounting import deadline, owed_before
+from wfclock.core.accounting import deadline, fires_at, owed_before
 from wfclock.core.builders import (
     Schedule,
     build_cronjob,
@@ -121,12 +121,33 @@ def _write_state(ctx: Context, state: store.ScheduleState, previous, published_a
         horizon = store.ledger_horizon(ctx.engine)
         fires = owed_before(previous, row["trigger_effective_from"], horizon, limit=None)
         skipped.update(deliver_owed(ctx, conn, previous, pending_fires(ctx, previous, fires)))
+        skipped.update(supersede_buffered(conn, row))
 
     row = store.upsert_schedule(
         ctx.engine, state, published_at=published_at, then=account_old_trigger
     )
     report_skipped(ctx, row, skipped)
     return row
+
+
+SUPERSEDED_WHILE_BUFFERED = (
+    "superseded: the trigger changed and does not fire then (it waited for a running run)"
+)
+
+
+def supersede_buffered(conn, row: dict) -> dict[str, list]:
+    """A fire the old trigger buffered at or after the change (its Job delivered it between the
+    edit's publish time and this registration) is owed by the new trigger only if that fires
+    then too: kept buffered when it does (same key), else recorded superseded now, while the
+    row is held. The release, which knows no cron, would launch it under the new trigger.
+    (A buffered fire from before the change is refused by the release itself.) Returns the
+    fires recorded, by outcome and reason, for `report_skipped`."""
+    skipped: dict[str, list] = {}
+    for key, instant in store.buffered_fires(conn, row["schedule_id"]):
+        if instant >= row["trigger_effective_from"] and not fires_at(row, instant):
+            store.skip_buffered_fire(conn, key, SUPERSEDED_WHILE_BUFFERED)
+            skipped.setdefault(f"skipped: {SUPERSEDED_WHILE_BUFFERED}", []).append(instant)
+    return skipped
 
 
 def _ended(ctx: Context, schedule: Schedule, previous, now) -> str | None:

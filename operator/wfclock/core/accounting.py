@@ -16,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from wfclock.core.dst import refusal
 from wfclock.core.fires import fire_key_for, fires_between, utc_iso
+from wfclock.core.firetime import parse_cron
 
 SKIP_DEADLINE_SECONDS = 30  # the `skip` policy: a fire later than this is dropped
 # A fire's own Job gets this long (at most half its deadline) before the sweep steps in.
@@ -145,6 +147,18 @@ def owed_before(
         return []
     fires = [fire for fire in fires_between(row, start, end) if fire < end]
     return fires if limit is None else fires[:limit]
+
+
+def fires_at(row: dict, instant: datetime) -> bool:
+    """Whether the trigger of the state row `row` fires at `instant` and its time policy keeps
+    that fire: the instant is then owed by this trigger, whoever delivered it first."""
+    second = timedelta(seconds=1)
+    if instant not in fires_between(row, instant - second, instant):
+        return False
+    if row["trigger_type"] == "schedule":
+        return True
+    spec = parse_cron(row["cron"])
+    return refusal(spec, row["timezone"], row.get("dst_policy"), instant) is None
 
 
 def quiet_at(row: dict, instant: datetime) -> bool:

@@ -355,19 +355,62 @@ def fire_history(engine: Engine, schedule_id: uuid.UUID, limit: int) -> FireHist
     return FireHistory(recent, success, dict(skipped) if skipped else None)
 
 
-def release_buffered_fires(engine: Engine) -> int:
+def release_buffered_fires(
+    engine: Engine, on_error: Callable[[uuid.UUID, Exception], None] | None = None
+) -> int:
     """Launches (or skips, saying why) each buffered fire whose schedule has no unfinished run
     left; the trigger on workflow_runs does this as runs finish, this is the sweep's backstop
-    (a schedule whose overlap policy changed meanwhile, a run finished by a replica restore).
-    Returns how many runs it started."""
-    with engine.begin() as conn:
-        started = conn.execute(
+    (a schedule whose overlap policy changed meanwhile, a run finished by a replica restore, a
+    release the trigger gave up on). Returns how many runs it started.
+
+    Each schedule in a transaction of its own: the release holds the schedule's row, and a
+    worker whose transaction finishes runs of several schedules takes their rows (through the
+    trigger) in its own order, so a sweep holding several rows at once deadlocked with it.
+    A schedule whose release fails is passed to `on_error` and the others are still released
+    (without `on_error`, the error is raised)."""
+    with engine.connect() as conn:
+        schedules = conn.execute(
             text(
-                "SELECT wfclock_release_buffered(b.schedule_id) FROM (SELECT DISTINCT schedule_id "
-                "FROM workflow_schedule_fires WHERE outcome = 'buffered') AS b"
+                "SELECT DISTINCT schedule_id FROM workflow_schedule_fires "
+                "WHERE outcome = 'buffered' ORDER BY schedule_id"
             )
-        )
-        return sum(1 for (run,) in started if run is not None)
+        ).scalars()
+        schedules = list(schedules)
+    started = 0
+    for schedule_id in schedules:
+        try:
+            with engine.begin() as conn:
+                run = conn.execute(
+                    text("SELECT wfclock_release_buffered(:schedule_id)"),
+                    {"schedule_id": schedule_id},
+                ).scalar_one()
+        except sqlalchemy.exc.DBAPIError as error:
+            if on_error is None:
+                raise
+            on_error(schedule_id, error)
+            continue
+        started += run is not None
+    return started
+
+
+def buffered_fires(conn, schedule_id: uuid.UUID) -> list[tuple[str, datetime]]:
+    """The schedule's buffered fires (key, instant), read on the psycopg connection `conn`, in
+    a transaction that holds the schedule's row (`upsert_schedule`'s `then`)."""
+    return conn.execute(
+        "SELECT fire_key, scheduled_for FROM workflow_schedule_fires "
+        "WHERE schedule_id = %s AND outcome = 'buffered' ORDER BY scheduled_for",
+        (schedule_id,),
+    ).fetchall()
+
+
+def skip_buffered_fire(conn, key: str, reason: str) -> None:
+    """Records the buffered fire `key` as skipped with `reason` (it never runs), on the
+    psycopg connection `conn` that holds the schedule's row."""
+    conn.execute(
+        "UPDATE workflow_schedule_fires SET outcome = 'skipped', reason = %s "
+        "WHERE fire_key = %s AND outcome = 'buffered'",
+        (reason, key),
+    )
 
 
 def skip_counts(engine: Engine) -> dict[str, int]:
