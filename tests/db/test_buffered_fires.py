@@ -302,7 +302,7 @@ def test_a_pruned_fire_delivered_again_behind_a_running_run_is_refused_not_buffe
 def test_a_buffered_fire_that_cannot_be_released_holds_back_no_other(
     database_url, engine, add_schedule
 ):
-    """A buffered row the guard let through before migration 0010 (a pruned key whose first run
+    """A buffered row the guard let through before migration 0009 (a pruned key whose first run
     is still in workflow_runs) fails its release on the runs' unique fire key: the worker's
     update of its run stands, and the sweep still releases every other schedule's fire (in one
     transaction, that failure undid them all, every sweep) and says which one failed."""

@@ -23,14 +23,14 @@ runs never waits for a schedule row it has no buffered fire to release from, nor
 Both functions are changed as the database holds them (read back with `pg_get_functiondef`),
 each by replacing exactly the text named here, and the downgrade replaces it back.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0009
+Revises: 0008
 """
 
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
