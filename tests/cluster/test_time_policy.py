@@ -76,28 +76,32 @@ def test_last_day_of_month_is_registered_as_28_to_31_and_shown_as_written(start_
 # first instant after the gap (01:00Z), a fire the CronJob controller never creates.
 GAP_END = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
 BERLIN_0230_ON_GAP_DAY = {"type": "recurring", "cron": "30 2 29 3 *", "timezone": "Europe/Berlin"}
-# The operator's clock when the schedule is applied: time to register it and queue the fire.
-LEAD = timedelta(seconds=15)
+# The operator's clock stands still here until the schedule is registered, then runs.
+JUST_BEFORE = GAP_END - timedelta(seconds=3)
 
 
 class OperatorClock:
-    """The in-process operator's clock: real time, moved to an instant of the test's choosing."""
+    """The in-process operator's clock: stopped at an instant of the test's choosing, then
+    running at real speed from there."""
 
     def __init__(self, at: datetime):
-        self.set(at)
+        self.stopped_at: datetime | None = at
+        self.offset = timedelta(0)
 
-    def set(self, at: datetime) -> None:
-        self.offset = at - datetime.now(UTC)
+    def run(self) -> None:
+        self.offset = self.stopped_at - datetime.now(UTC)
+        self.stopped_at = None
 
     def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
+        stopped = self.stopped_at
+        return stopped if stopped is not None else datetime.now(UTC) + self.offset
 
 
 @pytest.fixture
 def operator_clock(monkeypatch):
     """Every Context the operator makes at its start runs on this clock (its reconciles, the
     shifted fires' queue, the accounting sweep); Kubernetes, Postgres and the pods keep theirs."""
-    clock = OperatorClock(GAP_END - timedelta(hours=1))
+    clock = OperatorClock(JUST_BEFORE)
     monkeypatch.setattr(handlers, "Context", functools.partial(Context, clock=clock))
     return clock
 
@@ -107,10 +111,10 @@ def test_a_fixed_time_in_a_spring_forward_gap_runs_once_after_it_under_auto(
 ):
     # Ledger rows of March are older than the default retention by the real clock: kept.
     start_operator(WFCLOCK_LEDGER_RETENTION_DAYS="0", WFCLOCK_ACCOUNTING_INTERVAL_SECONDS="1")
-    operator_clock.set(GAP_END - LEAD)
     created = cluster.apply("spring", BERLIN_0230_ON_GAP_DAY, startingDeadlineSeconds=20)
     uid = created["metadata"]["uid"]
     status = cluster.wait_status("spring", lambda s: s.get("phase") == "Scheduled")
+    operator_clock.run()  # registered (published at JUST_BEFORE), the shifted fire queued
     shown = status["nextFires"][0]
     assert shown["at"] == "2026-03-29T01:00:00Z" and "does not exist" in shown["note"], shown
     # The CronJob keeps the raw cron (robfig/cron skips the gap) and hands its launcher pods the
@@ -124,7 +128,7 @@ def test_a_fixed_time_in_a_spring_forward_gap_runs_once_after_it_under_auto(
     key = fire_key_for(uid, GAP_END)
     fire = wait_until(
         lambda: {f["fire_key"]: f for f in list_fires(engine)}.get(key),
-        LEAD.total_seconds() + 30,
+        30,
         "the shifted fire in the ledger",
         interval=0.3,
     )
