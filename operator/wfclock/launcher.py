@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from wfclock import tracing
-from wfclock.core.dst import next_fire, refusal
+from wfclock.core.dst import is_shifted_fire, next_fire, refusal
 from wfclock.core.fires import PAYLOAD_SCHEMA_REF, fire_key_for, utc_iso
 from wfclock.core.firetime import CronError, is_fire_instant, parse_cron
 from wfclock.core.runcontrol import request_id_problem, run_now_key, traceparent_for
@@ -293,15 +293,19 @@ def _next_fire(registration: Registration, after: datetime) -> datetime | None:
 
 
 def _is_fire(registration: Registration, instant: datetime) -> bool:
-    """Whether the registration's cron fires at `instant` (robfig/cron semantics). Only noted on
-    the run: a Job of the current cron and zone was made by the CronJob controller, which is the
-    authority on timing; refusing it because this process's time-zone data differs from the
-    controller's would spend the key of a real fire."""
+    """Whether the registration fires at `instant`: its cron does (robfig/cron semantics), or
+    its daylight-saving policy makes a shifted fire there (after a gap; the operator's, never a
+    CronJob's). Only noted on the run: a Job of the current cron and zone was made by the
+    CronJob controller, which is the authority on timing; refusing it because this process's
+    time-zone data differs from the controller's would spend the key of a real fire."""
     if not registration.cron or not registration.timezone:
         return False
     try:
-        return is_fire_instant(parse_cron(registration.cron), registration.timezone, instant)
-    except CronError:
+        spec = parse_cron(registration.cron)
+        return is_fire_instant(spec, registration.timezone, instant) or is_shifted_fire(
+            spec, registration.timezone, registration.dst_policy, instant
+        )
+    except (CronError, KeyError):
         return False
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from wfclock.controller import dstshift
+from wfclock.controller import accounting, dstshift
 from wfclock.controller.context import Context
 from wfclock.core.fires import fire_key_for
 from wfclock.db.store import get_schedule, list_fires, list_runs
@@ -177,3 +177,112 @@ def test_the_kubernetes_policy_has_no_shifted_fire(engine, add_schedule):
     )
     row = get_schedule(engine, state.schedule_id)
     assert dstshift.next_entry(row, GAP_END - timedelta(days=3)) is None
+
+
+# --- the ledger around a change: fires delivered without a Job, and the accounting sweep --------
+
+
+def sweep_context(engine, database_url, now):
+    return Context(Settings(database_url=database_url), engine, FakeKube(engine), clock=lambda: now)
+
+
+def test_the_shifted_fire_runs_with_no_note_that_it_is_not_a_fire(engine, berlin_gap):
+    """The run of a shifted fire is a fire of the schedule: no note says the launcher's maths
+    disagrees with the CronJob controller's."""
+    state, ctx, _ = berlin_gap
+    entry = dstshift.next_entry(
+        get_schedule(engine, state.schedule_id), GAP_END - timedelta(days=3)
+    )
+    assert dstshift.launch_shifted(ctx, entry, GAP_END + timedelta(seconds=2)) == "launched"
+    (run,) = list_runs(engine)
+    assert "note" not in run["trigger_metadata"], run["trigger_metadata"]
+
+
+def test_a_shifted_fire_without_a_registration_is_launched_as_a_fire_of_the_schedule(
+    conn, engine, berlin_gap
+):
+    """Catch-up, backfill and the accounting sweep deliver no registration: the launcher reads
+    the schedule's and must know the shifted fire as one of its fires (not refuse it as an
+    instant the cron does not fire at)."""
+    state, _, _ = berlin_gap
+    result = launch(conn, ClockFire(state.schedule_id, GAP_END, "catch-up"), now=GAP_END)
+    assert result.outcome == "launched", result
+    (run,) = list_runs(engine)
+    assert run["trigger_fire_key"] == fire_key_for(state.schedule_id, GAP_END)
+    assert "note" not in run["trigger_metadata"]
+
+
+def test_an_operator_down_across_the_gap_has_its_shifted_fire_launched_by_the_sweep_once(
+    engine, database_url, add_schedule
+):
+    """The operator was down when the shifted fire was due (nothing queued it): the accounting
+    sweep owes it and launches it within the deadline, by its key; later sweeps launch nothing."""
+    state = add_schedule(
+        make_state(cron="30 2 * * *", timezone="Europe/Berlin", dst_policy="Auto"),
+        effective_from=GAP_END - timedelta(hours=1),
+    )
+    back = GAP_END + timedelta(minutes=2)
+    accounting.sweep(sweep_context(engine, database_url, back))
+    accounting.sweep(sweep_context(engine, database_url, back + timedelta(minutes=1)))
+    (fire,) = list_fires(engine)
+    assert (fire["fire_key"], fire["outcome"], fire["source"]) == (
+        fire_key_for(state.schedule_id, GAP_END),
+        "launched",
+        "recovery",
+    )
+    (run,) = list_runs(engine)
+    assert run["payload"]["scheduledFor"] == "2026-03-29T01:00:00Z"
+
+
+def test_a_shifted_fire_the_operator_was_down_for_beyond_its_deadline_is_recorded_missed(
+    engine, database_url, add_schedule
+):
+    state = add_schedule(
+        make_state(cron="30 2 * * *", timezone="Europe/Berlin", dst_policy="Auto"),
+        effective_from=GAP_END - timedelta(hours=1),
+    )
+    accounting.sweep(sweep_context(engine, database_url, GAP_END + timedelta(minutes=30)))
+    (fire,) = list_fires(engine)
+    assert fire["fire_key"] == fire_key_for(state.schedule_id, GAP_END)
+    assert fire["outcome"] == "skipped" and fire["reason"].startswith("missed: "), fire
+    assert list_runs(engine) == []
+
+
+def new_york_since_just_before(add_schedule, policy="Auto", **overrides):
+    state = make_state(
+        cron="30 1 * * *", timezone="America/New_York", dst_policy=policy, **overrides
+    )
+    return add_schedule(state, effective_from=NY_FIRST - timedelta(minutes=10))
+
+
+def test_a_dropped_second_occurrence_does_not_supersede_the_first_under_latest(
+    engine, database_url, add_schedule
+):
+    """missedFires latest launches the latest owed fire and records older ones superseded; a
+    fire the policy drops is no later fire that runs: the first 01:30 is the latest one."""
+    state = new_york_since_just_before(
+        add_schedule, missed_fires="latest", starting_deadline_seconds=7200
+    )
+    accounting.sweep(sweep_context(engine, database_url, NY_SECOND + timedelta(minutes=2)))
+    fires = {f["scheduled_for"]: f for f in list_fires(engine)}
+    assert fires[NY_FIRST]["outcome"] == "launched", fires[NY_FIRST]
+    dropped = fires[NY_SECOND]
+    assert dropped["outcome"] == "skipped"
+    assert dropped["reason"].startswith("dst-policy:Auto: 2026-11-01 01:30 happens twice")
+    assert [r["trigger_fire_key"] for r in list_runs(engine)] == [
+        fire_key_for(state.schedule_id, NY_FIRST)
+    ]
+
+
+@pytest.mark.parametrize("missed_fires", ["latest", "skip"])
+def test_a_dropped_occurrence_past_its_deadline_is_recorded_with_the_policys_reason(
+    engine, database_url, add_schedule, missed_fires
+):
+    """Only a fire that would have run can be missed: one the policy drops is recorded skipped
+    with the policy's reason, whenever the sweep gets to it."""
+    new_york_since_just_before(add_schedule, missed_fires=missed_fires)
+    accounting.sweep(sweep_context(engine, database_url, NY_SECOND + timedelta(hours=1)))
+    fires = {f["scheduled_for"]: f for f in list_fires(engine)}
+    assert fires[NY_FIRST]["reason"].startswith("missed: 2026-11-01T05:30:00Z passed")
+    assert fires[NY_SECOND]["reason"].startswith("dst-policy:Auto: 2026-11-01 01:30 happens twice")
+    assert list_runs(engine) == []

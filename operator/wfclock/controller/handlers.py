@@ -162,8 +162,10 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         onetime.preload(ctx)
     except TEMPORARY_ERRORS as exc:  # each schedule's resume queues its release all the same
         log.warning("one-time releases not preloaded from the state table: %s", exc)
+    # On the context's clock: a shifted fire is due, and on time, by the clock its launch and
+    # the accounting sweep judge it by.
     ctx.shifted = ReleaseQueue(
-        lambda entry, now: dstshift.launch_shifted(ctx, entry, now), workers=2
+        lambda entry, now: dstshift.launch_shifted(ctx, entry, now), clock=ctx.now, workers=2
     )
     ctx.shifted.start()
     memo.ctx = ctx

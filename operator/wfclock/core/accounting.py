@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from wfclock.core.dst import refusal
+from wfclock.core.dst import mode_for, policy_fires_between, refusal
 from wfclock.core.fires import fire_key_for, fires_between, utc_iso
 from wfclock.core.firetime import parse_cron
 
@@ -94,13 +94,16 @@ def plan_accounting(row: dict, recorded: set[str], now: datetime) -> Plan:
     fires = owed_fires(row, now)
     plan = Plan(accounted_until=fires[-1] if fires else None)
     limit = deadline(row)
-    live = [fire for fire in fires if not quiet_at(row, fire)]
+    dropped = policy_dropped(row, fires)
+    live = [fire for fire in fires if not quiet_at(row, fire) and fire not in dropped]
     latest = live[-1] if live else None
     for fire in fires:
         if fire_key_for(row["schedule_id"], fire) in recorded:
             continue
-        if quiet_at(row, fire):
-            plan.launch.append(fire)  # the launcher records it as skipped: paused
+        if quiet_at(row, fire) or fire in dropped:
+            # The launcher records it as skipped, whenever it comes: paused, or the time
+            # policy's reason (a fire that was never to run is not missed).
+            plan.launch.append(fire)
             continue
         late = now - fire
         if row["missed_fires"] == "latest" and fire != latest:
@@ -117,6 +120,26 @@ def plan_accounting(row: dict, recorded: set[str], now: datetime) -> Plan:
                 )
             )
     return plan
+
+
+def policy_dropped(row: dict, fires: list[datetime]) -> set[datetime]:
+    """Those of a recurring schedule's owed `fires` (the CronJob's fires and the shifted ones,
+    in order) that its time policy drops: the second occurrence of a repeated local time under
+    a run-once daylight-saving policy, a day before the last under `L`. The launcher refuses
+    each with the policy's reason; none runs, so none is missed or supersedes another."""
+    if row["trigger_type"] != "recurring" or not fires:
+        return set()
+    spec, timezone, policy = parse_cron(row["cron"]), row["timezone"], row.get("dst_policy")
+    if mode_for(spec, policy) is None and not spec.last_day:
+        return set()
+    begin = fires[0] - timedelta(microseconds=1)
+    kept = set(policy_fires_between(spec, timezone, policy, begin, fires[-1]))
+    # Only what the launcher itself refuses: a fire it would launch is never recorded so.
+    return {
+        fire
+        for fire in fires
+        if fire not in kept and refusal(spec, timezone, policy, fire) is not None
+    }
 
 
 def pause_start(row: dict) -> datetime | None:

@@ -208,6 +208,14 @@ def next_shifted_fire(
     return fires[0] if fires else None
 
 
+def is_shifted_fire(spec: CronSpec, timezone: str, policy: str | None, instant: datetime) -> bool:
+    """Whether `instant` is a fire the policy makes after a gap, which the CronJob controller
+    never creates (the operator launches it, or the accounting sweep when the operator could
+    not): a fire of the schedule all the same."""
+    second = timedelta(seconds=1)
+    return instant in shifted_fires_between(spec, timezone, policy, instant - second, instant)
+
+
 def refusal(spec: CronSpec, timezone: str, policy: str | None, instant: datetime) -> str | None:
     """Why the launcher refuses a fire at `instant` (a reason for the ledger), or None.
 
