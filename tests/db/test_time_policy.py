@@ -9,6 +9,7 @@ import pytest
 from wfclock.controller import accounting, dstshift
 from wfclock.controller.context import Context
 from wfclock.core.fires import fire_key_for
+from wfclock.db import store
 from wfclock.db.store import get_schedule, list_fires, list_runs
 from wfclock.launcher import ClockFire, Registration, launch
 from wfclock.settings import Settings
@@ -286,3 +287,16 @@ def test_a_dropped_occurrence_past_its_deadline_is_recorded_with_the_policys_rea
     assert fires[NY_FIRST]["reason"].startswith("missed: 2026-11-01T05:30:00Z passed")
     assert fires[NY_SECOND]["reason"].startswith("dst-policy:Auto: 2026-11-01 01:30 happens twice")
     assert list_runs(engine) == []
+
+
+def test_a_shifted_fire_leaves_a_stuck_jobs_problem_in_the_status(engine, berlin_gap):
+    """A fire the operator launches itself says nothing of whether the schedule's Jobs can
+    start again: like a recovered fire, a shifted one keeps the recorded problem."""
+    state, ctx, _ = berlin_gap
+    problem = "Job nightly-x-29553180 could not deliver the fire of ...: ErrImageNeverPull"
+    assert store.set_fire_problem(engine, state.schedule_id, problem)
+    entry = dstshift.next_entry(
+        get_schedule(engine, state.schedule_id), GAP_END - timedelta(days=3)
+    )
+    assert dstshift.launch_shifted(ctx, entry, GAP_END + timedelta(seconds=2)) == "launched"
+    assert get_schedule(engine, state.schedule_id)["fire_problem"] == problem

@@ -1,0 +1,49 @@
+"""A shifted daylight-saving fire leaves a stuck Job's problem in place.
+
+0005's `wfclock_fire` clears the schedule's `fire_problem` (a Job that could not deliver its
+fire: an image that never pulls, a Secret gone) when a fire is launched, except when the
+operator launched it itself (`recovery`, `catch-up`, `backfill`): those say nothing of whether
+the schedule's Jobs work again. The fire the operator launches after a daylight-saving gap
+(source `dst-shift`, migration 0008's policies) is one of those too; it cleared the problem, and
+the status said the schedule's fires were healthy while its Jobs still could not start.
+
+The function is changed as the database holds it (read back with `pg_get_functiondef`), by
+replacing exactly the text named here; the downgrade replaces it back.
+
+Revision ID: 0010
+Revises: 0009
+"""
+
+from alembic import op
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+SIGNATURE = (  # as migration 0008 made it
+    "wfclock_fire(uuid, timestamptz, text, text, text, text, text, boolean, timestamptz, uuid, "
+    "text, text, text, text, text)"
+)
+_OLD = "AND p_source NOT IN ('recovery', 'catch-up', 'backfill')"
+_NEW = "AND p_source NOT IN ('recovery', 'catch-up', 'backfill', 'dst-shift')"
+
+
+def _patch(old: str, new: str) -> None:
+    # The driver's own connection (same transaction): the function's text holds ':' and '%',
+    # which neither SQLAlchemy's text() nor a parameterised execute may read as placeholders.
+    raw = op.get_bind().connection.driver_connection
+    (definition,) = raw.execute(
+        f"SELECT pg_get_functiondef('{SIGNATURE}'::regprocedure)"
+    ).fetchone()
+    if definition.count(old) != 1:
+        raise RuntimeError(f"{SIGNATURE} does not hold {old!r} once")
+    raw.execute(definition.replace(old, new))
+
+
+def upgrade() -> None:
+    _patch(_OLD, _NEW)
+
+
+def downgrade() -> None:
+    _patch(_NEW, _OLD)
