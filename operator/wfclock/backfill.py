@@ -11,7 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from wfclock.core.accounting import policy_dropped
+from wfclock.core.dst import refusal
 from wfclock.core.fires import fires_between, utc_iso
+from wfclock.core.firetime import parse_cron
 from wfclock.db.urls import libpq_url
 from wfclock.launcher import ClockFire, LaunchResult, UnknownSchedule, launch
 
@@ -55,7 +58,8 @@ def backfill(
             schedule, begin - timedelta(microseconds=1), end - timedelta(microseconds=1)
         )
         if dry_run:
-            return [(fire, "would launch") for fire in fires]
+            dropped = policy_dropped(schedule, fires)
+            return [(fire, _dry_run_outcome(schedule, fire, dropped)) for fire in fires]
         results = []
         for fire in fires:
             result: LaunchResult = launch(conn, ClockFire(schedule_id, fire, source), now=now)
@@ -63,3 +67,13 @@ def backfill(
                 (fire, f"{result.outcome}" + (f" ({result.reason})" if result.reason else ""))
             )
         return results
+
+
+def _dry_run_outcome(schedule: dict, fire: datetime, dropped: set[datetime]) -> str:
+    """What the launcher would do with the fire as far as the schedule's time policy goes (its
+    state refusals, a pause or a duplicate, are decided only by the launch itself)."""
+    if fire not in dropped:
+        return "would launch"
+    spec = parse_cron(schedule["cron"])
+    reason = refusal(spec, schedule["timezone"], schedule.get("dst_policy"), fire)
+    return f"would skip ({reason})"

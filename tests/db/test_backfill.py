@@ -55,3 +55,20 @@ def test_backfill_never_launches_a_fire_before_its_time(python_env, engine, add_
         for r in list_runs(engine)
     )
     assert len(list_runs(engine)) == 2
+
+
+def test_backfill_dry_run_says_which_fires_the_dst_policy_drops(python_env, engine, add_schedule):
+    """New York, 2026-11-01: 01:30 happens twice; under Auto a fixed-time schedule runs at the
+    first only. The dry run says so, as the launch then does."""
+    state = add_schedule(
+        make_state(cron="30 1 * * *", timezone="America/New_York", dst_policy="Auto"),
+        effective_from=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    window = ["--from", "2026-11-01T00:00:00-04:00", "--to", "2026-11-01T12:00:00-05:00"]
+    dry = wfclock(python_env, "backfill", str(state.schedule_id), *window, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count("would launch") == 1 and dry.stdout.count("would skip") == 1
+    assert "happens twice" in dry.stdout
+    real = wfclock(python_env, "backfill", str(state.schedule_id), *window)
+    assert real.stdout.count("launched") == 1 and real.stdout.count("skipped") == 1
+    assert len(list_runs(engine)) == 1
