@@ -205,3 +205,28 @@ def test_a_login_that_administers_the_launcher_role_is_not_taken_for_a_tenant_lo
     finally:
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(f"DROP ROLE {name}")
+
+
+def test_writing_a_login_never_waits_for_a_single_key_advisory_lock_of_its_hash(
+    engine, database_url
+):
+    """The login's lock shares no key with wfclock's other advisory locks. It was the one-key
+    lock `hashtext('wfclock-login:' || login)`, an int4 that the accounting sweep's session lock
+    (0x77667363) can equal: a tenant named to match blocked every login write while a sweep ran,
+    and the sweep itself, which writes a login when a launcher pod lost its Secret, waited on
+    its own lock for good (holding it: no replica swept again). The one-key lock held here
+    stands for the sweep's, were its number that login's hash."""
+    import sqlalchemy
+
+    login = f"wfclock_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        (key,) = holder.execute("SELECT hashtext('wfclock-login:' || %s)", (login,)).fetchone()
+        holder.execute("SELECT pg_advisory_lock(%s::bigint)", (key,))
+        writer = sqlalchemy.create_engine(
+            store.sqlalchemy_url(database_url), connect_args={"options": "-c lock_timeout=5s"}
+        )
+        try:
+            assert store.ensure_tenant_login(writer, login, "acme", "pw", "fp1")
+        finally:
+            writer.dispose()
+    assert not store.ensure_tenant_login(engine, login, "acme", "pw", "fp1")

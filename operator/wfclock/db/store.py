@@ -584,6 +584,10 @@ def ensure_tenant_login(
         return _ensure_tenant_login(engine, login, tenant, password, credential)
 
 
+# The class (first key) of the two-key advisory lock that serializes writes of one login.
+LOGIN_LOCK_CLASS = 0x77666C67  # "wflg"
+
+
 def _ensure_tenant_login(
     engine: Engine, login: str, tenant: str, password: str, credential: str
 ) -> bool:
@@ -592,9 +596,12 @@ def _ensure_tenant_login(
     with engine.begin() as conn:
         # One writer of a login at a time (replicas, threads): two concurrent ALTER ROLEs or
         # GRANTs of one role fail with "tuple concurrently updated"; the second waits here,
-        # then finds the login recorded by the first.
+        # then finds the login recorded by the first. Two keys (a class of its own and the
+        # login's hash): never the one-key space of the sweep's session lock, which a login's
+        # hash alone could equal (the sweep, writing a login, then waited on itself for good).
         conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext('wfclock-login:' || :r))"), {"r": login}
+            text("SELECT pg_advisory_xact_lock(:c, hashtext('wfclock-login:' || :r))"),
+            {"c": LOGIN_LOCK_CLASS, "r": login},
         )
         recorded = conn.execute(
             text("SELECT tenant, credential FROM wfclock_tenant_logins WHERE role_name = :r"),
