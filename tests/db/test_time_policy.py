@@ -300,3 +300,25 @@ def test_a_shifted_fire_leaves_a_stuck_jobs_problem_in_the_status(engine, berlin
     )
     assert dstshift.launch_shifted(ctx, entry, GAP_END + timedelta(seconds=2)) == "launched"
     assert get_schedule(engine, state.schedule_id)["fire_problem"] == problem
+
+
+def test_a_dropped_occurrence_is_not_launched_late_when_the_policy_changes_under_the_sweep(
+    engine, database_url, add_schedule
+):
+    """The sweep judges a schedule by its row as read when the sweep began, and hands a fire the
+    policy drops to the launcher however late (only to be recorded with the policy's reason).
+    The launcher judged it by the row as it is at launch: a policy edited meanwhile to one that
+    runs each occurrence (here `Kubernetes`) made it start the fire an hour past its deadline,
+    which no policy would have run then."""
+    state = new_york_since_just_before(add_schedule)
+    row = get_schedule(engine, state.schedule_id)  # the sweep's view, read as it began
+    with psycopg.connect(database_url, autocommit=True) as edit:
+        edit.execute(
+            "UPDATE workflow_schedules SET dst_policy = 'Kubernetes' WHERE schedule_id = %s",
+            (state.schedule_id,),
+        )
+    late = NY_SECOND + timedelta(hours=1)
+    accounting.account(sweep_context(engine, database_url, late), row, late)
+    assert list_runs(engine) == []
+    fires = {f["scheduled_for"]: f for f in list_fires(engine)}
+    assert fires[NY_SECOND]["outcome"] == "skipped", fires[NY_SECOND]

@@ -17,10 +17,15 @@ from sqlalchemy import text
 from wfclock.controller import launcherpods
 from wfclock.controller.context import Context
 from wfclock.controller.owed import account_change, launch_traced, ref, report_skipped
-from wfclock.core.accounting import accounting_horizon, owed_fires, plan_accounting
+from wfclock.core.accounting import (
+    accounting_horizon,
+    owed_fires,
+    plan_accounting,
+    policy_dropped,
+)
 from wfclock.core.fires import fire_key_for, utc_iso
 from wfclock.db import store
-from wfclock.launcher import ClockFire
+from wfclock.launcher import ClockFire, Registration
 
 log = logging.getLogger("wfclock.accounting")
 
@@ -46,10 +51,16 @@ def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | N
     changed = False
     skipped: dict[str, list[datetime]] = {}
     if plan.launch:
+        # A fire the policy drops is handed over however late, to be recorded with the policy's
+        # reason: with the registration it was judged by, so that a policy edited since the
+        # row was read (which judges by the row at launch) never starts it past its deadline.
+        dropped = policy_dropped(row, owed)
+        judged_by = Registration(row["cron"], row["timezone"], row.get("dst_policy"))
         with ctx.engine.raw_connection() as raw:
             conn = raw.driver_connection
             for fire in plan.launch:
-                request = ClockFire(row["schedule_id"], fire, "recovery")
+                registration = judged_by if fire in dropped else None
+                request = ClockFire(row["schedule_id"], fire, "recovery", registration)
                 result = launch_traced(conn, request, now)
                 conn.commit()
                 log.info("recovered fire %s of %s: %s", utc_iso(fire), row["name"], result.outcome)
