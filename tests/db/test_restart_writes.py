@@ -203,3 +203,54 @@ def test_a_resume_past_a_one_time_deadline_derives_its_status_from_the_recorded_
             {"s": once},
         ).scalar_one()
     assert outcome == "skipped"
+
+
+def test_a_reconcile_past_a_one_time_deadline_leaves_the_fire_its_release_is_releasing(
+    engine, database_url
+):
+    """The release queue took the one-time schedule's entry on time (14 s after runAt, a 15 s
+    deadline) and is releasing its Job when a reconcile (a resume, or an edit of any field)
+    comes 30 s after runAt. The reconcile recorded the miss (its Job still read suspended, so
+    not active), the release then started the Job anyway, and the fire it delivered on time
+    was a duplicate of a miss. It waits for the release under way, then finds the Job active."""
+    import threading
+
+    releasing, go_on = threading.Event(), threading.Event()
+
+    class SlowRelease(FakeKube):
+        def release_job(self, namespace: str, name: str) -> bool:
+            releasing.set()
+            go_on.wait(30)
+            self.active_jobs.add((namespace, name))
+            return super().release_job(namespace, name)
+
+    run_at = NOW + timedelta(minutes=1)
+    ctx = Context(
+        Settings(database_url=database_url), engine, SlowRelease(engine), clock=lambda: NOW
+    )
+    ctx.releases = ReleaseQueue(
+        lambda entry, now: onetime.release(ctx, entry, now),
+        clock=lambda: run_at + timedelta(seconds=14),
+    )
+    once = str(uuid.uuid4())
+    body = {
+        **spec({"type": "schedule", "runAt": run_at.isoformat()}),
+        "startingDeadlineSeconds": 15,
+    }
+    first = reconciler.reconcile(ctx, meta(once, "once"), body, {})
+    ctx.releases.start()
+    try:
+        assert releasing.wait(30), "the release never started"
+        ctx.clock = lambda: run_at + timedelta(seconds=30)
+        threading.Timer(2, go_on.set).start()  # the Job's patch lands 2 s into the reconcile
+        status = reconciler.reconcile(ctx, meta(once, "once", generation=2), body, first)
+    finally:
+        go_on.set()
+        ctx.releases.stop()
+    assert status["phase"] != "Missed", status
+    with ctx.engine.connect() as conn:
+        recorded = conn.execute(
+            text("SELECT outcome, reason FROM workflow_schedule_fires WHERE schedule_id = :s"),
+            {"s": once},
+        ).all()
+    assert recorded == [], recorded

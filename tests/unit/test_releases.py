@@ -63,3 +63,29 @@ def test_a_failed_release_is_retried_unless_the_entry_was_forgotten_meanwhile(mo
         assert calls == ["gone-1"] and len(queue) == 0
     finally:
         queue.stop()
+
+
+def test_waiting_for_a_schedules_release_waits_for_the_one_under_way_but_never_for_itself():
+    """A reconcile judging a one-time fire missed waits for its release under way (which may be
+    releasing the Job); a release that restores its schedule reconciles it, in its own thread,
+    and must not wait for itself."""
+    go_on, inside, seen = threading.Event(), threading.Event(), []
+
+    def release(e, now):
+        seen.append(queue.wait_idle(e.uid, timeout=0))  # its own release: idle at once
+        inside.set()
+        go_on.wait(5)
+
+    queue = ReleaseQueue(release, workers=1)
+    queue.start()
+    try:
+        queue.schedule(entry())
+        assert inside.wait(5)
+        assert seen == [True]
+        assert not queue.wait_idle("uid-1", timeout=0.05)  # still releasing
+        assert queue.wait_idle("uid-2", timeout=0)  # another schedule's release
+        go_on.set()
+        assert queue.wait_idle("uid-1", timeout=5)
+    finally:
+        go_on.set()
+        queue.stop()

@@ -34,6 +34,8 @@ from wfclock.db import store
 # A Job that finished longer ago than this (seen again after an operator restart) gets no Event:
 # its fire was reported when it happened.
 FIRE_EVENT_WINDOW = timedelta(minutes=10)
+# How long a reconcile waits for a one-time release under way before judging its fire missed.
+RELEASE_WAIT_SECONDS = 10
 
 
 def traced(work, ctx: Context, meta: dict, spec: dict, status: dict) -> dict:
@@ -91,6 +93,13 @@ def _missed_while_down(ctx: Context, row: dict) -> dict:
     now = ctx.now()
     if now - row["run_at"] <= deadline(row):
         return row
+    # A release that took the entry on time may be releasing the Job right now: read before
+    # its patch lands, the Job looks suspended (not active) and the fire it is about to
+    # deliver would be recorded missed. Wait for it; one taken from here on is late too.
+    if ctx.releases is not None and not ctx.releases.wait_idle(
+        str(row["schedule_id"]), RELEASE_WAIT_SECONDS
+    ):
+        return row  # still releasing: it records the miss itself if there is one
     if account(ctx, row, now):
         metrics.MISSED.inc()
     return store.get_schedule(ctx.engine, row["schedule_id"]) or row

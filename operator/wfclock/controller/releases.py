@@ -56,6 +56,10 @@ class ReleaseQueue:
         # uid -> an entry being released or waiting for a retry; forget() drops it, so a retry
         # never brings back an entry forgotten (paused, edited, deleted) meanwhile.
         self._in_flight: dict[str, Release] = {}
+        # uid -> how many of its entries were taken due and are being released now (a retry's
+        # wait not included): `wait_idle` waits for them.
+        self._releasing: dict[str, int] = {}
+        self._local = threading.local()  # .uid: the schedule this worker thread releases
         self._wake = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="one-time-releases", daemon=True)
@@ -108,6 +112,7 @@ class ReleaseQueue:
                     _, _, entry = heapq.heappop(self._heap)
                     del self._current[entry.uid]
                     self._in_flight[entry.uid] = entry
+                    self._releasing[entry.uid] = self._releasing.get(entry.uid, 0) + 1
                     return entry
                 self._wake.wait(min(wait, 30))
             return None
@@ -116,13 +121,33 @@ class ReleaseQueue:
         while (entry := self._next_due()) is not None:
             self._pool.submit(self._release_one, entry)
 
+    def wait_idle(self, uid: str, timeout: float) -> bool:
+        """Waits until no entry of `uid` taken due before this call is being released; False
+        when one still is after `timeout` seconds. A release taken after this call read its
+        clock after the caller read its own."""
+        # Not for its own release: a release that restores its schedule reconciles it.
+        own = 1 if getattr(self._local, "uid", None) == uid else 0
+        with self._wake:
+            return self._wake.wait_for(lambda: self._releasing.get(uid, 0) <= own, timeout)
+
     def _release_one(self, entry: Release) -> None:
+        self._local.uid = entry.uid
         try:
             self._release(entry, self._clock())
         except Exception:  # noqa: BLE001 - one bad release must not stop the others
             log.exception("release of %s/%s failed; retrying in 5s", entry.namespace, entry.name)
             threading.Timer(RETRY_SECONDS, self._retry, args=(entry,)).start()
             return
+        finally:
+            self._local.uid = None
+            self._released(entry.uid)
         with self._wake:
             if self._in_flight.get(entry.uid) is entry:
                 del self._in_flight[entry.uid]
+
+    def _released(self, uid: str) -> None:
+        with self._wake:
+            left = self._releasing.pop(uid, 1) - 1
+            if left:
+                self._releasing[uid] = left
+            self._wake.notify_all()
