@@ -2,7 +2,8 @@
 schedules registered, for each variant of the operator in the same run, each in a namespace of
 its own (the only one it watches) on one control plane. The step from COUNT to 2 x COUNT is the
 cost of a schedule; what is left at COUNT is the fixed cost (imports, threads, pools, and what
-the first registrations leave). Beside RSS: the Python heap (tracemalloc, only with
+the first registrations leave). Then COUNT fire Jobs (suspended: no pods), which kopf watches
+for the operator, for the cost of a Job. Beside RSS: the Python heap (tracemalloc, only with
 BENCH_TRACEMALLOC=<frames>, slow) and glibc's malloc: bytes in use and free but kept.
 
 Variants: the operator with glibc's default arenas (up to 8 a core, one per thread that
@@ -28,6 +29,7 @@ from _cluster import rss_mib, schedule, stack, wait_for
 from kubernetes import client
 from operator_apply import create_all
 from sqlalchemy import func, select
+from wfclock.core.names import SCHEDULE_UID_LABEL
 from wfclock.db.store import engine_for
 from wfclock.db.tables import workflow_schedules
 from wfclock_devstack.ports import free_port
@@ -36,7 +38,23 @@ from wfclock_devstack.processes import spawn, terminate
 GROUP = ("wfclock.dev", "v1alpha1")
 CRONS = ["0 3 * * *", "*/15 * * * *", "30 9 * * 1-5", "0 */2 * * *", "45 23 * * *"]
 SETTLE_SECONDS = 20  # kopf's per-object workers end after 5 s idle; statuses settle
+KEPT_JOBS = 3  # successfulJobsHistoryLimit's default: a recurring schedule keeps up to 3
 PROBE = Path(__file__).with_name("_memprobe.py")
+
+
+def fire_job(i: int) -> dict:
+    return {
+        "metadata": {"name": f"fire-{i}", "labels": {SCHEDULE_UID_LABEL: f"gone-{i % 100}"}},
+        "spec": {
+            "suspend": True,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "x", "image": "x", "command": ["true"]}],
+                }
+            },
+        },
+    }
 
 
 def scheduled(engine, namespace: str) -> int:
@@ -84,8 +102,9 @@ def measure(plane, api, url, label: str, env: dict, count: int, frames: int) -> 
     try:
         time.sleep(SETTLE_SECONDS)
         points = [(0, rss_mib(proc.pid), ask(directory, "ask-0"))]
+        took = 0.0
         for step in (1, 2):
-            first = (step - 1) * count
+            first, start = (step - 1) * count, time.perf_counter()
             create_all(
                 lambda i, first=first: objects.create_namespaced_custom_object(
                     *GROUP,
@@ -99,14 +118,26 @@ def measure(plane, api, url, label: str, env: dict, count: int, frames: int) -> 
                 count,
             )
             wait_for(lambda n=step * count: scheduled(engine, namespace) >= n, 3600, interval=1)
+            took += time.perf_counter() - start
             time.sleep(SETTLE_SECONDS)
             points.append((step * count, rss_mib(proc.pid), ask(directory, f"ask-{step}")))
+        # Fire Jobs: kopf keeps a record of each Job it watches (`fire_finished`). Suspended,
+        # so no pods; labelled as a fire's Job is, for a schedule that is not there.
+        batch = client.BatchV1Api(api)
+        create_all(lambda i: batch.create_namespaced_job(namespace, fire_job(i)), count)
+        time.sleep(SETTLE_SECONDS)
+        points.append((2 * count, rss_mib(proc.pid), ask(directory, "ask-jobs")))
         trimmed = ask(directory, "ask-3-trim")
         trimmed_rss = rss_mib(proc.pid)
     finally:
         terminate(proc)
         engine.dispose()
-    return {"points": points, "trimmed": (trimmed_rss, trimmed), "directory": directory}
+    return {
+        "points": points,
+        "trimmed": (trimmed_rss, trimmed),
+        "directory": directory,
+        "rate": 2 * count / took,
+    }
 
 
 def top_sites(directory: Path, lines: int = 12) -> list[str]:
@@ -155,11 +186,11 @@ def main(count: int) -> None:
     reference = None
     for label, env in variants:
         result = results[label]
-        (_, idle, f0), (_, at_n, f1), (_, at_2n, f2) = result["points"]
+        (_, idle, f0), (_, at_n, f1), (_, at_2n, f2), (_, with_jobs, _) = result["points"]
         per = (at_2n - at_n) / count * 1024
         fixed = at_n - per * count / 1024
         reference = reference or per
-        print(f"{label} {env or ''}")
+        print(f"{label} {env or ''}: registered {result['rate']:.0f}/s")
         print(
             f"  RSS: idle {idle:.0f} MiB, {count}: {at_n:.0f} MiB, {2 * count}: {at_2n:.0f} MiB; "
             f"per schedule {per:.1f} KiB (ratio to {variants[0][0]} {per / reference:.2f}), "
@@ -174,6 +205,12 @@ def main(count: int) -> None:
             + f"; Python objects {f0['gc_objects']}, {f1['gc_objects']}, {f2['gc_objects']}"
             + f" ({(f2['gc_objects'] - f1['gc_objects']) / count:.0f} a schedule);"
             + f" threads {f2['threads']}"
+        )
+        print(
+            f"  {count} fire Jobs more: {with_jobs:.0f} MiB, "
+            f"{(with_jobs - at_2n) / count * 1024:.1f} KiB a Job; projected at 20,000 schedules "
+            f"with {KEPT_JOBS} kept Jobs each: "
+            f"{fixed + 20000 * (per + KEPT_JOBS * (with_jobs - at_2n) / count * 1024) / 1024:.0f} MiB"
         )
         rss, trimmed = result["trimmed"]
         print(
