@@ -25,7 +25,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from _cluster import rss_mib, schedule, stack, wait_for
+from _cluster import cpu_seconds, rss_mib, schedule, stack, wait_for
 from kubernetes import client
 from operator_apply import create_all
 from sqlalchemy import func, select
@@ -38,8 +38,21 @@ from wfclock_devstack.processes import spawn, terminate
 GROUP = ("wfclock.dev", "v1alpha1")
 CRONS = ["0 3 * * *", "*/15 * * * *", "30 9 * * 1-5", "0 */2 * * *", "45 23 * * *"]
 SETTLE_SECONDS = 20  # kopf's per-object workers end after 5 s idle; statuses settle
+IDLE_CPU = 0.05  # of one core over 5 s: the operator has handled what was queued
 KEPT_JOBS = 3  # successfulJobsHistoryLimit's default: a recurring schedule keeps up to 3
 PROBE = Path(__file__).with_name("_memprobe.py")
+
+
+def settle(pid: int) -> None:
+    """Waits SETTLE_SECONDS, then until the operator is idle (under tracemalloc it lags far
+    behind its watch events, whose bodies wait in kopf's queues meanwhile)."""
+    time.sleep(SETTLE_SECONDS)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(5)
+        if cpu_seconds(pid) - before < IDLE_CPU * 5:
+            return
 
 
 def fire_job(i: int) -> dict:
@@ -100,7 +113,7 @@ def measure(plane, api, url, label: str, env: dict, count: int, frames: int) -> 
     engine = engine_for(url)
     proc = spawn([sys.executable, str(PROBE)], directory / "operator.log", env=full_env)
     try:
-        time.sleep(SETTLE_SECONDS)
+        settle(proc.pid)
         points = [(0, rss_mib(proc.pid), ask(directory, "ask-0"))]
         took = 0.0
         for step in (1, 2):
@@ -119,13 +132,13 @@ def measure(plane, api, url, label: str, env: dict, count: int, frames: int) -> 
             )
             wait_for(lambda n=step * count: scheduled(engine, namespace) >= n, 3600, interval=1)
             took += time.perf_counter() - start
-            time.sleep(SETTLE_SECONDS)
+            settle(proc.pid)
             points.append((step * count, rss_mib(proc.pid), ask(directory, f"ask-{step}")))
         # Fire Jobs: kopf keeps a record of each Job it watches (`fire_finished`). Suspended,
         # so no pods; labelled as a fire's Job is, for a schedule that is not there.
         batch = client.BatchV1Api(api)
         create_all(lambda i: batch.create_namespaced_job(namespace, fire_job(i)), count)
-        time.sleep(SETTLE_SECONDS)
+        settle(proc.pid)
         points.append((2 * count, rss_mib(proc.pid), ask(directory, "ask-jobs")))
         trimmed = ask(directory, "ask-3-trim")
         trimmed_rss = rss_mib(proc.pid)
