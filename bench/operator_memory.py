@@ -43,11 +43,11 @@ KEPT_JOBS = 3  # successfulJobsHistoryLimit's default: a recurring schedule keep
 PROBE = Path(__file__).with_name("_memprobe.py")
 
 
-def settle(pid: int) -> None:
-    """Waits SETTLE_SECONDS, then until the operator is idle (under tracemalloc it lags far
-    behind its watch events, whose bodies wait in kopf's queues meanwhile)."""
+def settle(pid: int, traced: bool) -> None:
+    """Waits SETTLE_SECONDS; under tracemalloc also until the operator is idle (it lags far
+    behind its watch events then, whose bodies wait in kopf's queues meanwhile)."""
     time.sleep(SETTLE_SECONDS)
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + (600 if traced else 0)
     while time.monotonic() < deadline:
         before = cpu_seconds(pid)
         time.sleep(5)
@@ -113,7 +113,7 @@ def measure(plane, api, url, label: str, env: dict, count: int, frames: int) -> 
     engine = engine_for(url)
     proc = spawn([sys.executable, str(PROBE)], directory / "operator.log", env=full_env)
     try:
-        settle(proc.pid)
+        settle(proc.pid, bool(frames))
         points = [(0, rss_mib(proc.pid), ask(directory, "ask-0"))]
         took = 0.0
         for step in (1, 2):
@@ -132,13 +132,13 @@ def measure(plane, api, url, label: str, env: dict, count: int, frames: int) -> 
             )
             wait_for(lambda n=step * count: scheduled(engine, namespace) >= n, 3600, interval=1)
             took += time.perf_counter() - start
-            settle(proc.pid)
+            settle(proc.pid, bool(frames))
             points.append((step * count, rss_mib(proc.pid), ask(directory, f"ask-{step}")))
         # Fire Jobs: kopf keeps a record of each Job it watches (`fire_finished`). Suspended,
         # so no pods; labelled as a fire's Job is, for a schedule that is not there.
         batch = client.BatchV1Api(api)
         create_all(lambda i: batch.create_namespaced_job(namespace, fire_job(i)), count)
-        settle(proc.pid)
+        settle(proc.pid, bool(frames))
         points.append((2 * count, rss_mib(proc.pid), ask(directory, "ask-jobs")))
         trimmed = ask(directory, "ask-3-trim")
         trimmed_rss = rss_mib(proc.pid)
