@@ -7,7 +7,8 @@ for the operator, for the cost of a Job. Beside RSS: the Python heap (tracemallo
 BENCH_TRACEMALLOC=<frames>, slow) and glibc's malloc: bytes in use and free but kept.
 
 Variants: the operator with glibc's default arenas (up to 8 a core, one per thread that
-allocates) and with MALLOC_ARENA_MAX=2 (the image's and the chart's setting); with
+allocates), with MALLOC_ARENA_MAX=2 (the image's and the chart's setting), and with that and
+PYTHONMALLOC=malloc (every Python object from glibc's malloc, not pymalloc's pools); with
 BENCH_BASELINE_SOURCE=<dir> (a checkout's `operator/`, e.g. `git archive <commit> operator |
 tar -x -C /tmp/base`, then /tmp/base/operator), also that code as the baseline;
 BENCH_VARIANTS=<label>,... runs only those.
@@ -183,7 +184,11 @@ def main(count: int) -> None:
     if os.environ.get("BENCH_BASELINE_SOURCE"):
         source = os.environ["BENCH_BASELINE_SOURCE"]
         variants.append(("baseline", {"PYTHONPATH": source}))
-    variants += [("default-arenas", {}), ("arena-max-2", {"MALLOC_ARENA_MAX": "2"})]
+    variants += [
+        ("default-arenas", {}),
+        ("arena-max-2", {"MALLOC_ARENA_MAX": "2"}),
+        ("no-pymalloc", {"MALLOC_ARENA_MAX": "2", "PYTHONMALLOC": "malloc"}),
+    ]
     if os.environ.get("BENCH_VARIANTS"):  # a comma-separated choice of the labels above
         chosen = os.environ["BENCH_VARIANTS"].split(",")
         variants = [(label, env) for label, env in variants if label in chosen]
