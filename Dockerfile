@@ -33,7 +33,10 @@ RUN set -eu; \
       rm -rf "$dir/ensurepip" "$dir"/pip "$dir"/pip-*; \
     done; \
     rm -rf /usr/share/python-wheels
-ENV PATH=/opt/wfclock/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# MALLOC_ARENA_MAX: glibc gives each thread that allocates an arena of its own, up to 8 a core;
+# with them the operator's 50-odd threads kept about 13 MiB more resident, free but not returned
+# (bench/operator_memory.py, docs/scale.md, "Operator memory").
+ENV PATH=/opt/wfclock/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MALLOC_ARENA_MAX=2
 COPY --from=build /opt/wfclock /opt/wfclock
 # A name for uid 65532 (distroless calls it nonroot): the operator's kopf asks for its user's
 # name (getpass) to name itself, and an anonymous uid makes it fail at start.

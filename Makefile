@@ -106,6 +106,7 @@ bench: deps
 	run bench/registration_floor.py $(BENCH_SCHEDULES); \
 	run bench/restart_cost.py $(BENCH_RESTART); \
 	run bench/large_scale.py $(BENCH_LARGE); \
+	run bench/operator_memory.py $(BENCH_SCHEDULES); \
 	run bench/node_latency.py 4 8 4; \
 	run bench/top_of_hour.py $(BENCH_TOP)
 

@@ -60,6 +60,7 @@ def operator(plane, url, log: Path, **extra_env: str):
         "WFCLOCK_HEALTH_PORT": str(free_port()),  # kopf reads port 0 as 80
         "WFCLOCK_LOG_LEVEL": "warning",
         "WFCLOCK_NAMESPACES": f'["{NAMESPACE}"]',
+        "MALLOC_ARENA_MAX": "2",  # as the image and the chart run it
         **extra_env,
     }
     profile = (

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from wfclock.core.builders import DIGEST_ANNOTATION
-from wfclock.core.names import SCHEDULE_UID_LABEL
+from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL
 from wfclock.db import store
 
 
@@ -143,9 +143,13 @@ class FakeKube:
         self._record("child_digests", tuple(namespaces))
         return {
             (kind, ns, name): (body["metadata"].get("annotations") or {}).get(DIGEST_ANNOTATION, "")
-            for kind, objects in (("CronJob", self.cronjobs), ("Job", self.jobs))
+            for kind, registration, objects in (
+                ("CronJob", "recurring", self.cronjobs),
+                ("Job", "one-time", self.jobs),
+            )
             for (ns, name), body in objects.items()
-            if not namespaces or ns in namespaces
+            if (not namespaces or ns in namespaces)
+            and (body["metadata"].get("labels") or {}).get(REGISTRATION_LABEL) == registration
         }
 
     def list_children(self, namespaces: list[str]) -> tuple[dict, dict]:

@@ -1,7 +1,14 @@
 """When a completed one-time schedule that opted in is deleted (pure: spec and status in)."""
 
+import asyncio
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
+import kopf
+from wfclock.controller import handlers
+from wfclock.controller.releases import ReleaseQueue
+from wfclock.controller.retention import deletion_entry
+from wfclock.core.model import API_GROUP, API_VERSION, PLURAL
 from wfclock.core.retention import deletion_due
 
 ONE_TIME = {"trigger": {"type": "schedule", "runAt": "2026-12-01T09:00:00Z"}}
@@ -24,3 +31,53 @@ def test_never_without_opting_in_nor_before_completion():
     assert deletion_due(spec, {"phase": "Completed"}) is None  # no fire recorded yet
     recurring = {"trigger": {"type": "recurring"}, "deleteAfterCompletionSeconds": 60}
     assert deletion_due(recurring, COMPLETED) is None
+
+
+# --- the deletion queue (controller.retention), fed by every event of a schedule ---
+
+OPTED_IN = {**ONE_TIME, "deleteAfterCompletionSeconds": 60}
+META = {"uid": "u-1", "namespace": "acme", "name": "once"}
+
+
+def _queue_ctx():
+    return SimpleNamespace(deletions=ReleaseQueue(lambda entry, now: None))  # not started
+
+
+def _event(ctx, type_, meta=META, spec=OPTED_IN, status=COMPLETED):
+    memo = kopf.Memo(ctx=ctx)
+    asyncio.run(
+        handlers.delete_after_completion(type=type_, meta=meta, spec=spec, status=status, memo=memo)
+    )
+
+
+def test_the_listing_after_a_restart_queues_a_completed_schedule_at_its_time():
+    ctx = _queue_ctx()
+    _event(ctx, None)  # kopf's initial listing: no event type
+    assert len(ctx.deletions) == 1
+    entry = deletion_entry(META, OPTED_IN, COMPLETED)
+    assert (entry.uid, entry.namespace, entry.name) == ("u-1", "acme", "once")
+    assert entry.run_at == datetime(2026, 12, 1, 9, 1, 1, tzinfo=UTC)
+
+
+def test_an_edit_that_makes_it_not_due_and_its_deletion_take_it_out_of_the_queue():
+    ctx = _queue_ctx()
+    _event(ctx, "MODIFIED")
+    _event(ctx, "MODIFIED", spec=ONE_TIME)  # deleteAfterCompletionSeconds removed
+    assert len(ctx.deletions) == 0
+    _event(ctx, "MODIFIED")
+    _event(ctx, "MODIFIED", meta={**META, "deletionTimestamp": "2026-12-01T09:01:02Z"})
+    assert len(ctx.deletions) == 0
+    _event(ctx, "MODIFIED")
+    _event(ctx, "DELETED")
+    assert len(ctx.deletions) == 0
+    _event(ctx, "MODIFIED", status={**COMPLETED, "phase": "Scheduled"})
+    assert len(ctx.deletions) == 0
+
+
+def test_kopf_keeps_no_body_per_schedule():
+    """A daemon or timer on WorkflowSchedules makes kopf keep the last body of every schedule
+    in memory (its `live_fresh_body`, about 20 KiB each): the operator registers none there."""
+    resource = kopf.Resource(API_GROUP, API_VERSION, PLURAL)
+    registry = kopf.get_default_registry()
+    assert handlers.delete_after_completion  # the module's handlers are registered
+    assert not registry._spawning.has_handlers(resource=resource)  # kopf's only way to ask

@@ -32,6 +32,8 @@ class Context:
     resume: ResumeIndex | None = None
     # The next shifted fire (after a daylight-saving gap) of every schedule (`dstshift`).
     shifted: ReleaseQueue | None = None
+    # Completed one-time schedules that opted in, each at its deletion time (`retention`).
+    deletions: ReleaseQueue | None = None
 
     def now(self) -> datetime:
         return self.clock()

@@ -8,7 +8,6 @@ traceback, retried only after kopf's backoff.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import os
@@ -44,7 +43,6 @@ from wfclock.core.calendars import CALENDAR_PLURAL
 from wfclock.core.fires import parse_instant
 from wfclock.core.model import API_GROUP, API_VERSION, PLURAL
 from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL
-from wfclock.core.retention import deletion_due
 from wfclock.core.runcontrol import RUN_NOW_ANNOTATION
 from wfclock.core.status import error_condition
 from wfclock.db.store import engine_for
@@ -168,6 +166,11 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         lambda entry, now: dstshift.launch_shifted(ctx, entry, now), clock=ctx.now, workers=2
     )
     ctx.shifted.start()
+    ctx.deletions = ReleaseQueue(
+        lambda entry, now: retention.delete_if_due(ctx, entry.namespace, entry.name, entry.uid),
+        workers=1,
+    )
+    ctx.deletions.start()
     memo.ctx = ctx
     memo.periodic = [
         Periodic(
@@ -197,6 +200,8 @@ def cleanup(memo: kopf.Memo, **_) -> None:
         task.stop()
     if getattr(memo, "ctx", None) and memo.ctx.shifted:
         memo.ctx.shifted.stop()
+    if getattr(memo, "ctx", None) and memo.ctx.deletions:
+        memo.ctx.deletions.stop()
     if getattr(memo, "ctx", None) and memo.ctx.releases:
         memo.ctx.releases.stop()
     if getattr(memo, "pruner", None):
@@ -301,26 +306,12 @@ def calendar_deleted(meta, memo: kopf.Memo, logger, **_) -> None:
     logger.info("calendar deleted: the schedules that use it refuse their fires")
 
 
-def _deleted_after_completion(spec, status, **_) -> bool:
-    return deletion_due(dict(spec), dict(status)) is not None
-
-
-@kopf.daemon(
-    *RESOURCE, when=_deleted_after_completion, cancellation_backoff=10, cancellation_timeout=5
-)
-async def delete_after_completion(meta, spec, status, stopped, memo: kopf.Memo, **_) -> None:
-    """A completed one-time schedule that opted in is deleted when its time comes (a coroutine
-    per such schedule, asleep until then; stopped at once by an edit that makes it not due)."""
-    ctx: Context = memo.ctx
-    wait = (deletion_due(dict(spec), dict(status)) - ctx.now()).total_seconds()
-    if wait > 0 and await stopped.wait(wait):
-        return
-    try:
-        await asyncio.to_thread(
-            retention.delete_if_due, ctx, meta["namespace"], meta["name"], meta["uid"]
-        )
-    except TEMPORARY_ERRORS as exc:
-        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
+@kopf.on.event(*RESOURCE)
+async def delete_after_completion(type, meta, spec, status, memo: kopf.Memo, **_) -> None:  # noqa: A002 - kopf's name
+    """A completed one-time schedule that opted in is deleted when its time comes: queued by
+    every event of the schedule (the listing after a restart too), forgotten by an edit that
+    makes it not due. On the event loop: a dictionary look-up, no thread, no API call."""
+    retention.queue_deletion(memo.ctx, dict(meta), dict(spec), dict(status), type == "DELETED")
 
 
 def _finished(job_status: dict) -> bool:

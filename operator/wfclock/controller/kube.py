@@ -65,30 +65,35 @@ class Kube:
         return by_name(cronjobs), by_name(jobs)
 
     def child_digests(self, namespaces: list[str], page: int = 500) -> dict:
-        """{(kind, namespace, name): registration digest} of every CronJob and Job wfclock made,
-        in the given namespaces (empty: all), read in pages; only names and one annotation
-        are kept, whatever the number of children."""
-        selector = "app.kubernetes.io/managed-by=wfclock"
+        """{(kind, namespace, name): registration digest} of every CronJob and one-time Job
+        wfclock made, in the given namespaces (empty: all), read in pages; only names and one
+        annotation are kept, whatever the number of children. The Jobs the CronJobs made are
+        left out: no resume asks for them, and they are up to four a recurring schedule."""
+        selector = "app.kubernetes.io/managed-by=wfclock," + REGISTRATION_LABEL
         found: dict[tuple[str, str, str], str] = {}
         calls = (
             [
-                ("CronJob", self.batch.list_namespaced_cron_job),
-                ("Job", self.batch.list_namespaced_job),
+                ("CronJob", "recurring", self.batch.list_namespaced_cron_job),
+                ("Job", "one-time", self.batch.list_namespaced_job),
             ]
             if namespaces
             else [
-                ("CronJob", self.batch.list_cron_job_for_all_namespaces),
-                ("Job", self.batch.list_job_for_all_namespaces),
+                ("CronJob", "recurring", self.batch.list_cron_job_for_all_namespaces),
+                ("Job", "one-time", self.batch.list_job_for_all_namespaces),
             ]
         )
-        for kind, fn in calls:
+        for kind, registration, fn in calls:
             for namespace in namespaces or [None]:
                 token = None
                 while True:
                     args = (namespace,) if namespace else ()
                     more = {"_continue": token} if token else {}
                     response = fn(
-                        *args, label_selector=selector, limit=page, _preload_content=False, **more
+                        *args,
+                        label_selector=f"{selector}={registration}",
+                        limit=page,
+                        _preload_content=False,
+                        **more,
                     )
                     try:
                         body = json.loads(response.data)

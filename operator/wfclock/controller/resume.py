@@ -25,4 +25,7 @@ class ResumeIndex:
         with self._lock:
             if self._children is None:
                 self._children = self._load()
-            return self._children.pop((kind, namespace, name), None)
+            found = self._children.pop((kind, namespace, name), None)
+            if not self._children:  # a dictionary keeps its size when emptied: let it go
+                self._children = {}
+            return found
