@@ -33,7 +33,7 @@ def serve_migrated(server):
 def postgres():
     server = serve_migrated(temporary_server())
     yield server
-    server.stop()
+    server.discard()
 
 
 @contextlib.contextmanager

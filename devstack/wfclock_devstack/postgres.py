@@ -114,6 +114,11 @@ class PostgresServer:
         if (self.data / "postmaster.pid").exists():
             self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
 
+    def discard(self) -> None:
+        """Stops the server and removes its folder (a temporary server's last step)."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def create_database(self, name: str) -> str:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -9,7 +9,6 @@ import base64
 import itertools
 import logging
 import os
-import shutil
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -103,8 +102,7 @@ def postgres(node):
     with their tenant's password (scram-sha-256, from the pod network only)."""
     server = serve_migrated(podstack.postgres_for(node))
     yield server
-    server.stop()
-    shutil.rmtree(server.root, ignore_errors=True)
+    server.discard()
 
 
 @pytest.fixture
