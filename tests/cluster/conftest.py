@@ -243,11 +243,21 @@ class Cluster:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        current = self.get(name)
-        current["spec"] = body["spec"]  # the whole spec, as `kubectl apply` of the new manifest
-        return self.objects.replace_namespaced_custom_object(
-            "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name, current
-        )
+        # The whole spec, as `kubectl apply` of the new manifest; a replace that meets a write
+        # of the operator's (the status, kopf's bookkeeping) since the read is made again, as
+        # kubectl does (the soak met it once in 30 minutes).
+        attempts = 0
+        while True:
+            current = self.get(name)
+            current["spec"] = body["spec"]
+            try:
+                return self.objects.replace_namespaced_custom_object(
+                    "wfclock.dev", "v1alpha1", self.namespace, "workflowschedules", name, current
+                )
+            except ApiException as exc:
+                attempts += 1
+                if exc.status != 409 or attempts == 10:
+                    raise
 
     def patch(self, name, body):
         return self.objects.patch_namespaced_custom_object(
