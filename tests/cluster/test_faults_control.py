@@ -531,7 +531,9 @@ def test_active_replica_killed_at_the_run_at_of_one_time_schedules_each_fires_on
         os.killpg(active.process.pid, signal.SIGKILL)
         killed = datetime.now(UTC)
         active.process.wait(10)
-        resumed = wait_until(lambda: standby.said_at(RESUMED), 3 * LIFETIME, "the takeover")
+        resumed = wait_until(
+            lambda: standby.said_at(RESUMED, after=killed), 3 * LIFETIME, "the takeover"
+        )
         try:
             wait_phases(cluster, dict.fromkeys(names, "Completed"), 240, "every one-time fire")
         except BaseException:

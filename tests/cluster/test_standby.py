@@ -74,13 +74,16 @@ class OperatorProcess:
         }
         self.process = spawn([sys.executable, "-m", "wfclock.controller"], self.log, env=env)
 
-    def said_at(self, text: str) -> datetime | None:
-        """When the operator first logged a message containing `text` (kopf's JSON lines)."""
+    def said_at(self, text: str, after: datetime | None = None) -> datetime | None:
+        """When the operator first logged a message containing `text` (kopf's JSON lines), at or
+        after `after` when given (a standby may have resumed and paused once at its start)."""
         lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
         for line in lines:
             record = json.loads(line) if line.startswith("{") else {}
             if text in record.get("message", ""):
-                return datetime.fromisoformat(record["timestamp"]).astimezone(UTC)
+                at = datetime.fromisoformat(record["timestamp"]).astimezone(UTC)
+                if after is None or at >= after:
+                    return at
         return None
 
     def said(self, text: str) -> bool:
@@ -123,7 +126,9 @@ def test_the_standby_takes_over_when_the_active_operator_is_killed(plane, instal
         active.process.wait(10)
         assert killed < run_at
         cluster.apply("after-kill", HOURLY)
-        resumed = wait_until(lambda: standby.said_at(RESUMED), 3 * LIFETIME, "the takeover")
+        resumed = wait_until(
+            lambda: standby.said_at(RESUMED, after=killed), 3 * LIFETIME, "the takeover"
+        )
         cluster.wait_status("after-kill", lambda s: s.get("phase") == "Scheduled", timeout=30)
         reconciled = standby.said_at(RECONCILED)
         takeover = (resumed - killed).total_seconds()
