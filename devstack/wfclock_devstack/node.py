@@ -25,6 +25,7 @@ iptables chains exist for kube-proxy. `nodehost` claims and releases what is mad
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -408,16 +409,19 @@ disabled_plugins = [
         apiserver = self.plane.processes.get("kube-apiserver")
         if apiserver is None or apiserver.poll() is not None:
             return
-        self.plane.kubectl(
-            "delete",
-            "pods",
-            "--all-namespaces",
-            f"--field-selector=spec.nodeName={self.name}",
-            "--force",
-            "--grace-period=0",
-            "--request-timeout=20s",
-            check=False,
-        )
+        # Hundreds of finished pods (the soak's) can outlast kubectl's two minutes; the control
+        # plane that holds them is removed next, so the node's stop goes on without them.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.plane.kubectl(
+                "delete",
+                "pods",
+                "--all-namespaces",
+                f"--field-selector=spec.nodeName={self.name}",
+                "--force",
+                "--grace-period=0",
+                "--request-timeout=20s",
+                check=False,
+            )
         self.plane.kubectl(
             "delete", "node", self.name, "--ignore-not-found", "--request-timeout=20s", check=False
         )
