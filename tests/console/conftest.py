@@ -392,6 +392,18 @@ def stack(control_plane, api, crds, postgres, console_database, tmp_path_factory
                 now=now,
             )
 
+        # The hour before the backfill's window is past its catch-up deadline: the operator's
+        # accounting sweep records its fire as missed, and the status lists it among the
+        # recent fires (the schedule page shows a missed fire beside the launched ones).
+        wait_until(
+            lambda: any(
+                f.get("outcome") == "missed"
+                for f in (registered("hourly-report") or {}).get("status", {}).get("recentFires")
+                or []
+            ),
+            120,
+            "hourly-report's status lists the fire before the backfill as missed",
+        )
         tokens = _rbac(api, VISIBLE)
         ensure_console_role(engine, "wfclock_console_test", "console-pw")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WFCLOCK_", "KUBECONFIG"))}

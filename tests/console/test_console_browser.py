@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from kubernetes import client
 from wfclock.console import views
+from wfclock.core.status import fire_outcome
 from wfclock_devstack.processes import wait_until
 
 from tests.console.conftest import (
@@ -43,13 +44,25 @@ def serious_violations(page) -> list[str]:
 
 
 def ledger_fires(database_url: str, uid: str) -> list[tuple[str, str]]:
+    """The schedule's fires in the ledger, newest first, each with its outcome as the status
+    names it (a skip the accounting recorded as missed reads `missed`)."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT scheduled_for, outcome FROM workflow_schedule_fires WHERE schedule_id = %s "
-            "ORDER BY scheduled_for DESC LIMIT 20",
+            "SELECT scheduled_for, outcome, reason FROM workflow_schedule_fires"
+            " WHERE schedule_id = %s ORDER BY scheduled_for DESC LIMIT 20",
             (uid,),
         ).fetchall()
-    return [(views.utc_iso(at), outcome) for at, outcome in rows]
+    return [
+        (views.utc_iso(at), fire_outcome({"outcome": outcome, "reason": reason}))
+        for at, outcome, reason in rows
+    ]
+
+
+def apply_filters(page) -> None:
+    """Submits the filter form and waits for the page it loads (read before, the old page or
+    an empty one mid-navigation would be what the test sees)."""
+    with page.expect_navigation(wait_until="load"):
+        page.click("form.filters button")
 
 
 def api_refusal(stack, token: str, body: dict) -> str:
@@ -117,7 +130,7 @@ def test_a_viewer_sees_the_schedules_timeline_and_fires_of_its_namespace_only(st
     shot(page, "2-schedules")
 
     page.select_option("#f-type", "schedule")
-    page.click("form.filters button")
+    apply_filters(page)
     shown = page.locator("#schedules tbody tr[data-schedule]").evaluate_all(
         "rs => rs.map(r => r.dataset.schedule)"
     )
@@ -183,6 +196,7 @@ def test_a_viewer_sees_the_schedules_timeline_and_fires_of_its_namespace_only(st
     )
     ledger = ledger_fires(stack.database_url, stack.hourly_uid)
     assert [tuple(r) for r in recent] == ledger
+    assert {"launched", "missed"} <= {outcome for _, outcome in ledger}
     assert len(recent) >= 3
     runs = page.locator("#runs tbody tr[data-run]")
     assert runs.count() == sum(outcome == "launched" for _, outcome in ledger)
@@ -340,7 +354,7 @@ def test_runs_show_the_visible_tenants_runs_by_trigger_type_with_provenance(stac
     shot(page, "7-runs")
 
     page.select_option("#f-trigger", "event")
-    page.click("form.filters button")
+    apply_filters(page)
     labels = page.locator("#runs tbody tr[data-run] td.trigger").all_inner_texts()
     assert labels == ["Event: invoice.paid"]
     page.locator("#runs details summary").click()
