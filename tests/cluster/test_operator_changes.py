@@ -192,12 +192,19 @@ def test_delete_removes_children_and_refuses_an_in_flight_job(
 @pytest.mark.parametrize("late_by, expect_run", [(4, True), (25, False)])
 def test_operator_down_across_run_at(start_operator, cluster, database_url, late_by, expect_run):
     operator = start_operator()
-    run_at = datetime.now(UTC) + timedelta(seconds=5)
+    # Far enough ahead that the registration is done and the operator down well before it, on
+    # a loaded machine too (at 5 s, a slow registration let the operator release the Job on
+    # time before it stopped: a fire that ran, not one the restart had to judge).
+    run_at = datetime.now(UTC) + timedelta(seconds=12)
     created = cluster.apply(
         "late", {"type": "schedule", "runAt": run_at.isoformat()}, startingDeadlineSeconds=15
     )
     scheduled(cluster, "late")
     operator.stop()
+    (job,) = cluster.jobs("one-time")
+    assert datetime.now(UTC) < run_at and job.spec.suspend is True, (
+        "the operator was to stop before runAt, with the Job not released yet"
+    )
     wait_until(lambda: datetime.now(UTC) > run_at + timedelta(seconds=late_by), 60, "runAt to pass")
     start_operator()
     engine = engine_for(database_url)
@@ -207,14 +214,21 @@ def test_operator_down_across_run_at(start_operator, cluster, database_url, late
     else:
         # The status settles on the miss with its reason (the release recorded at start and the
         # schedule's resume may each write it; the last write of the two has both).
-        cluster.wait_status(
-            "late",
-            lambda s: (
-                s.get("phase") == "Missed"
-                and "beyond the 15s deadline" in (s.get("lastError") or "")
-            ),
-            timeout=60,
-        )
+        try:
+            cluster.wait_status(
+                "late",
+                lambda s: (
+                    s.get("phase") == "Missed"
+                    and "beyond the 15s deadline" in (s.get("lastError") or "")
+                ),
+                timeout=60,
+            )
+        except TimeoutError:
+            row = get_schedule(engine, uuid.UUID(created["metadata"]["uid"]))
+            pytest.fail(
+                f"status {cluster.status('late')} with state row {row} and fires "
+                f"{list_fires(engine)}: not Missed with its reason"
+            )
         (job,) = cluster.jobs("one-time")
         assert job.spec.suspend is True and list_runs(engine) == []
         row = get_schedule(engine, uuid.UUID(created["metadata"]["uid"]))

@@ -99,7 +99,9 @@ def _missed_while_down(ctx: Context, row: dict) -> dict:
     if ctx.releases is not None and not ctx.releases.wait_idle(
         str(row["schedule_id"]), RELEASE_WAIT_SECONDS
     ):
-        return row  # still releasing: it records the miss itself if there is one
+        # Still releasing: it records the miss itself if there is one; the row as it is now
+        # (the miss may be in by now) rather than as it was read before the wait.
+        return store.get_schedule(ctx.engine, row["schedule_id"]) or row
     if account(ctx, row, now):
         metrics.MISSED.inc()
     return store.get_schedule(ctx.engine, row["schedule_id"]) or row
