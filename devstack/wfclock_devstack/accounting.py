@@ -9,7 +9,8 @@ key, and not lost); no run belongs to a fire that was not expected. Run-now requ
 `manual`, runs of trigger type `manual`) are no fires of the trigger: never expected, never
 unexpected. Fires within `margin` before a change (an edit, a pause,
 a delete) may go either way (the change may reach the launcher first) and are only checked for
-duplicates. croniter's daylight-saving rules differ from the CronJob controller's, so histories
+duplicates; so may a fire in the second of the first change, which the API server records to the
+second (wfclock owes the fire at a schedule's creationTimestamp). croniter's daylight-saving rules differ from the CronJob controller's, so histories
 use zones whose offset does not change during the run (the parity tests cover DST).
 
     python -m wfclock_devstack.accounting --database-url URL --history FILE --until T
@@ -70,6 +71,10 @@ def expected_fires(
     for change, following in zip(history, [*history[1:], None], strict=True):
         if change.spec is None:
             break
+        if change is history[0]:
+            # The API server records a creation to the second, and wfclock owes the fire at its
+            # creationTimestamp: one in the same second before the recorded `at` may run.
+            boundary.update(_fires_in(change.spec, change.at - timedelta(seconds=1), change.at))
         end = following.at if following else until
         for fire in _fires_in(change.spec, change.at, min(end, until)):
             (boundary if following and end - fire <= margin else certain).add(fire)

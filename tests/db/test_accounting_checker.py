@@ -25,6 +25,23 @@ def test_expected_fires_follow_pauses_edits_and_deletes():
     assert minutes == [1, 5] and sorted(f.minute for f in boundary) == [2, 6]
 
 
+def test_a_fire_in_the_second_of_the_creation_may_run():
+    """Created at 10:00:00.4, the API server's creationTimestamp says 10:00:00, and wfclock owes
+    the fire at it: the fault run counted that run unexpected (five schedules created in the
+    same second of a minute)."""
+    created = datetime(2026, 11, 25, 10, 0, 0, 400000, tzinfo=UTC)
+    certain, boundary = expected_fires(
+        [Change(created, EVERY_MINUTE)], created + timedelta(minutes=2), timedelta(seconds=60)
+    )
+    assert sorted(f.minute for f in certain) == [1, 2]
+    assert boundary == {created.replace(microsecond=0)}
+    late = created.replace(second=1)  # a second later: the 10:00 fire is before the creation
+    certain, boundary = expected_fires(
+        [Change(late, EVERY_MINUTE)], late + timedelta(minutes=2), timedelta(seconds=60)
+    )
+    assert boundary == set() and min(certain).minute == 1
+
+
 def insert_fire(conn, schedule_id, at, outcome="launched", reason=None, runs=1):
     for n in range(runs if outcome == "launched" else 0):
         conn.execute(
