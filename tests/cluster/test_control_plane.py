@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -272,11 +273,14 @@ def test_children_die_when_their_owner_is_killed(tmp_path):
         "import os, time\n"
         "p = ControlPlane().start(controller_manager=False)\n"
         f"open('{tmp_path}/pids','w').write(' '.join(str(x.pid) for x in p.processes.values()))\n"
+        f"open('{tmp_path}/root','w').write(str(p.root))\n"
         "os.kill(os.getpid(), 9)\n"
     )
     import sys
 
     subprocess.run([sys.executable, "-c", script], timeout=120)
+    # The killed owner never removed its folder (every `make test` left one in /tmp).
+    shutil.rmtree((tmp_path / "root").read_text(), ignore_errors=True)
     pids = (tmp_path / "pids").read_text().split()
     wait_until(
         lambda: (
