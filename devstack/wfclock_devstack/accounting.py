@@ -10,8 +10,9 @@ key, and not lost); no run belongs to a fire that was not expected. Run-now requ
 unexpected. Fires within `margin` before a change (an edit, a pause,
 a delete) may go either way (the change may reach the launcher first) and are only checked for
 duplicates; so may a fire in the second of the first change, which the API server records to the
-second (wfclock owes the fire at a schedule's creationTimestamp). croniter's daylight-saving rules differ from the CronJob controller's, so histories
-use zones whose offset does not change during the run (the parity tests cover DST).
+second (wfclock owes the fire at a schedule's creationTimestamp). croniter's daylight-saving
+rules differ from the CronJob controller's, so histories use zones whose offset does not change
+during the run (the parity tests cover DST).
 
     python -m wfclock_devstack.accounting --database-url URL --history FILE --until T
 

@@ -96,13 +96,12 @@ def _missed_while_down(ctx: Context, row: dict) -> dict:
     # A release that took the entry on time may be releasing the Job right now: read before
     # its patch lands, the Job looks suspended (not active) and the fire it is about to
     # deliver would be recorded missed. Wait for it; one taken from here on is late too.
-    if ctx.releases is not None and not ctx.releases.wait_idle(
+    # Still releasing after the wait: the release records the miss itself if there is one.
+    # Either way the status is derived from the row as it is now, not as read before the wait.
+    idle = ctx.releases is None or ctx.releases.wait_idle(
         str(row["schedule_id"]), RELEASE_WAIT_SECONDS
-    ):
-        # Still releasing: it records the miss itself if there is one; the row as it is now
-        # (the miss may be in by now) rather than as it was read before the wait.
-        return store.get_schedule(ctx.engine, row["schedule_id"]) or row
-    if account(ctx, row, now):
+    )
+    if idle and account(ctx, row, now):
         metrics.MISSED.inc()
     return store.get_schedule(ctx.engine, row["schedule_id"]) or row
 
