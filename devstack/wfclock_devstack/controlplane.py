@@ -244,18 +244,27 @@ class ControlPlane:
 
     def wait_schedules_admitted(self, namespace: str = "default", tenant: str = "probe") -> None:
         """Established is not yet usable: admission resolves a new kind's schema a moment later
-        (503 until then). Waits for a server-side dry run that comes back with the finalizer.
-        Where the tenant policy is installed, name a namespace and its tenant."""
-        wait_until(
-            lambda: self._schedules_admitted(namespace, tenant),
-            60,
-            "WorkflowSchedules to be admitted",
-            interval=0.2,
-        )
+        (503 until then), and each served version on its own (v1beta1 was once refused after
+        v1alpha1 was admitted). Waits for a server-side dry run in every served version that
+        comes back with the finalizer. Where the tenant policy is installed, name a namespace
+        and its tenant."""
+        versions = self.kubectl(
+            "get",
+            "crd/workflowschedules.wfclock.dev",
+            "-o",
+            "jsonpath={.spec.versions[?(@.served==true)].name}",
+        ).split()
+        for version in versions:
+            wait_until(
+                lambda version=version: self._schedules_admitted(namespace, tenant, version),
+                60,
+                f"WorkflowSchedules in {version} to be admitted",
+                interval=0.2,
+            )
 
-    def _schedules_admitted(self, namespace: str, tenant: str) -> bool:
+    def _schedules_admitted(self, namespace: str, tenant: str, version: str) -> bool:
         probe = {
-            "apiVersion": "wfclock.dev/v1alpha1",
+            "apiVersion": f"wfclock.dev/{version}",
             "kind": "WorkflowSchedule",
             "metadata": {"name": "admission-probe", "namespace": namespace},
             "spec": {
