@@ -195,6 +195,35 @@ def account(
     return report
 
 
+def describe(database_url: str, report: Report, limit: int = 20) -> str:
+    """What the ledger and the runs hold for each fire the accounting found wrong (the first
+    `limit`): enough to tell a bug from the harness's mistake after the test's database is gone."""
+    lines = []
+    with psycopg.connect(database_url) as conn:
+        for item in (report.lost + report.duplicated + report.unexpected)[:limit]:
+            uid, at = item.split()[:2]
+            lines.append(f"{item}:")
+            for row in conn.execute(
+                "SELECT kind, outcome, reason, source, first_delivered_at, run_id"
+                " FROM workflow_schedule_fires WHERE schedule_id = %s AND scheduled_for = %s",
+                (uid, at),
+            ):
+                lines.append(f"  fire {row}")
+            for row in conn.execute(
+                "SELECT run_id, trigger_type, created_at, payload FROM workflow_runs"
+                " WHERE schedule_id = %s AND payload->>'scheduledFor' = %s",
+                (uid, at),
+            ):
+                lines.append(f"  run {row}")
+            schedule = conn.execute(
+                "SELECT cron, timezone, missed_fires, trigger_effective_from, accounted_until,"
+                " created_at FROM workflow_schedules WHERE schedule_id = %s",
+                (uid,),
+            ).fetchone()
+            lines.append(f"  schedule {schedule}")
+    return "\n".join(lines) + "\n"
+
+
 def dump_history(histories: dict[uuid.UUID, list[Change]]) -> str:
     return json.dumps(
         {

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from wfclock.db.store import engine_for
-from wfclock_devstack.accounting import Change, account
+from wfclock_devstack.accounting import Change, account, describe
 
 pytestmark = pytest.mark.faults
 
@@ -37,35 +37,6 @@ def settle_and_account(database_url, histories, end, wait: float = 45, limit: fl
         sys.__stderr__.write(describe(database_url, report))
     assert report.ok, f"{report.line()}: {report.lost + report.duplicated + report.unexpected}"
     return report
-
-
-def describe(database_url, report) -> str:
-    """What the ledger and the runs hold for each fire the accounting found wrong: enough to
-    tell a bug from the harness's mistake after the test's database is gone."""
-    lines = []
-    with psycopg.connect(database_url) as conn:
-        for item in report.lost + report.duplicated + report.unexpected:
-            uid, at = item.split()[:2]
-            lines.append(f"{item}:")
-            for row in conn.execute(
-                "SELECT kind, outcome, reason, source, first_delivered_at, run_id"
-                " FROM workflow_schedule_fires WHERE schedule_id = %s AND scheduled_for = %s",
-                (uid, at),
-            ):
-                lines.append(f"  fire {row}")
-            for row in conn.execute(
-                "SELECT run_id, trigger_type, created_at, payload FROM workflow_runs"
-                " WHERE schedule_id = %s AND payload->>'scheduledFor' = %s",
-                (uid, at),
-            ):
-                lines.append(f"  run {row}")
-            schedule = conn.execute(
-                "SELECT cron, timezone, missed_fires, trigger_effective_from, accounted_until,"
-                " created_at FROM workflow_schedules WHERE schedule_id = %s",
-                (uid,),
-            ).fetchone()
-            lines.append(f"  schedule {schedule}")
-    return "\n".join(lines) + "\n"
 
 
 def apply_every_minute(cluster, histories, policy: str) -> None:

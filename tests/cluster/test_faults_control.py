@@ -26,7 +26,7 @@ import pytest
 from kubernetes import client, config
 from wfclock.core.names import SCHEDULE_UID_LABEL
 from wfclock.db.store import engine_for
-from wfclock_devstack.accounting import Change, Report, account
+from wfclock_devstack.accounting import Change, Report, account, describe
 from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.podrunner import PodRunner
 from wfclock_devstack.ports import free_port
@@ -63,6 +63,8 @@ def settle_and_account(
             break
         time.sleep(5)
     say(f"accounting [{scenario}]: {report.line()}")
+    if not report.ok:
+        say(describe(database_url, report))
     problems = report.lost + report.duplicated + report.unexpected
     assert report.ok, f"{report.line()}: {problems[:20]}"
     return report

@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from wfclock_devstack.accounting import Change, account, dump_history
+from wfclock_devstack.accounting import Change, account, describe, dump_history
 
 ZONES = ["UTC", "Asia/Kolkata", "Asia/Tokyo", "Asia/Kathmandu", "America/Sao_Paulo", "Asia/Dubai"]
 # Changes happen from :20 to :50 past a minute; a fire's pod is long done by then.
@@ -92,6 +92,8 @@ def test_short_soak_every_fire_accounted(start_operator, cluster, database_url, 
             break
         time.sleep(5)
     sys.__stderr__.write(f"\naccounting: {report.line()}\n")  # past the capture
+    if not report.ok:
+        sys.__stderr__.write(describe(database_url, report))
     history = tmp_path / "history.json"  # for `python -m wfclock_devstack.accounting`
     history.write_text(dump_history(histories))
     details = (
@@ -266,6 +268,8 @@ def test_soak_every_fire_accounted(start_operator, cluster, database_url, tmp_pa
         f"accounting: soak {SOAK_SCHEDULES} schedules x {SOAK_MINUTES} min: {report.line()} "
         f"(history {history}, until {end.isoformat()})\n"
     )
+    if not report.ok:
+        sys.__stderr__.write(describe(database_url, report))
     assert report.ok, (
         f"{report.line()}: {(report.lost + report.duplicated + report.unexpected)[:20]}"
     )

@@ -7,7 +7,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from wfclock_devstack.accounting import Change, account, expected_fires
+from wfclock_devstack.accounting import Change, account, describe, expected_fires
 
 T0 = datetime(2026, 11, 25, 10, 0, 30, tzinfo=UTC)
 EVERY_MINUTE = {"trigger": {"type": "recurring", "cron": "* * * * *", "timezone": "Asia/Kolkata"}}
@@ -129,3 +129,17 @@ def test_a_fire_recorded_at_an_edit_or_delete_counts_with_its_reason_and_one_wit
         "unexpected 0"
     )
     assert "without a reason" in report.lost[0] and not report.ok
+
+
+def test_describe_prints_the_ledger_and_runs_of_each_wrong_fire(conn, database_url):
+    sid = uuid.uuid4()
+    minute = T0.replace(second=0)
+    insert_fire(conn, sid, minute + timedelta(minutes=1), runs=2)  # duplicated
+    conn.commit()  # 10:02 lost: nothing recorded
+    report = account(database_url, {sid: [Change(T0, EVERY_MINUTE)]}, T0 + timedelta(minutes=2))
+    text = describe(database_url, report)
+    lost, duplicated = text.split(f"{sid} 2026-11-25T10:01:00Z")  # lost ones come first
+    assert lost.startswith(f"{sid} 2026-11-25T10:02:00Z:")
+    assert duplicated.count("  run (") == 2 and duplicated.count("  fire (") == 1
+    assert "  run (" not in lost and "  fire (" not in lost
+    assert describe(database_url, report, limit=1).count("  schedule ") == 1
