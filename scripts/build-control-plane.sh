@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
-# kubectl, helm) with the Go toolchain from the Go module proxy, into a cache folder outside the
-# repository. Does nothing for a binary that is already there.
+# kubectl, helm, and in the same build the node's kubelet and kube-scheduler) with the Go toolchain
+# from the Go module proxy, into a cache folder outside the repository. Does nothing for a binary
+# that is already there.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -9,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"
 
 cache=${WFCLOCK_CACHE:-$HOME/.cache/wfclock}
-bin="$cache/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
+bin="$cache/bin/stack-k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 mkdir -p "$bin"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 export GOPATH=${GOPATH:-$cache/gopath} GOCACHE=${GOCACHE:-$cache/gocache}
@@ -25,70 +26,71 @@ staging_modules=(
   sample-controller streaming
 )
 
-# Builds k8s.io/kubernetes/cmd/<name> at the pinned version into OUT_DIR for each NAME that is not
-# there yet, in one `go build` so shared packages compile once. A throwaway wrapper module replaces
-# every staging module with its published version (k8s.io/kubernetes refuses `go install`).
-# Usage: go_build_kubernetes OUT_DIR NAME...
-go_build_kubernetes() {
-  local out=$1 missing=()
-  shift
-  for b in "$@"; do
-    [ -x "$out/$b" ] || missing+=("$b")
+# Every Go program of the stack but containerd and the CNI plugins comes from one wrapper module
+# and one `go build`: etcd, helm and the Kubernetes binaries of the control plane and of the node
+# resolve to one module graph (every staging module replaced by its published version, since
+# k8s.io/kubernetes refuses `go install`), so the packages they share (client-go, apimachinery,
+# gRPC, protobuf, OpenTelemetry, ...) compile once. helm is the release built against this
+# Kubernetes minor (docs/decisions.md). containerd builds apart: it needs the next minor's CRI.
+stack_binaries=(etcd kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler helm)
+
+stack_package() {
+  case $1 in
+    etcd) echo "go.etcd.io/etcd/server/v3@$ETCD_VERSION" ;;
+    helm) echo "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" ;;
+    *) echo "k8s.io/kubernetes/cmd/$1@$KUBERNETES_VERSION" ;;
+  esac
+}
+
+# Builds each of stack_binaries that is not in $bin yet; does nothing when all are there.
+build_stack() {
+  local missing=() b
+  for b in "${stack_binaries[@]}"; do
+    [ -x "$bin/$b" ] || missing+=("$b")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  local start=$SECONDS mod="$cache/src/k8s-$KUBERNETES_VERSION"
-  log "building ${missing[*]} $KUBERNETES_VERSION"
-  mkdir -p "$mod" "$out"
+  local start=$SECONDS mod="$cache/src/${bin##*/}" all=() pkgs=()
+  log "building ${missing[*]} (Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION)"
+  for b in "${stack_binaries[@]}"; do all+=("$(stack_package "$b")"); done
+  for b in "${missing[@]}"; do pkgs+=("$(stack_package "$b")"); done
+  local out
+  out=$(mktemp -d "$bin/.build-XXXXXX")
   (
-    cd "$mod"
-    [ -f go.mod ] || go mod init wfclock.local/k8s-build >/dev/null 2>&1
+    mkdir -p "$mod" && cd "$mod"
+    [ -f go.mod ] || go mod init wfclock.local/stack-build >/dev/null 2>&1
     for m in "${staging_modules[@]}"; do
       go mod edit -replace="k8s.io/$m=k8s.io/$m@$KUBERNETES_STAGING_VERSION"
     done
-    local pkgs=()
-    for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
-    go get "${pkgs[@]/%/@$KUBERNETES_VERSION}"
-    local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
-    ldflags+=" -X k8s.io/component-base/version.gitMajor=1"
-    ldflags+=" -X k8s.io/component-base/version.gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)"
-    ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
-    go build -trimpath -ldflags "$ldflags" -o "$out/" "${pkgs[@]}"
-  )
+    # Always the whole set, so the module graph is the same whichever binaries are missing.
+    go get "${all[@]}"
+    local minor flags
+    minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
+    flags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
+    flags+=" -X k8s.io/component-base/version.gitMajor=1"
+    flags+=" -X k8s.io/component-base/version.gitMinor=$minor"
+    flags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
+    # As helm's own Makefile does: the default Kubernetes version of `helm template` and lint
+    # follows the client-go it is built with (without it, helm says v1.20).
+    flags+=" -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+      flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+    done
+    go build -trimpath -ldflags "$flags" -o "$out/" "${pkgs[@]%@*}"
+  ) || {
+    rm -rf "$out"
+    return 1
+  }
+  # go names go.etcd.io/etcd/server/v3's program after the element before the major version.
+  [ ! -e "$out/server" ] || mv "$out/server" "$out/etcd"
+  for b in "${missing[@]}"; do mv "$out/$b" "$bin/$b"; done
+  rm -rf "$out"
   log "built ${missing[*]} in $((SECONDS - start)) s"
 }
 
-build_kubernetes() {
-  go_build_kubernetes "$bin" kube-apiserver kube-controller-manager kubectl
-}
-
-build_etcd() {
-  [ -x "$bin/etcd" ] && return 0
-  local start=$SECONDS mod="$cache/src/etcd-$ETCD_VERSION"
-  log "building etcd $ETCD_VERSION"
-  mkdir -p "$mod" && cd "$mod"
-  [ -f go.mod ] || go mod init wfclock.local/etcd-build >/dev/null 2>&1
-  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-  go build -trimpath -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3
-  log "built etcd in $((SECONDS - start)) s"
-}
-
-build_helm() {
-  [ -x "$bin/helm" ] && return 0
-  local start=$SECONDS
-  log "building helm $HELM_VERSION"
-  # As helm's own Makefile does: the default Kubernetes version for `helm template` and lint
-  # follows the client-go that helm is built with.
-  local minor
-  minor=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" >/dev/null &&
-    sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' \
-      "$GOPATH/pkg/mod/helm.sh/helm/v3@$HELM_VERSION/go.mod")
-  local flags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
-    flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
-  done
-  GOBIN="$bin" go install -trimpath -ldflags "$flags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  log "built helm in $((SECONDS - start)) s"
-}
+# The names scripts/build-node.sh, the Makefile and the tests ask for; one build makes them all.
+build_etcd() { build_stack; }
+build_kubernetes() { build_stack; }
+build_helm() { build_stack; }
 
 # The robfig/cron reference program for the fire-time parity test (version pinned in its go.mod).
 build_cronref() {

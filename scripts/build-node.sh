@@ -34,8 +34,12 @@ build_packages() {
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# kubelet and kube-scheduler come from the control plane's one Go build (build-control-plane.sh).
 build_kubelet() {
-  go_build_kubernetes "$node_bin" kubelet kube-scheduler
+  build_stack
+  for b in kubelet kube-scheduler; do
+    [ -x "$node_bin/$b" ] || ln -sfn "$bin/$b" "$node_bin/$b"
+  done
 }
 
 build_containerd() {
