@@ -42,14 +42,28 @@ stack_package() {
   esac
 }
 
-# Builds each of stack_binaries that is not in $bin yet; does nothing when all are there.
-build_stack() {
-  local missing=() b
+stack_missing() {
+  local b
   for b in "${stack_binaries[@]}"; do
-    [ -x "$bin/$b" ] || missing+=("$b")
+    [ -x "$bin/$b" ] || echo "$b"
   done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  local start=$SECONDS mod="$cache/src/${bin##*/}" all=() pkgs=()
+}
+
+# Builds each of stack_binaries that is not in $bin yet; does nothing when all are there. Two
+# builds at once (parallel test runs on a fresh machine) take turns on the wrapper module.
+build_stack() {
+  [ -z "$(stack_missing)" ] && return 0
+  local lock
+  mkdir -p "$cache/src"
+  exec {lock}>"$cache/src/${bin##*/}.lock"
+  flock "$lock"
+  local missing=()
+  mapfile -t missing < <(stack_missing)
+  if [ ${#missing[@]} -eq 0 ]; then
+    exec {lock}>&-
+    return 0
+  fi
+  local start=$SECONDS mod="$cache/src/${bin##*/}" all=() pkgs=() b
   log "building ${missing[*]} (Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION)"
   for b in "${stack_binaries[@]}"; do all+=("$(stack_package "$b")"); done
   for b in "${missing[@]}"; do pkgs+=("$(stack_package "$b")"); done
@@ -78,12 +92,14 @@ build_stack() {
     go build -trimpath -ldflags "$flags" -o "$out/" "${pkgs[@]%@*}"
   ) || {
     rm -rf "$out"
+    exec {lock}>&-
     return 1
   }
   # go names go.etcd.io/etcd/server/v3's program after the element before the major version.
   [ ! -e "$out/server" ] || mv "$out/server" "$out/etcd"
   for b in "${missing[@]}"; do mv "$out/$b" "$bin/$b"; done
   rm -rf "$out"
+  exec {lock}>&-
   log "built ${missing[*]} in $((SECONDS - start)) s"
 }
 
