@@ -75,11 +75,16 @@ def operator(plane, url, log: Path, **extra_env: str):
         terminate(proc)
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's resident high-water mark so far (the kernel's VmHWM)."""
+    return rss_mib(pid, "VmHWM")
 
 
 def schedule(name: str, trigger: dict) -> dict:

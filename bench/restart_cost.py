@@ -4,7 +4,10 @@ stopped and started again. While it resumes: the API server's write requests (it
 `apiserver_request_total`, by verb and resource), the database's writes (`pg_stat_database`:
 rows inserted, updated, deleted; transactions), and the time until it is ready (every pending
 one-time release queued, its `wfclock_one_time_releases_queued` gauge), against a bare client's
-list of the same COUNT WorkflowSchedules (median of three, before and after the restart).
+list of the same COUNT WorkflowSchedules (median of three, before and after the restarts), and
+the operator's CPU and memory (resident, and its high-water mark). It restarts twice: with kopf's
+own defaults (a worker for every schedule at once, the first list in one request), the baseline,
+then with wfclock's bound (`Settings.object_workers`, `Settings.list_chunk_size`).
 Usage: python bench/restart_cost.py [COUNT=2000]
 """
 
@@ -27,6 +30,7 @@ from _cluster import (
     api_requests,
     cpu_seconds,
     operator,
+    peak_rss_mib,
     rss_mib,
     schedule,
     stack,
@@ -100,6 +104,80 @@ def quiet(api, pid: int, seconds: float = 4) -> None:
         last, cpu = now, used
 
 
+# kopf's own defaults for its per-object workers and its first list: the baseline of the bound
+# wfclock sets (Settings.object_workers, Settings.list_chunk_size).
+UNBOUNDED = {"WFCLOCK_OBJECT_WORKERS": "0", "WFCLOCK_LIST_CHUNK_SIZE": "0"}
+
+
+def restart(plane, api, url: str, one_time: int, **env: str) -> dict:
+    """Starts the operator again over the registered schedules; what its resume cost."""
+    time.sleep(12)  # the database's statistics are flushed by idle backends
+    api_before, db_before = api_requests(api), db_counters(url)
+    port = free_port()
+    log = Path(tempfile.mkdtemp()) / "operator-restarted.log"
+    spawned = time.perf_counter()
+    with operator(plane, url, log, WFCLOCK_METRICS_PORT=str(port), **env) as proc:
+        ready_at = up_at = None
+        while ready_at is None:
+            try:
+                waiting = queued(port)
+                up_at = up_at or time.perf_counter()
+                if waiting >= one_time:
+                    ready_at = time.perf_counter()
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.05)
+        quiet(api, proc.pid)
+        settled = time.perf_counter() - spawned
+        cpu, rss, peak = cpu_seconds(proc.pid), rss_mib(proc.pid), peak_rss_mib(proc.pid)
+        time.sleep(12)
+        api_delta = writes(api_requests(api))
+        db_after = db_counters(url)
+    api_delta = {k: v - api_before.get(k, 0) for k, v in api_delta.items()}
+    return {
+        "api": {k: v for k, v in api_delta.items() if v},
+        "db": {k: db_after[k] - db_before[k] for k in db_before},
+        "ready": ready_at - spawned,
+        "started": up_at - spawned,
+        "settled": settled,
+        "cpu": cpu,
+        "rss": rss,
+        "peak": peak,
+    }
+
+
+def report(what: str, r: dict, count: int, one_time: int, listed: float) -> None:
+    own = {k: v for k, v in r["api"].items() if k[1] in PLANE_OWN}
+    ours = {k: v for k, v in r["api"].items() if k[1] not in PLANE_OWN}
+    db = r["db"]
+    print(f"{what}:")
+    print(f"  restart, API writes: {sum(ours.values()):.0f} (goal 0)")
+    for (verb, resource, sub), n in sorted(ours.items(), key=lambda kv: -kv[1]):
+        print(f"    {n:7.0f} {verb} {resource}{'/' + sub if sub else ''}")
+    print(
+        "    (the control plane's own lease and endpoint writes meanwhile, not counted: "
+        + ", ".join(f"{n:.0f} {verb} {res}" for (verb, res, _), n in own.items())
+        + ")"
+    )
+    print(
+        f"  restart, database: {db['inserted']} rows inserted, {db['updated']} updated, "
+        f"{db['deleted']} deleted (goal 0); {db['transactions']} transactions (reads included)"
+    )
+    print(
+        f"  restart -> ready (all {one_time} one-time releases queued): {r['ready']:.2f} s "
+        f"(ratio {r['ready'] / listed:.1f}, goal <= 2); quiet after {r['settled']:.1f} s"
+    )
+    print(
+        f"    of which the process start (Python, kopf, the startup handler; spawn -> metrics "
+        f"endpoint up): {r['started']:.2f} s; after it: {r['ready'] - r['started']:.2f} s "
+        f"(ratio {(r['ready'] - r['started']) / listed:.1f})"
+    )
+    print(
+        f"  operator after the restart: CPU {r['cpu']:.1f} s, RSS {r['rss']:.0f} MiB "
+        f"(high-water mark {r['peak']:.0f} MiB)"
+    )
+
+
 def main(count: int) -> None:
     load_before = os.getloadavg()
     base = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
@@ -123,64 +201,29 @@ def main(count: int) -> None:
         registering = time.perf_counter() - start
         engine.dispose()
         lists = [bare_list(api) for _ in range(3)]
-        time.sleep(12)  # the database's statistics are flushed by idle backends
-        api_before, db_before = api_requests(api), db_counters(url)
-        port = free_port()
-        log = Path(tempfile.mkdtemp()) / "operator-restarted.log"
-        spawned = time.perf_counter()
-        with operator(plane, url, log, WFCLOCK_METRICS_PORT=str(port), **env) as proc:
-            ready_at = up_at = None
-            while ready_at is None:
-                try:
-                    waiting = queued(port)
-                    up_at = up_at or time.perf_counter()
-                    if waiting >= one_time:
-                        ready_at = time.perf_counter()
-                except OSError:
-                    pass  # not listening yet
-                time.sleep(0.05)
-            ready, started = ready_at - spawned, up_at - spawned
-            quiet(api, proc.pid)
-            settled = time.perf_counter() - spawned
-            cpu, rss = cpu_seconds(proc.pid), rss_mib(proc.pid)
-            time.sleep(12)
-            api_delta = writes(api_requests(api))
-            db_after = db_counters(url)
-        api_delta = {k: v - api_before.get(k, 0) for k, v in api_delta.items()}
-        api_delta = {k: v for k, v in api_delta.items() if v}
+        unbounded = restart(plane, api, url, one_time, **env, **UNBOUNDED)
+        bounded = restart(plane, api, url, one_time, **env)
         lists += [bare_list(api) for _ in range(3)]
     listed = statistics.median(lists)
-    db = {k: db_after[k] - db_before[k] for k in db_before}
     print(
         f"schedules: {count} ({one_time} one-time, {count - one_time} recurring); registered "
         f"in {registering:.0f} s; load average before {load_before[0]:.1f}, "
         f"after {os.getloadavg()[0]:.1f}"
     )
-    own = {k: v for k, v in api_delta.items() if k[1] in PLANE_OWN}
-    ours = {k: v for k, v in api_delta.items() if k[1] not in PLANE_OWN}
-    print(f"restart, API writes: {sum(ours.values()):.0f} (goal 0)")
-    for (verb, resource, sub), n in sorted(ours.items(), key=lambda kv: -kv[1]):
-        print(f"  {n:7.0f} {verb} {resource}{'/' + sub if sub else ''}")
-    print(
-        "  (the control plane's own lease and endpoint writes meanwhile, not counted: "
-        + ", ".join(f"{n:.0f} {verb} {res}" for (verb, res, _), n in own.items())
-        + ")"
-    )
-    print(
-        f"restart, database: {db['inserted']} rows inserted, {db['updated']} updated, "
-        f"{db['deleted']} deleted (goal 0); {db['transactions']} transactions (reads included)"
-    )
     print(f"bare client, list of {count} WorkflowSchedules: median {listed:.2f} s")
-    print(
-        f"restart -> ready (all {one_time} one-time releases queued): {ready:.2f} s "
-        f"(ratio {ready / listed:.1f}, goal <= 2); quiet after {settled:.1f} s"
+    report(
+        "kopf's defaults (a worker for every schedule at once, one list)",
+        unbounded,
+        count,
+        one_time,
+        listed,
     )
+    report("wfclock's bound (256 workers, lists of 500)", bounded, count, one_time, listed)
     print(
-        f"  of which the process start (Python, kopf, the startup handler; spawn -> metrics "
-        f"endpoint up): {started:.2f} s; after it: {ready - started:.2f} s "
-        f"(ratio {(ready - started) / listed:.1f})"
+        f"bound / kopf's defaults: high-water mark {bounded['peak'] / unbounded['peak']:.2f}, "
+        f"RSS {bounded['rss'] / unbounded['rss']:.2f}, CPU {bounded['cpu'] / unbounded['cpu']:.2f}, "
+        f"quiet after {bounded['settled'] / unbounded['settled']:.2f}"
     )
-    print(f"operator after the restart: CPU {cpu:.1f} s, RSS {rss:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -175,6 +175,32 @@ def test_admission_gives_new_schedules_the_finalizer_and_a_delete_while_down_is_
     assert row is None  # it was never registered, so there was nothing to mark
 
 
+def test_an_operator_bounded_to_two_schedules_at_once_lists_in_chunks_and_handles_each_once(
+    start_operator, cluster, database_url
+):
+    # Created while no operator runs: its first list holds all seven, read three at a time,
+    # and at most two are handled at once (Settings.object_workers, list_chunk_size).
+    created = [cluster.apply(f"s{i}", HOURLY) for i in range(7)]
+    start_operator(WFCLOCK_OBJECT_WORKERS="2", WFCLOCK_LIST_CHUNK_SIZE="3")
+    for i in range(7):
+        cluster.wait_status(f"s{i}", lambda s: s.get("phase") == "Scheduled")
+    owners = sorted(c.metadata.owner_references[0].name for c in cluster.cronjobs())
+    assert owners == [f"s{i}" for i in range(7)]
+    engine = engine_for(database_url)
+    for body in created:
+        assert get_schedule(engine, uuid.UUID(body["metadata"]["uid"]))["status"] == "scheduled"
+    # The slots are free again: an edit after the resume is handled.
+    cluster.apply("s3", {**HOURLY, "cron": "30 * * * *"})
+    wait_until(
+        lambda: any(
+            c.spec.schedule == "30 * * * *" and c.metadata.owner_references[0].name == "s3"
+            for c in cluster.cronjobs()
+        ),
+        30,
+        "the edit of s3 to reach its CronJob",
+    )
+
+
 _probes = itertools.count()
 
 

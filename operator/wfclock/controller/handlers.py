@@ -58,6 +58,7 @@ _metrics_started = threading.Event()
 
 WORKERS = 32  # handler threads, and HTTP connections to the API server to match
 RELEASE_WORKERS = 16  # threads that release due one-time Jobs
+WORKER_IDLE_SECONDS = 0.5  # with a bound on kopf's per-object workers (Settings.object_workers)
 RETRY_DELAY_SECONDS = 10  # after an API or database error
 # Connections one replica holds at most (pool plus 5 overflow): handler threads wait their turn
 # rather than crowd the database, whose slots the fires' launchers need at the top of the hour.
@@ -125,10 +126,9 @@ def login(settings: kopf.OperatorSettings, **kwargs) -> kopf.ConnectionInfo | No
     )
 
 
-@kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
-    wf = Settings()
-    logging.getLogger().setLevel(wf.log_level.upper())
+def configure_kopf(settings: kopf.OperatorSettings, wf: Settings) -> None:
+    """kopf's settings for wfclock: where it keeps its bookkeeping, its timeouts, and the bound
+    on how many schedules it handles at once."""
     settings.persistence.finalizer = "wfclock.dev/finalizer"
     # kopf's bookkeeping lives in status.kopf, so a reconcile ends in one status write.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
@@ -140,9 +140,23 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.networking.request_timeout = 30
     settings.posting.level = logging.WARNING  # events are posted by wfclock itself
     settings.execution.max_workers = WORKERS
+    if wf.object_workers:
+        settings.queueing.worker_limit = wf.object_workers
+        # A worker keeps its slot until it has been idle this long: short, or the bound would
+        # also cap how many schedules a second are handled (slots / idle time).
+        settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
+    if wf.list_chunk_size:
+        settings.watching.chunk_size = wf.list_chunk_size
     settings.peering.lifetime = wf.peering_lifetime_seconds  # bounds a standby's takeover
     # The resources are known; watching CRDs for new ones would need rights the operator lacks.
     settings.scanning.disabled = True
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    wf = Settings()
+    logging.getLogger().setLevel(wf.log_level.upper())
+    configure_kopf(settings, wf)
     ctx = Context(
         settings=wf,
         engine=engine_for(wf.database_url, threads=DATABASE_CONNECTIONS),
