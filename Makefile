@@ -93,6 +93,7 @@ BENCH_TOP ?= 40
 BENCH_LARGE ?= 2000
 BENCH_FIRES ?= 10000
 BENCH_LEDGER ?= 200000
+BENCH_SWEEP ?= 300
 bench: deps
 	@set -e; run() { echo "== $$*"; $(PY) "$$@"; }; \
 	run bench/launcher_throughput.py $(BENCH_FIRES); \
@@ -105,6 +106,7 @@ bench: deps
 	run bench/operator_apply.py $(BENCH_SCHEDULES); \
 	run bench/registration_floor.py $(BENCH_SCHEDULES); \
 	run bench/restart_cost.py $(BENCH_RESTART); \
+	run bench/sweep_backlog.py $(BENCH_SWEEP); \
 	run bench/large_scale.py $(BENCH_LARGE); \
 	run bench/operator_memory.py $(BENCH_SCHEDULES); \
 	run bench/node_latency.py 4 8 4; \

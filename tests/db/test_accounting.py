@@ -10,7 +10,7 @@ import pytest
 from wfclock.controller import accounting, onetime
 from wfclock.controller.context import Context
 from wfclock.controller.releases import Release
-from wfclock.core.fires import fire_key_for
+from wfclock.core.fires import fire_key_for, utc_iso
 from wfclock.core.names import SCHEDULE_UID_LABEL
 from wfclock.core.status import status_for
 from wfclock.db import store
@@ -87,6 +87,24 @@ def test_a_fire_beyond_its_deadline_is_recorded_as_missed_never_silently_lost(
     assert {e[1] for e in ctx.kube.events} == {"FireMissed"}
     # The missed keys are claimed: a late delivery starts nothing.
     assert job_fire(engine, state.schedule_id, TEN).outcome == "duplicate"
+
+
+def test_a_sweep_posts_one_event_a_schedule_naming_every_fire_it_recovered_or_missed(
+    ctx, engine, add_schedule
+):
+    """Under a backlog an Event a fire was most of the sweep's API requests; each fact still
+    reaches an Event: one for the fires it launched, one for those it recorded missed."""
+    state = every_five_minutes(add_schedule, missed_fires="catchUp", catch_up_window_seconds=420)
+    later = NOW + timedelta(minutes=10)  # 10:00 ... 10:05 beyond the 7-minute window, then 2
+    accounting.sweep(ctx, now=later)
+    fires = ledger(engine, state.schedule_id)
+    launched = [at for at, f in fires.items() if f["outcome"] == "launched"]
+    missed = [at for at, f in fires.items() if f["reason"] and f["reason"].startswith("missed")]
+    assert len(launched) == 2 and len(missed) == 2
+    events = {reason: message for _, reason, message in ctx.kube.events}
+    assert len(ctx.kube.events) == 2 and set(events) == {"FireRecovered", "FireMissed"}
+    assert all(utc_iso(at) in events["FireRecovered"] for at in launched)
+    assert all(utc_iso(at) in events["FireMissed"] for at in missed)
 
 
 def test_latest_launches_only_the_latest_owed_fire_and_records_older_ones(

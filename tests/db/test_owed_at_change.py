@@ -256,15 +256,17 @@ def test_a_pause_landing_while_the_sweep_records_a_miss_leaves_that_fire_owed_no
     ctx.clock = lambda: NOW
     asked = []
 
-    def paused_meanwhile(namespace, name):
-        # The sweep asks whether the missed fire's Job still runs just before it records the
-        # miss: the moment a pause applied by someone else lands.
+    def paused_meanwhile(*job):
+        # The sweep asks whether the missed fire's Job still runs (its GET, or the sweep's one
+        # list of the fire Jobs) just before it records the miss: the moment a pause applied
+        # by someone else lands.
         if not asked:
             apply(ctx, uid, EVERY_FIVE, generation=2, paused=True)
-        asked.append(name)
+        asked.append(job)
         return False
 
     ctx.kube.job_active = paused_meanwhile
+    ctx.kube.active_fire_jobs = lambda namespaces: paused_meanwhile(namespaces) or set()
     accounting.sweep(ctx, now=NOW)
     assert asked, "the sweep planned no miss: the scenario did not happen"
     accounting.sweep(ctx, now=NOW + timedelta(minutes=2))

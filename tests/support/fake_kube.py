@@ -127,7 +127,12 @@ class FakeKube:
         return self.schedules.get((namespace, name))
 
     def job_active(self, namespace: str, name: str) -> bool:
+        self._record("job_active", namespace, name)
         return (namespace, name) in self.active_jobs
+
+    def active_fire_jobs(self, namespaces: list[str]) -> set[tuple[str, str]]:
+        self._record("active_fire_jobs", tuple(namespaces))
+        return {job for job in self.active_jobs if not namespaces or job[0] in namespaces}
 
     def pending_launcher_pods(self, namespaces: list[str]) -> list[dict]:
         return [

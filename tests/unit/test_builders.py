@@ -3,6 +3,8 @@
 from datetime import UTC, datetime
 
 import pytest
+from wfclock.controller.kube import FIRE_JOB_SELECTOR
+from wfclock.core.accounting import job_creation_deadline
 from wfclock.core.builders import Schedule, build_cronjob, build_one_time_job, child_name
 from wfclock.settings import Settings
 
@@ -18,6 +20,33 @@ def test_missed_fire_policies_set_the_cronjob_deadline():
     skip = build_cronjob(schedule(trigger, NOW, missedFires="skip"), SETTINGS)
     assert latest["spec"]["startingDeadlineSeconds"] == 600
     assert skip["spec"]["startingDeadlineSeconds"] == 30
+
+
+@pytest.mark.parametrize("policy", ["latest", "catchUp", "skip"])
+def test_the_sweep_trusts_a_job_list_only_past_the_cronjobs_own_deadline(policy):
+    """The accounting's Job-creation deadline is the CronJob's: after it the CronJob controller
+    creates no Job for the fire, so a list of the Jobs taken later shows all it made."""
+    trigger = {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"}
+    spec = {"startingDeadlineSeconds": 600, "missedFires": policy, "catchUpWindowSeconds": 120}
+    cronjob = build_cronjob(schedule(trigger, NOW, **spec), SETTINGS)
+    row = {"missed_fires": policy, "starting_deadline_seconds": 600}
+    created_by = job_creation_deadline(row).total_seconds()
+    assert cronjob["spec"]["startingDeadlineSeconds"] == created_by
+
+
+def test_the_sweeps_list_of_fire_jobs_selects_the_jobs_a_cronjob_makes():
+    """The accounting sweep trusts one list of the fire Jobs (`Kube.active_fire_jobs`): a Job
+    its selector missed would read as gone, and its fire could be recorded missed."""
+    trigger = {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"}
+    labels = build_cronjob(schedule(trigger, NOW), SETTINGS)["spec"]["jobTemplate"]["metadata"][
+        "labels"
+    ]
+    wanted = dict(term.split("=") for term in FIRE_JOB_SELECTOR.split(","))
+    assert wanted.items() <= labels.items()
+    one_time = build_one_time_job(
+        schedule({"type": "schedule", "runAt": "2026-12-01T09:00:00Z"}, NOW), SETTINGS
+    )
+    assert not wanted.items() <= one_time["metadata"]["labels"].items()
 
 
 def test_builders_make_restricted_launcher_pods_and_deterministic_names():

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from wfclock.core import firetime
 from wfclock.core.fires import (
     fire_key_for,
     fires_between,
@@ -11,6 +12,7 @@ from wfclock.core.fires import (
     scheduled_for_from_job_name,
     utc_iso,
 )
+from wfclock.core.firetime import next_fire_after
 
 
 def test_fire_key_uses_the_scheduled_instant_in_utc():
@@ -51,3 +53,20 @@ def test_fires_between_is_half_open():
     }
     assert fires_between(one_time, begin - timedelta(seconds=1), begin) == [begin]
     assert fires_between(one_time, begin, begin + timedelta(hours=1)) == []
+
+
+def test_fires_between_computes_only_the_fires_it_returns_and_the_next(monkeypatch):
+    """The sweep asks every schedule for its few owed minutes on every pass: computing fires
+    ahead (a batch of 500) was most of its CPU under a backlog (`bench/sweep_backlog.py`)."""
+    calls = []
+
+    def counted(spec, zone, after):
+        calls.append(after)
+        return next_fire_after(spec, zone, after)
+
+    monkeypatch.setattr(firetime, "next_fire_after", counted)
+    row = {"trigger_type": "recurring", "cron": "* * * * *", "timezone": "UTC", "run_at": None}
+    begin = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    fires = fires_between(row, begin, begin + timedelta(minutes=10))
+    assert fires == [begin + timedelta(minutes=m) for m in range(1, 11)]
+    assert len(calls) == 11

@@ -19,6 +19,7 @@ from wfclock.controller.context import Context
 from wfclock.controller.owed import account_change, launch_traced, ref, report_skipped
 from wfclock.core.accounting import (
     accounting_horizon,
+    job_creation_deadline,
     owed_fires,
     plan_accounting,
     policy_dropped,
@@ -33,8 +34,78 @@ SWEEP_SECONDS = 30
 ADVISORY_LOCK = 0x77667363  # "wfsc": one sweeper at a time across replicas
 
 
-def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | None = None) -> bool:
-    """Carries out the accounting plan of one schedule; True when anything was recorded."""
+# A Job list taken this long after a fire's Job-creation deadline shows every Job the CronJob
+# controller made for it: clock skew between kube-controller-manager and the operator, and a
+# create the controller decided in time that reaches the API server late (its client-side rate
+# limit, a slow API server), stay within it.
+SNAPSHOT_SLACK = timedelta(seconds=60)
+# Fires named in one aggregated Event at most (its message is cut at 1,000 characters).
+FIRES_PER_EVENT = 20
+
+
+class FireJobs:
+    """Whether a fire's Job may still deliver it, for one sweep: from one list of wfclock's fire
+    Jobs (`Kube.active_fire_jobs`, taken when first needed) where that is safe, else from a GET
+    of the Job (`Kube.job_active`), as every fire cost before.
+
+    The list is trusted for a fire only when it was taken at least `SNAPSHOT_SLACK` after the
+    fire's Job-creation deadline (`job_creation_deadline`: the CronJob's
+    `startingDeadlineSeconds`, past which the CronJob controller creates no Job for it). A Job
+    absent or finished then cannot appear, or become active, later, so the fire may be recorded
+    missed; a Job active in the list is taken as still trying (it may have finished since: the
+    next sweep looks again). A list taken before that instant may miss a Job created after it,
+    so such a fire, and every fire of a one-time schedule (its Job is released by the operator
+    itself, not by a controller with a deadline), is looked up by its own GET.
+    """
+
+    def __init__(self, ctx: Context):
+        self._ctx = ctx
+        self.taken_at: datetime | None = None
+        self._active: set[tuple[str, str]] = set()
+
+    def _settled(self, row: dict, fire: datetime) -> bool:
+        if row["trigger_type"] != "recurring":
+            return False
+        after = fire + job_creation_deadline(row) + SNAPSHOT_SLACK
+        if self.taken_at is None:
+            if self._ctx.now() < after:
+                return False  # no list needed yet
+            self._take()
+        return self.taken_at >= after
+
+    def _take(self) -> None:
+        self.taken_at = self._ctx.now()  # read before the list: never later than it
+        self._active = self._ctx.kube.active_fire_jobs(self._ctx.settings.namespaces)
+
+    def active(self, row: dict, fire: datetime) -> bool:
+        """Whether the Job of `fire` exists, is released and has not finished."""
+        name = _fire_job_name(row, fire)
+        if self._settled(row, fire):
+            return (row["namespace"], name) in self._active
+        return self._ctx.kube.job_active(row["namespace"], name)
+
+    def stuck(self, row: dict, fires: list[datetime]) -> datetime | None:
+        """Which of `fires`, launched by the sweep, may have a stuck Job: a recurring
+        schedule's CronJob (concurrencyPolicy Forbid) runs one Job at a time, the one the list
+        shows active; a one-time schedule has one."""
+        if row["trigger_type"] != "recurring":
+            return fires[0]
+        if self.taken_at is None:
+            self._take()
+        namespace = row["namespace"]
+        return next((f for f in fires if (namespace, _fire_job_name(row, f)) in self._active), None)
+
+
+def account(
+    ctx: Context,
+    row: dict,
+    now: datetime,
+    ledger_horizon: datetime | None = None,
+    jobs: FireJobs | None = None,
+) -> bool:
+    """Carries out the accounting plan of one schedule; True when anything was recorded.
+    `jobs`: the sweep's view of the fire Jobs (None: one of this call's own)."""
+    jobs = jobs or FireJobs(ctx)
     if (
         ledger_horizon
         and row["trigger_type"] == "recurring"
@@ -50,6 +121,7 @@ def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | N
     plan = plan_accounting(row, store.recorded_keys(ctx.engine, keys), now)
     changed = False
     skipped: dict[str, list[datetime]] = {}
+    recovered: list[datetime] = []
     if plan.launch:
         # A fire the policy drops is handed over however late, to be recorded with the policy's
         # reason: with the registration it was judged by, so that a policy edited since the
@@ -65,31 +137,68 @@ def account(ctx: Context, row: dict, now: datetime, ledger_horizon: datetime | N
                 conn.commit()
                 log.info("recovered fire %s of %s: %s", utc_iso(fire), row["name"], result.outcome)
                 if result.outcome == "launched":
-                    message = f"launched the fire of {utc_iso(fire)}, which its Job did not record"
-                    ctx.kube.event(ref(row), "Normal", "FireRecovered", message)
-                    _report_stuck(ctx, row, fire)
+                    recovered.append(fire)
                 elif result.outcome in ("skipped", "buffered"):
                     skipped.setdefault(f"{result.outcome}: {result.reason}", []).append(fire)
                 changed = True
+    if recovered:
+        _report_recovered(ctx, row, recovered)
+        stuck = jobs.stuck(row, recovered)
+        if stuck is not None:
+            _report_stuck(ctx, row, stuck)
     report_skipped(ctx, row, skipped)
     accounted_until = plan.accounted_until
+    missed: list[tuple[datetime, str]] = []
     for fire, reason in plan.missed:
-        if ctx.kube.job_active(row["namespace"], _fire_job_name(row, fire)):
+        if jobs.active(row, fire):
             # Its Job is still trying: the fire is not missed yet. Look again next sweep.
             accounted_until = min(accounted_until, fire - timedelta(seconds=1))
             continue
         key = fire_key_for(row["schedule_id"], fire)
         if store.record_missed(ctx.engine, row, fire, key, reason):
-            ctx.kube.event(ref(row), "Warning", "FireMissed", f"{utc_iso(fire)}: {reason}")
+            missed.append((fire, reason))
             changed = True
         elif not store.fire_recorded(ctx.engine, key):
             # The row changed under the plan (paused, disabled, re-triggered): the miss no
             # longer holds and nothing was recorded, so the watermark stays before the fire and
             # the next sweep accounts it under the row as it is now (found by the soak).
             accounted_until = min(accounted_until, fire - timedelta(microseconds=1))
+    _report_missed(ctx, row, missed)
     if accounted_until is not None:
         store.advance_accounting(ctx.engine, row, accounted_until)
     return changed
+
+
+def _chunks(fires: list, size: int = FIRES_PER_EVENT) -> list[list]:
+    return [fires[i : i + size] for i in range(0, len(fires), size)]
+
+
+def _report_recovered(ctx: Context, row: dict, fires: list[datetime]) -> None:
+    """One Event for the fires this sweep launched itself (per `FIRES_PER_EVENT`), posted off
+    the sweep's path."""
+    for chunk in _chunks(fires):
+        if len(chunk) == 1:
+            message = f"launched the fire of {utc_iso(chunk[0])}, which its Job did not record"
+        else:
+            listed = ", ".join(utc_iso(fire) for fire in chunk)
+            message = (
+                f"launched the {len(chunk)} fires of {listed}, which their Jobs did not record"
+            )
+        ctx.kube.event_later(ref(row), "Normal", "FireRecovered", message)
+
+
+def _report_missed(ctx: Context, row: dict, missed: list[tuple[datetime, str]]) -> None:
+    """One Event for the fires this sweep recorded missed (per `FIRES_PER_EVENT`), naming each
+    and the latest one's reason (every fire's own is in the ledger), posted off the sweep's
+    path."""
+    for chunk in _chunks(missed):
+        fire, reason = chunk[-1]
+        if len(chunk) == 1:
+            message = f"{utc_iso(fire)}: {reason}"
+        else:
+            listed = ", ".join(utc_iso(f) for f, _ in chunk)
+            message = f"{len(chunk)} fires missed: {listed}; the latest {reason}"
+        ctx.kube.event_later(ref(row), "Warning", "FireMissed", message)
 
 
 def _report_stuck(ctx: Context, row: dict, fire: datetime) -> None:
@@ -103,7 +212,7 @@ def _report_stuck(ctx: Context, row: dict, fire: datetime) -> None:
     cause = ctx.kube.stuck_cause(row["namespace"], job_name)
     problem = f"Job {job_name} could not deliver the fire of {utc_iso(fire)}: {cause}"
     if store.set_fire_problem(ctx.engine, row["schedule_id"], problem):
-        ctx.kube.event(ref(row), "Warning", "FireStuck", problem)
+        ctx.kube.event_later(ref(row), "Warning", "FireStuck", problem)
 
 
 def _fire_job_name(row: dict, fire: datetime) -> str:
@@ -135,6 +244,7 @@ def sweep(ctx: Context, now: datetime | None = None, on_change=None) -> int:
                 log.warning("checking launcher pods failed: %s", exc)
             changed = store.release_buffered_fires(ctx.engine, on_error=_release_failed)
             horizon = store.ledger_horizon(ctx.engine)
+            jobs = FireJobs(ctx)
             for row in store.live_schedules(ctx.engine, ctx.settings.namespaces):
                 try:
                     if row["status"] != "scheduled":
@@ -149,7 +259,7 @@ def sweep(ctx: Context, now: datetime | None = None, on_change=None) -> int:
                             changed += 1
                             if on_change is not None:
                                 on_change(row["namespace"], row["name"])
-                    elif account(ctx, row, now, horizon):
+                    elif account(ctx, row, now, horizon, jobs):
                         changed += 1
                         if on_change is not None:
                             on_change(row["namespace"], row["name"])

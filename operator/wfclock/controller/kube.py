@@ -21,6 +21,9 @@ from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL, TENANT_LA
 
 log = logging.getLogger("wfclock.operator")
 
+# The Jobs the CronJob controller makes from wfclock's CronJobs (their jobTemplate's labels).
+FIRE_JOB_SELECTOR = f"app.kubernetes.io/managed-by=wfclock,{REGISTRATION_LABEL}=recurring-fire"
+
 
 class Kube:
     def __init__(self, api: client.ApiClient, tenant_cache_seconds: float = 10):
@@ -168,6 +171,36 @@ class Kube:
             return False
         conditions = job.status.conditions or []
         return not any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions)
+
+    def active_fire_jobs(self, namespaces: list[str], page: int = 500) -> set[tuple[str, str]]:
+        """(namespace, name) of every Job a wfclock CronJob made that is active as `job_active`
+        tells it (released, not finished), in `namespaces` (empty: all): one paged list a
+        namespace (or one for all), read as JSON keeping names and state only."""
+        selector = FIRE_JOB_SELECTOR
+        active: set[tuple[str, str]] = set()
+        for namespace in namespaces or [None]:
+            token = None
+            while True:
+                more = {"_continue": token} if token else {}
+                if namespace:
+                    fn, args = self.batch.list_namespaced_job, (namespace,)
+                else:
+                    fn, args = self.batch.list_job_for_all_namespaces, ()
+                response = fn(
+                    *args, label_selector=selector, limit=page, _preload_content=False, **more
+                )
+                try:
+                    body = json.loads(response.data)
+                finally:
+                    response.release_conn()
+                for job in body["items"]:
+                    if _active(job):
+                        meta = job["metadata"]
+                        active.add((meta["namespace"], meta["name"]))
+                token = body["metadata"].get("continue")
+                if not token:
+                    break
+        return active
 
     def pending_launcher_pods(self, namespaces: list[str]) -> list[dict]:
         """wfclock's launcher pods that have not started (as JSON), in `namespaces` (empty: all)."""
@@ -372,3 +405,13 @@ class Kube:
             self._write(self.core.create_namespaced_event, ref["namespace"], body)
         except ApiException as exc:
             log.warning("could not post event %s: %s", reason, exc.reason)
+
+
+def _active(job: dict) -> bool:
+    """`Kube.job_active` of a Job read as JSON."""
+    if (job.get("spec") or {}).get("suspend"):
+        return False
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return not any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions
+    )

@@ -47,6 +47,15 @@ def deadline(row: dict) -> timedelta:
     return _base_deadline(row) + _jitter(row)
 
 
+def job_creation_deadline(row: dict) -> timedelta:
+    """How late after a recurring fire the CronJob controller may still create its Job: the
+    CronJob's `startingDeadlineSeconds` (`builders.build_cronjob`). The controller skips a
+    schedule time older than that, so after it no Job for the fire appears any more."""
+    if row["missed_fires"] == "skip":
+        return timedelta(seconds=SKIP_DEADLINE_SECONDS)
+    return timedelta(seconds=row["starting_deadline_seconds"])
+
+
 def settle(row: dict) -> timedelta:
     return min(timedelta(seconds=SETTLE_SECONDS), _base_deadline(row) / 2) + _jitter(row)
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 import calendar
 import re
 import zoneinfo
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from itertools import islice
 
 # Zone data comes from the pinned `tzdata` package, never from the host, so results do not depend
 # on which machine computes them.
@@ -329,23 +331,27 @@ def next_fire_after(spec: CronSpec, timezone: str, after: datetime) -> datetime 
     return None if unix is None else datetime.fromtimestamp(unix, UTC)
 
 
-def next_fire_times(spec: CronSpec, timezone: str, after: datetime, count: int) -> list[datetime]:
-    """The next `count` fires strictly after `after`, as UTC instants."""
-    fires: list[datetime] = []
+def fire_times_after(spec: CronSpec, timezone: str, after: datetime) -> Iterator[datetime]:
+    """The fires strictly after `after`, as UTC instants, one at a time (each one computed only
+    when it is asked for); they end beyond 5 years without a fire."""
     current = after
-    while len(fires) < count:
+    while True:
         fire = next_fire_after(spec, timezone, current)
         if fire is None:
-            break
+            return
         if fire <= current:
             # robfig/cron's arithmetic can answer an instant at or before `after` around some
             # offset changes (Pacific/Chatham's fall-back at 03:45, `48 3 * * *` in April
             # 2015): step past it a minute at a time rather than loop on it forever.
             current += timedelta(minutes=1)
             continue
-        fires.append(fire)
+        yield fire
         current = fire
-    return fires
+
+
+def next_fire_times(spec: CronSpec, timezone: str, after: datetime, count: int) -> list[datetime]:
+    """The next `count` fires strictly after `after`, as UTC instants."""
+    return list(islice(fire_times_after(spec, timezone, after), count))
 
 
 def is_fire_instant(spec: CronSpec, timezone: str, instant: datetime) -> bool:
