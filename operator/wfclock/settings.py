@@ -92,11 +92,14 @@ class Settings(BaseSettings):
     # How long a replica's peering record stays valid without renewal: a standby takes over at
     # most this long after the active one dies (renewed every lifetime - 5..10 s by kopf).
     peering_lifetime_seconds: int = Field(20, ge=10, le=600)
-    # How many schedules kopf handles at once (its per-object workers; 0: no bound, kopf's own
-    # default) and how many it reads per request of its first list (0: all in one). Without a
-    # bound, a restart's resume starts a worker for every schedule at once, each holding its
-    # body and handler state, which sets the operator's memory high-water mark (docs/scale.md).
-    object_workers: int = Field(256, ge=0, le=100_000)
+    # How many schedules kopf handles at once in a watched namespace (or in all), its
+    # per-object workers; 0: no bound, kopf's own default. Without one, a restart's resume
+    # starts a worker for every schedule at once, which sets the operator's memory high-water
+    # mark (docs/scale.md). Off by default: a schedule whose registration keeps failing (a
+    # quota, an admission policy) holds its worker while kopf retries it, so that many failing
+    # schedules would stop every other schedule's handling, pauses and deletes included.
+    object_workers: int = Field(0, ge=0, le=100_000)
+    # How many schedules kopf reads per request of its first list (0: all in one).
     list_chunk_size: int = Field(500, ge=0, le=100_000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int = 8080

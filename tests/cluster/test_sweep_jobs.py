@@ -131,6 +131,34 @@ def test_a_job_created_after_the_sweeps_job_list_keeps_its_fire_from_being_misse
     assert accounted < old_fire
 
 
+def test_a_failed_list_of_the_fire_jobs_is_never_trusted(admin, engine, namespace):
+    """The list fails (a continue token expired, a timeout): each fire's Job is read on its own
+    for the rest of the pass, so a fire long past its deadline whose Job still runs stays owed,
+    in whichever schedule the pass reaches after the failure."""
+    rows = [
+        every_minute(
+            engine, namespace, name, 8, missed_fires="latest", starting_deadline_seconds=60
+        )
+        for name in ("a", "b")
+    ]
+    old_fire = minute(datetime.now(UTC)) - timedelta(minutes=7)
+    batch = client.BatchV1Api(admin)
+    for row in rows:
+        batch.create_namespaced_job(namespace, fire_job(row, old_fire))
+
+    class ListFails(Kube):
+        def active_fire_jobs(self, namespaces):
+            raise client.ApiException(status=410, reason="Expired")
+
+    kube = ListFails(admin)
+    accounting.sweep(context(engine, kube, namespace))
+    kube._notices.shutdown(wait=True)
+    for row in rows:
+        fires = {f["scheduled_for"] for f in store.list_fires(engine, row["schedule_id"])}
+        assert old_fire not in fires, row["name"]
+        assert store.get_schedule(engine, row["schedule_id"])["accounted_until"] < old_fire
+
+
 def test_a_sweep_lists_the_fire_jobs_once_and_posts_an_event_a_schedule(admin, engine, namespace):
     """Ten minutes of fires beyond their deadline: one list of the Jobs where a GET of each
     missed fire's Job was made, one FireMissed Event a schedule naming each missed fire."""

@@ -23,15 +23,22 @@ def test_missed_fire_policies_set_the_cronjob_deadline():
 
 
 @pytest.mark.parametrize("policy", ["latest", "catchUp", "skip"])
-def test_the_sweep_trusts_a_job_list_only_past_the_cronjobs_own_deadline(policy):
-    """The accounting's Job-creation deadline is the CronJob's: after it the CronJob controller
-    creates no Job for the fire, so a list of the Jobs taken later shows all it made."""
+@pytest.mark.parametrize("seconds", [10, 600])
+def test_the_sweep_trusts_a_job_list_only_past_the_cronjobs_own_deadline(policy, seconds):
+    """The accounting's Job-creation deadline is never before the CronJob's: after that the
+    CronJob controller creates no Job for the fire, so a list of the Jobs taken later shows
+    every one it made. Also across an edit of the policy: the CronJob of either policy."""
     trigger = {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"}
-    spec = {"startingDeadlineSeconds": 600, "missedFires": policy, "catchUpWindowSeconds": 120}
-    cronjob = build_cronjob(schedule(trigger, NOW, **spec), SETTINGS)
-    row = {"missed_fires": policy, "starting_deadline_seconds": 600}
+    row = {"missed_fires": policy, "starting_deadline_seconds": seconds}
     created_by = job_creation_deadline(row).total_seconds()
-    assert cronjob["spec"]["startingDeadlineSeconds"] == created_by
+    for cronjob_policy in ("latest", "catchUp", "skip"):
+        spec = {
+            "startingDeadlineSeconds": seconds,
+            "missedFires": cronjob_policy,
+            "catchUpWindowSeconds": 120,
+        }
+        cronjob = build_cronjob(schedule(trigger, NOW, **spec), SETTINGS)
+        assert cronjob["spec"]["startingDeadlineSeconds"] <= created_by
 
 
 def test_the_sweeps_list_of_fire_jobs_selects_the_jobs_a_cronjob_makes():

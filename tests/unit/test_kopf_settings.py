@@ -1,5 +1,6 @@
-"""kopf is configured from wfclock's settings: the bound on the schedules it handles at once and
-on the size of its first list, which keep a restart's memory flat (docs/scale.md)."""
+"""kopf is configured from wfclock's settings: the size of the pages of its first list, and an
+optional bound on the schedules it handles at once, which lowers a restart's memory peak
+(docs/scale.md)."""
 
 import kopf
 import pytest
@@ -13,11 +14,17 @@ def configured(**wf) -> kopf.OperatorSettings:
     return settings
 
 
-def test_by_default_kopf_handles_at_most_256_schedules_at_once_and_lists_500_per_request():
+def test_by_default_kopf_lists_500_per_request_and_its_workers_are_not_bounded():
     settings = configured()
+    assert settings.watching.chunk_size == 500
+    assert settings.queueing.worker_limit is None
+    assert settings.queueing.idle_timeout == kopf.OperatorSettings().queueing.idle_timeout
+
+
+def test_a_bound_on_the_workers_frees_a_slot_soon_after_a_schedules_last_event():
+    settings = configured(object_workers=256)
     assert settings.queueing.worker_limit == 256
     assert settings.queueing.idle_timeout == WORKER_IDLE_SECONDS
-    assert settings.watching.chunk_size == 500
 
 
 def test_the_bounds_are_settings():

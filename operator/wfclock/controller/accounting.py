@@ -62,20 +62,29 @@ class FireJobs:
         self._ctx = ctx
         self.taken_at: datetime | None = None
         self._active: set[tuple[str, str]] = set()
+        self._failed = False
 
     def _settled(self, row: dict, fire: datetime) -> bool:
-        if row["trigger_type"] != "recurring":
+        if row["trigger_type"] != "recurring" or self._failed:
             return False
         after = fire + job_creation_deadline(row) + SNAPSHOT_SLACK
-        if self.taken_at is None:
-            if self._ctx.now() < after:
-                return False  # no list needed yet
-            self._take()
+        if self.taken_at is None and (self._ctx.now() < after or not self._take()):
+            return False  # no list needed yet, or none to be had: a GET of the Job
         return self.taken_at >= after
 
-    def _take(self) -> None:
-        self.taken_at = self._ctx.now()  # read before the list: never later than it
-        self._active = self._ctx.kube.active_fire_jobs(self._ctx.settings.namespaces)
+    def _take(self) -> bool:
+        """Lists the fire Jobs. A list that fails (a page's continue token expired, a timeout,
+        a namespace the operator may not read) is never trusted: every fire's Job is read on its
+        own for the rest of the pass, as without the list."""
+        at = self._ctx.now()  # read before the list: never later than it
+        try:
+            active = self._ctx.kube.active_fire_jobs(self._ctx.settings.namespaces)
+        except Exception as exc:  # noqa: BLE001 - the GET of each fire's Job is always safe
+            log.warning("listing the fire Jobs failed, reading each fire's Job instead: %s", exc)
+            self._failed = True
+            return False
+        self.taken_at, self._active = at, active
+        return True
 
     def active(self, row: dict, fire: datetime) -> bool:
         """Whether the Job of `fire` exists, is released and has not finished."""
@@ -85,15 +94,10 @@ class FireJobs:
         return self._ctx.kube.job_active(row["namespace"], name)
 
     def stuck(self, row: dict, fires: list[datetime]) -> datetime | None:
-        """Which of `fires`, launched by the sweep, may have a stuck Job: a recurring
-        schedule's CronJob (concurrencyPolicy Forbid) runs one Job at a time, the one the list
-        shows active; a one-time schedule has one."""
-        if row["trigger_type"] != "recurring":
-            return fires[0]
-        if self.taken_at is None:
-            self._take()
-        namespace = row["namespace"]
-        return next((f for f in fires if (namespace, _fire_job_name(row, f)) in self._active), None)
+        """The first of `fires`, launched by the sweep, whose Job is still active: stuck (a
+        recurring schedule's CronJob, `Forbid`, runs one Job at a time; a one-time schedule
+        has one). Read as `active` reads it: never from a list taken too early to show it."""
+        return next((fire for fire in fires if self.active(row, fire)), None)
 
 
 def account(

@@ -172,7 +172,7 @@ class Kube:
         conditions = job.status.conditions or []
         return not any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions)
 
-    def active_fire_jobs(self, namespaces: list[str], page: int = 500) -> set[tuple[str, str]]:
+    def active_fire_jobs(self, namespaces: list[str], page: int = 100) -> set[tuple[str, str]]:
         """(namespace, name) of every Job a wfclock CronJob made that is active as `job_active`
         tells it (released, not finished), in `namespaces` (empty: all): one paged list a
         namespace (or one for all), read as JSON keeping names and state only."""

@@ -48,12 +48,13 @@ def deadline(row: dict) -> timedelta:
 
 
 def job_creation_deadline(row: dict) -> timedelta:
-    """How late after a recurring fire the CronJob controller may still create its Job: the
-    CronJob's `startingDeadlineSeconds` (`builders.build_cronjob`). The controller skips a
-    schedule time older than that, so after it no Job for the fire appears any more."""
-    if row["missed_fires"] == "skip":
-        return timedelta(seconds=SKIP_DEADLINE_SECONDS)
-    return timedelta(seconds=row["starting_deadline_seconds"])
+    """How late after a recurring fire the CronJob controller may still create its Job, at
+    least: the CronJob's `startingDeadlineSeconds` (`builders.build_cronjob`: the schedule's,
+    or `SKIP_DEADLINE_SECONDS` under `skip`). The controller skips a schedule time older than
+    that, so after it no Job for the fire appears any more. The larger of the two whatever the
+    policy: an edit away from `skip` reaches the CronJob a moment before this row."""
+    seconds = max(row["starting_deadline_seconds"] or 0, SKIP_DEADLINE_SECONDS)
+    return timedelta(seconds=seconds)
 
 
 def settle(row: dict) -> timedelta:
