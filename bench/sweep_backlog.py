@@ -10,8 +10,9 @@ requests it caused (`apiserver_request_total`, by verb and resource; the Events 
 background counted once they are out) and the database's transactions (`pg_stat_database`,
 reads included: `xact_commit` + `xact_rollback`, as SQLAlchemy ends a read by a rollback).
 
-The baseline is the code of the worktree's HEAD (`git archive HEAD operator`, extracted to a
-temporary folder, on PYTHONPATH), or of BENCH_BASELINE_SOURCE=<dir> (a checkout's `operator/`):
+The baseline is the operator before the sweep's change of issue 17, commit a013521
+(`git archive a013521 operator`, extracted to a temporary folder, on PYTHONPATH; another commit
+with BENCH_BASELINE_COMMIT), or BENCH_BASELINE_SOURCE=<dir> (a checkout's `operator/`):
 each pass runs in a process of its own, on a fresh copy of the backlog in a namespace of its
 own, on the same control plane and Postgres; the ratios are new/baseline. With BENCH_CPU_LOAD=N,
 N busy processes run during both passes (the machine's cores taken by a soak's pods).
@@ -226,21 +227,20 @@ def outcomes(url: str, namespace: str) -> dict:
     return dict(rows)
 
 
+# The operator before the sweep's change of issue 17 (one GET and one Event a fire).
+BASELINE_COMMIT = "a013521"
+
+
 def baseline_source() -> tuple[str, str]:
     if os.environ.get("BENCH_BASELINE_SOURCE"):
         return os.environ["BENCH_BASELINE_SOURCE"], os.environ["BENCH_BASELINE_SOURCE"]
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    commit = os.environ.get("BENCH_BASELINE_COMMIT", BASELINE_COMMIT)
     folder = tempfile.mkdtemp(prefix="sweep-baseline-")
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "HEAD", "operator"], check=True, capture_output=True
+        ["git", "-C", str(ROOT), "archive", commit, "operator"], check=True, capture_output=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
-    return str(Path(folder) / "operator"), f"HEAD {head}"
+    return str(Path(folder) / "operator"), f"commit {commit}"
 
 
 def busy(stop) -> None:
