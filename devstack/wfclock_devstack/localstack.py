@@ -182,13 +182,29 @@ def serve() -> int:
         return 0
     finally:
         ENVFILE.unlink(missing_ok=True)
-        terminate(console)
-        if node is not None:
-            node.stop()
-        plane.remove()
-        if postgres is not None:
-            postgres.stop()
-            shutil.rmtree(postgres.root, ignore_errors=True)
+        teardown(
+            ("the console", lambda: terminate(console)),
+            ("the node", node and node.stop),
+            ("the control plane", plane.remove),
+            ("Postgres", postgres and postgres.stop),
+            (
+                "Postgres's folder",
+                postgres and (lambda: shutil.rmtree(postgres.root, ignore_errors=True)),
+            ),
+        )
+
+
+def teardown(*steps) -> None:
+    """Runs every (what, step) in order, a step that fails included: one that raises (a node
+    whose pods' delete timed out) must not leave the steps after it undone, such as a Postgres
+    server outliving `make down`. A step of None was never started."""
+    for what, step in steps:
+        if step is None:
+            continue
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - reported; the next part must still stop
+            print(f"stopping {what} failed: {exc!r}", file=sys.stderr, flush=True)
 
 
 def demo() -> int:

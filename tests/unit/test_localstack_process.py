@@ -1,4 +1,5 @@
-"""`make down` waits for the supervisor to be gone; a zombie is gone."""
+"""`make down` waits for the supervisor to be gone; a zombie is gone; a part of the stack that
+fails to stop leaves the others stopped."""
 
 import subprocess
 import sys
@@ -25,3 +26,21 @@ def test_a_running_process_is_alive_and_its_zombie_is_not():
     finally:
         child.wait()
     assert not localstack.alive(child.pid)
+
+
+def test_a_step_of_the_teardown_that_fails_does_not_skip_the_steps_after_it(capsys):
+    done = []
+
+    def node_stop():
+        done.append("node")
+        raise subprocess.TimeoutExpired("kubectl delete pods", 20)
+
+    localstack.teardown(
+        ("the console", lambda: done.append("console")),
+        ("the node", node_stop),
+        ("the control plane", lambda: done.append("plane")),
+        ("Postgres", None),  # never started
+        ("Postgres's folder", lambda: done.append("folder")),
+    )
+    assert done == ["console", "node", "plane", "folder"]
+    assert "stopping the node failed" in capsys.readouterr().err
