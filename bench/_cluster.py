@@ -47,7 +47,7 @@ def stack():
         yield plane, api, url
     finally:
         plane.remove()
-        pg.stop()
+        pg.discard()  # the server and its temporary folder
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ def database():
         yield url
         engine_for(url).dispose()
     finally:
-        server.stop()
+        server.discard()
 
 
 def every_minute_schedule(url: str) -> uuid.UUID:

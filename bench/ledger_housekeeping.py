@@ -136,7 +136,7 @@ def main(rows: int) -> None:
         for engine in engines:
             engine.dispose()
     finally:
-        server.stop()
+        server.discard()
 
     ms = [f"{x * 1000:.2f} ms" for x in (*scrape, *lookup)]
     print(f"ledger: {rows:,} rows over {SCHEDULES:,} schedules, in each of two databases")
