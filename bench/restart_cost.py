@@ -5,10 +5,13 @@ stopped and started again. While it resumes: the API server's write requests (it
 rows inserted, updated, deleted; transactions), and the time until it is ready (every pending
 one-time release queued, its `wfclock_one_time_releases_queued` gauge), against a bare client's
 list of the same COUNT WorkflowSchedules (median of three, before and after the restarts), and
-the operator's CPU and memory (resident, and its high-water mark). It restarts twice: with kopf's
-own defaults (a worker for every schedule at once, the first list in one request), the baseline,
-then with a bound (`WFCLOCK_OBJECT_WORKERS=256`, `WFCLOCK_LIST_CHUNK_SIZE=500`; the operator's
-default is kopf's unbounded workers with lists of 500, see `Settings.object_workers`).
+the operator's CPU and memory (resident, and its high-water mark), after the registration and
+after each restart. It restarts twice: with kopf's own defaults (every event handed to kopf at
+once, a worker for every schedule, the first list in one request), the baseline, then with
+wfclock's defaults (at most `WFCLOCK_EVENTS_IN_FLIGHT=128` events of a watch stream in kopf's
+hands, the rest waiting compressed, lists of 500; `controller/backpressure.py`).
+`BENCH_RESTART_VARIANTS=kopf,wfclock,workers-256` adds kopf's per-object worker bound of 256
+(`WFCLOCK_OBJECT_WORKERS`, off by default) without the gate.
 Usage: python bench/restart_cost.py [COUNT=2000]
 """
 
@@ -105,10 +108,34 @@ def quiet(api, pid: int, seconds: float = 4) -> None:
         last, cpu = now, used
 
 
-# kopf's own defaults for its per-object workers and its first list (the baseline), and the
-# optional bound (Settings.object_workers, Settings.list_chunk_size).
-UNBOUNDED = {"WFCLOCK_OBJECT_WORKERS": "0", "WFCLOCK_LIST_CHUNK_SIZE": "0"}
-BOUNDED = {"WFCLOCK_OBJECT_WORKERS": "256", "WFCLOCK_LIST_CHUNK_SIZE": "500"}
+# The operator's settings for each restart (Settings.events_in_flight, object_workers,
+# list_chunk_size): kopf's own defaults are the baseline.
+VARIANTS = {
+    "kopf": (
+        "kopf's defaults (every event to kopf at once, a worker each, one list)",
+        {
+            "WFCLOCK_EVENTS_IN_FLIGHT": "0",
+            "WFCLOCK_OBJECT_WORKERS": "0",
+            "WFCLOCK_LIST_CHUNK_SIZE": "0",
+        },
+    ),
+    "wfclock": (
+        "wfclock's defaults (128 events in flight, the rest waiting compressed; lists of 500)",
+        {
+            "WFCLOCK_EVENTS_IN_FLIGHT": "128",
+            "WFCLOCK_OBJECT_WORKERS": "0",
+            "WFCLOCK_LIST_CHUNK_SIZE": "500",
+        },
+    ),
+    "workers-256": (
+        "kopf's worker bound (256 workers, lists of 500, no gate)",
+        {
+            "WFCLOCK_EVENTS_IN_FLIGHT": "0",
+            "WFCLOCK_OBJECT_WORKERS": "256",
+            "WFCLOCK_LIST_CHUNK_SIZE": "500",
+        },
+    ),
+}
 
 
 def restart(plane, api, url: str, one_time: int, **env: str) -> dict:
@@ -199,12 +226,15 @@ def main(count: int) -> None:
             )
             wait_for(lambda: registered(engine) >= count, 7200, interval=1)
             wait_for(lambda: statuses_scheduled(objects) >= count, 600, interval=1)
+            registering = time.perf_counter() - start
             quiet(api, first.pid)
-        registering = time.perf_counter() - start
+            registered_rss, registered_peak = rss_mib(first.pid), peak_rss_mib(first.pid)
         engine.dispose()
         lists = [bare_list(api) for _ in range(3)]
-        unbounded = restart(plane, api, url, one_time, **env, **UNBOUNDED)
-        bounded = restart(plane, api, url, one_time, **env, **BOUNDED)
+        names = os.environ.get("BENCH_RESTART_VARIANTS", "kopf,wfclock").split(",")
+        results = {
+            name: restart(plane, api, url, one_time, **env, **VARIANTS[name][1]) for name in names
+        }
         lists += [bare_list(api) for _ in range(3)]
     listed = statistics.median(lists)
     print(
@@ -213,19 +243,20 @@ def main(count: int) -> None:
         f"after {os.getloadavg()[0]:.1f}"
     )
     print(f"bare client, list of {count} WorkflowSchedules: median {listed:.2f} s")
-    report(
-        "kopf's defaults (a worker for every schedule at once, one list)",
-        unbounded,
-        count,
-        one_time,
-        listed,
-    )
-    report("bounded (256 workers, lists of 500)", bounded, count, one_time, listed)
     print(
-        f"bound / kopf's defaults: high-water mark {bounded['peak'] / unbounded['peak']:.2f}, "
-        f"RSS {bounded['rss'] / unbounded['rss']:.2f}, CPU {bounded['cpu'] / unbounded['cpu']:.2f}, "
-        f"quiet after {bounded['settled'] / unbounded['settled']:.2f}"
+        f"registration: {count / registering:.0f} schedules/s; operator RSS after it "
+        f"{registered_rss:.0f} MiB (high-water mark {registered_peak:.0f} MiB, goal <= 300)"
     )
+    for name, result in results.items():
+        report(VARIANTS[name][0], result, count, one_time, listed)
+    base = results[names[0]]
+    for name in names[1:]:
+        r = results[name]
+        print(
+            f"{name} / {names[0]}: high-water mark {r['peak'] / base['peak']:.2f}, "
+            f"RSS {r['rss'] / base['rss']:.2f}, CPU {r['cpu'] / base['cpu']:.2f}, "
+            f"quiet after {r['settled'] / base['settled']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     # the status of a one-time schedule missed across a restart can lose its reason
     # (docs/decisions.md).
     object_workers: int = Field(0, ge=0, le=100_000)
+    # How many events of a watch stream (a resource in a watched namespace, or in all) kopf
+    # has in flight at once, from its queue to its handler's end; the rest wait in arrival
+    # order, compressed (controller/backpressure.py). Bounds the memory of a restart's resume
+    # and of a mass apply. 0: no bound, kopf's own behaviour.
+    events_in_flight: int = Field(128, ge=0, le=100_000)
     # How many schedules kopf reads per request of its first list (0: all in one).
     list_chunk_size: int = Field(500, ge=0, le=100_000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+from prometheus_client import REGISTRY
 from wfclock.core.fires import utc_iso
 from wfclock.db.store import engine_for, get_schedule, list_fires, list_runs
 from wfclock_devstack.processes import wait_until
@@ -199,6 +200,31 @@ def test_an_operator_bounded_to_two_schedules_at_once_lists_in_chunks_and_handle
         30,
         "the edit of s3 to reach its CronJob",
     )
+
+
+def test_an_operator_with_two_events_in_flight_handles_a_backlog_and_a_burst_each_once(
+    start_operator, cluster, database_url
+):
+    # Twelve wait in the first list and ten more arrive at once: kopf is handed at most two
+    # events at a time (Settings.events_in_flight), the rest wait in order, none is lost.
+    created = [cluster.apply(f"b{i}", HOURLY) for i in range(12)]
+    start_operator(WFCLOCK_EVENTS_IN_FLIGHT="2")
+    created += [cluster.apply(f"b{i}", HOURLY) for i in range(12, 22)]
+    for i in range(22):
+        cluster.wait_status(f"b{i}", lambda s: s.get("phase") == "Scheduled")
+    owners = sorted(c.metadata.owner_references[0].name for c in cluster.cronjobs())
+    assert owners == sorted(f"b{i}" for i in range(22))
+    engine = engine_for(database_url)
+    for body in created:
+        assert get_schedule(engine, uuid.UUID(body["metadata"]["uid"]))["status"] == "scheduled"
+    stream = {"stream": f"workflowschedules/{cluster.namespace}"}
+    assert REGISTRY.get_sample_value("wfclock_watch_events_in_flight_peak", stream) == 2
+    wait_until(
+        lambda: REGISTRY.get_sample_value("wfclock_watch_events_in_flight", stream) == 0,
+        30,
+        "every event handed to kopf to be processed",
+    )
+    assert REGISTRY.get_sample_value("wfclock_watch_events_waiting", stream) == 0
 
 
 _probes = itertools.count()

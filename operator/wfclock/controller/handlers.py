@@ -24,6 +24,7 @@ from prometheus_client import start_http_server
 from wfclock import tracing
 from wfclock.controller import (
     accounting,
+    backpressure,
     calendars,
     drift,
     dstshift,
@@ -127,8 +128,8 @@ def login(settings: kopf.OperatorSettings, **kwargs) -> kopf.ConnectionInfo | No
 
 
 def configure_kopf(settings: kopf.OperatorSettings, wf: Settings) -> None:
-    """kopf's settings for wfclock: where it keeps its bookkeeping, its timeouts, and the bound
-    on how many schedules it handles at once."""
+    """kopf's settings for wfclock: where it keeps its bookkeeping, its timeouts, and the bounds
+    on how many schedules and events it handles at once."""
     settings.persistence.finalizer = "wfclock.dev/finalizer"
     # kopf's bookkeeping lives in status.kopf, so a reconcile ends in one status write.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
@@ -147,6 +148,7 @@ def configure_kopf(settings: kopf.OperatorSettings, wf: Settings) -> None:
         settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     if wf.list_chunk_size:
         settings.watching.chunk_size = wf.list_chunk_size
+    backpressure.install(wf.events_in_flight, observe=metrics.observe_gate)
     settings.peering.lifetime = wf.peering_lifetime_seconds  # bounds a standby's takeover
     # The resources are known; watching CRDs for new ones would need rights the operator lacks.
     settings.scanning.disabled = True

@@ -23,6 +23,28 @@ RELEASES_QUEUED = Gauge(
     "wfclock_one_time_releases_queued", "One-time releases waiting in this replica's queue"
 )
 
+WATCH_IN_FLIGHT = Gauge(
+    "wfclock_watch_events_in_flight",
+    "Events of a watch stream handed to kopf and not yet processed",
+    ["stream"],
+)
+WATCH_IN_FLIGHT_PEAK = Gauge(
+    "wfclock_watch_events_in_flight_peak",
+    "The most events of a watch stream in flight at once since the stream started",
+    ["stream"],
+)
+WATCH_WAITING = Gauge(
+    "wfclock_watch_events_waiting",
+    "Events of a watch stream read and waiting for a slot (WFCLOCK_EVENTS_IN_FLIGHT)",
+    ["stream"],
+)
+
+
+def observe_gate(gate) -> None:
+    WATCH_IN_FLIGHT.labels(gate.stream).set(len(gate.in_flight))
+    WATCH_IN_FLIGHT_PEAK.labels(gate.stream).set(gate.peak)
+    WATCH_WAITING.labels(gate.stream).set(gate.waiting)
+
 
 # A schedule whose next fire is this late counts as overdue (it stopped firing).
 OVERDUE_AFTER_SECONDS = 600

@@ -1,0 +1,190 @@
+"""Back-pressure between kopf's watch streams and its handlers.
+
+kopf reads a watch stream (and the first list) as fast as the API server sends it and queues
+every event, whole body included, in a per-object queue with a worker task of its own, however
+far behind the handlers are. A restart over N schedules therefore holds N parsed bodies and N
+workers' handler state at once: about 100 KiB a schedule, over 1 GiB at 10,000 (docs/scale.md).
+
+This bounds the events kopf has in flight per watch stream: at most `limit` events at a time are
+handed to kopf (dispatched and not yet processed, a retry's wait included); the rest wait here,
+in arrival order, each as its compressed JSON (about a twentieth of its parsed size). The stream
+itself is still read at once, so a long first list never outlives its continue token and a watch
+never stalls, and no event is dropped or reordered.
+
+Two of kopf's module attributes are wrapped for it (kopf is pinned; tests/unit/test_backpressure.py
+fails if their shape changes): `queueing.watcher`, whose processor is counted, and
+`watching.infinite_watch`, whose events are gated. With a limit of 0 both pass through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import logging
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from kopf._cogs.clients import watching
+from kopf._core.reactor import queueing
+
+log = logging.getLogger("wfclock.backpressure")
+
+# Events waiting beyond this many are kept compressed: below it, a short burst costs no CPU.
+KEEP_PARSED = 64
+
+_kopf_watcher = queueing.watcher
+_kopf_infinite_watch = watching.infinite_watch
+_limit = 0
+_gate: contextvars.ContextVar[Gate | None] = contextvars.ContextVar("wfclock_gate", default=None)
+
+
+def _not_observed(gate: Gate) -> None:
+    pass
+
+
+_observe: Callable[[Gate], None] = _not_observed
+
+
+class Gate:
+    """The events of one watch stream that kopf has in flight (`in_flight`), and how many wait for
+    a slot (`waiting`); `acquire` waits for a free slot."""
+
+    def __init__(self, limit: int, stream: str):
+        self.limit = limit
+        self.stream = stream
+        self.in_flight: set[int] = set()
+        self.waiting = 0
+        self.peak = 0
+        self._freed = asyncio.Event()
+
+    async def acquire(self, event: dict) -> None:
+        while len(self.in_flight) >= self.limit:
+            self._freed.clear()
+            await self._freed.wait()
+        self.in_flight.add(id(event))
+        self.peak = max(self.peak, len(self.in_flight))
+        _observe(self)
+
+    def release(self, event: Any) -> None:
+        if id(event) in self.in_flight:
+            self.in_flight.discard(id(event))
+            self._freed.set()
+            _observe(self)
+
+
+def install(limit: int, observe: Callable[[Gate], None] | None = None) -> None:
+    """Bound each watch stream to `limit` events in flight (0: kopf's own behaviour).
+    Takes effect for the watch streams started afterwards: call it before kopf starts them (a
+    startup handler does). `observe` is called with a stream's gate whenever it changes."""
+    global _limit, _observe
+    _limit = limit
+    _observe = observe or _not_observed
+    queueing.watcher = _watcher
+    watching.infinite_watch = _infinite_watch
+
+
+def uninstall() -> None:
+    global _limit, _observe
+    _limit, _observe = 0, _not_observed
+    queueing.watcher = _kopf_watcher
+    watching.infinite_watch = _kopf_infinite_watch
+
+
+def _stream_name(resource: Any, namespace: str | None) -> str:
+    plural = getattr(resource, "plural", str(resource))
+    return f"{plural}/{namespace}" if namespace else plural
+
+
+async def _watcher(*, processor, resource, namespace, **kwargs) -> None:
+    if not _limit:
+        return await _kopf_watcher(
+            processor=processor, resource=resource, namespace=namespace, **kwargs
+        )
+    gate = Gate(_limit, _stream_name(resource, namespace))
+
+    async def counted(*, raw_event, **rest):
+        try:
+            return await processor(raw_event=raw_event, **rest)
+        finally:
+            gate.release(raw_event)
+
+    # kopf's watcher opens its watch stream in this task, where the stream finds the gate.
+    token = _gate.set(gate)
+    try:
+        return await _kopf_watcher(
+            processor=counted, resource=resource, namespace=namespace, **kwargs
+        )
+    finally:
+        _gate.reset(token)
+
+
+def _is_object_event(item: Any) -> bool:
+    """What kopf's watcher hands to a worker: not its own bookmarks, not the API's."""
+    return isinstance(item, dict) and item.get("type") != "BOOKMARK"
+
+
+async def _infinite_watch(**kwargs) -> AsyncIterator[Any]:
+    gate = _gate.get()
+    stream = _kopf_infinite_watch(**kwargs)
+    if gate is not None:
+        stream = gated(stream, gate)
+    async with contextlib.aclosing(stream):
+        async for item in stream:
+            yield item
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+async def gated(stream: AsyncIterator[Any], gate: Gate) -> AsyncIterator[Any]:
+    """`stream`'s items in order, each object event only once `gate` has a slot for it. The
+    stream is read meanwhile by a task of its own, so it never stalls; its failure is raised
+    here, in its place among the items."""
+    waiting: deque[Any] = deque()
+    arrived = asyncio.Event()
+    finished = False
+
+    async def read() -> None:
+        nonlocal finished
+        try:
+            async for item in stream:
+                if len(waiting) >= KEEP_PARSED and _is_object_event(item):
+                    item = zlib.compress(json.dumps(item, separators=(",", ":")).encode(), 1)
+                waiting.append(item)
+                gate.waiting = len(waiting)
+                arrived.set()
+        except Exception as exc:  # handed to the consumer, raised there
+            waiting.append(_Failed(exc))
+        finally:
+            finished = True
+            arrived.set()
+
+    reader = asyncio.create_task(read(), name=f"wfclock watch reader {gate.stream}")
+    try:
+        while True:
+            while not waiting:
+                if finished:
+                    return
+                arrived.clear()
+                await arrived.wait()
+            item = waiting.popleft()
+            gate.waiting = len(waiting)
+            if isinstance(item, _Failed):
+                raise item.error
+            if isinstance(item, bytes):
+                item = json.loads(zlib.decompress(item))
+            if _is_object_event(item):
+                await gate.acquire(item)
+            yield item
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+        with contextlib.suppress(RuntimeError):
+            await stream.aclose()
