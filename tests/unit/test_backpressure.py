@@ -6,8 +6,11 @@ import asyncio
 import inspect
 import re
 
+import kopf
 import pytest
+from kopf._cogs.aiokits import aiotime
 from kopf._cogs.clients import watching
+from kopf._cogs.configs import configuration
 from kopf._core.reactor import queueing
 from wfclock.controller import backpressure
 from wfclock.controller.backpressure import KEEP_PARSED, Gate, gated
@@ -117,15 +120,82 @@ def test_closing_the_gated_stream_closes_the_stream_it_reads():
     assert closed == [True]
 
 
-def test_install_wraps_kopfs_watcher_and_watch_and_uninstall_puts_them_back():
-    kopf_watcher, kopf_watch = queueing.watcher, watching.infinite_watch
+def test_install_wraps_kopfs_watcher_watch_and_sleep_and_uninstall_puts_them_back():
+    kopf_own = queueing.watcher, watching.infinite_watch, aiotime.sleep
     try:
         backpressure.install(16)
         assert queueing.watcher is backpressure._watcher
         assert watching.infinite_watch is backpressure._infinite_watch
+        assert aiotime.sleep is backpressure._sleep
     finally:
         backpressure.uninstall()
-    assert (queueing.watcher, watching.infinite_watch) == (kopf_watcher, kopf_watch)
+    assert (queueing.watcher, watching.infinite_watch, aiotime.sleep) == kopf_own
+
+
+def test_a_bound_is_refused_when_kopf_index_handlers_are_registered(monkeypatch):
+    registry = kopf.OperatorRegistry()
+
+    @kopf.index("wfclock.dev", "v1alpha1", "workflowschedules", registry=registry)
+    def by_name(name, **_):
+        return name
+
+    monkeypatch.setattr(kopf, "get_default_registry", lambda: registry)
+    try:
+        with pytest.raises(ValueError, match="WFCLOCK_EVENTS_IN_FLIGHT.*set it to 0"):
+            backpressure.install(8)
+        assert queueing.watcher is backpressure._kopf_watcher  # refused: nothing changed
+        backpressure.install(0)
+    finally:
+        backpressure.uninstall()
+
+
+def test_objects_kopf_sleeps_on_do_not_hold_up_the_others(monkeypatch):
+    # kopf's own watcher and workers; a and b sleep on their first event as a handler's retry
+    # does (a minute, woken early by a newer event of the same object), with two slots.
+    def ev(uid, version):
+        meta = {"uid": uid, "name": uid, "resourceVersion": str(version)}
+        return {"type": "MODIFIED", "object": {"metadata": meta}}
+
+    async def watch(**_):
+        for item in [ev("a", 1), ev("b", 1), ev("a", 2), ev("b", 2), ev("c", 1)]:
+            yield item
+        await asyncio.Event().wait()
+
+    async def run():
+        done = []
+
+        async def processor(*, raw_event, stream_pressure=None, **_):
+            meta = raw_event["object"]["metadata"]
+            if meta["resourceVersion"] == "1" and meta["uid"] != "c":
+                await aiotime.sleep(60, wakeup=stream_pressure)
+            done.append((meta["uid"], meta["resourceVersion"]))
+
+        watcher = asyncio.create_task(
+            queueing.watcher(
+                settings=configuration.OperatorSettings(),
+                resource=type("Resource", (), {"plural": "workflowschedules"})(),
+                namespace=None,
+                processor=processor,
+            )
+        )
+        try:
+            for _ in range(300):  # up to 30 s, against the sleeps' 60 s
+                if len(done) == 5:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        return done
+
+    monkeypatch.setattr(backpressure, "_kopf_infinite_watch", watch)
+    try:
+        backpressure.install(2)
+        done = asyncio.run(run())
+    finally:
+        backpressure.uninstall()
+    assert sorted(done) == [("a", "1"), ("a", "2"), ("b", "1"), ("b", "2"), ("c", "1")]
+    assert done.index(("a", "1")) < done.index(("a", "2"))  # each object's events in order
 
 
 def test_kopf_still_has_the_shape_the_gate_hooks_into():
@@ -135,6 +205,12 @@ def test_kopf_still_has_the_shape_the_gate_hooks_into():
     watcher_source = inspect.getsource(backpressure._kopf_watcher)
     assert "watching.infinite_watch(" in watcher_source  # looked up at call time
     assert re.search(r"processor\(\s*raw_event=raw_event", inspect.getsource(queueing.worker))
+    for sleeper in ("processing", "application", "throttlers"):  # kopf's sleeps on an event
+        module = __import__(
+            f"kopf._core.{'reactor' if sleeper == 'processing' else 'actions'}.{sleeper}",
+            fromlist=["_"],
+        )
+        assert "aiotime.sleep(" in inspect.getsource(module)
     for caller in ("orchestration", "observation"):
         module = __import__(f"kopf._core.reactor.{caller}", fromlist=["_"])
         assert "queueing.watcher(" in inspect.getsource(module)

@@ -4,14 +4,25 @@ optional bound on the schedules it handles at once, which lowers a restart's mem
 
 import kopf
 import pytest
+from wfclock.controller import backpressure
 from wfclock.controller.handlers import WORKER_IDLE_SECONDS, configure_kopf
 from wfclock.settings import Settings
 
 
 def configured(**wf) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    configure_kopf(settings, Settings(database_url="postgresql://u@db/wfclock", **wf))
+    try:
+        configure_kopf(settings, Settings(database_url="postgresql://u@db/wfclock", **wf))
+        settings.events_in_flight = backpressure._limit  # what the gate was installed with
+    finally:
+        backpressure.uninstall()
     return settings
+
+
+def test_by_default_kopf_is_handed_at_most_128_events_of_a_watch_stream_at_once():
+    assert configured().events_in_flight == 128
+    assert configured(events_in_flight=7).events_in_flight == 7
+    assert configured(events_in_flight=0).events_in_flight == 0
 
 
 def test_by_default_kopf_lists_500_per_request_and_its_workers_are_not_bounded():
@@ -40,7 +51,7 @@ def test_zero_leaves_kopfs_own_defaults():
     assert settings.watching.chunk_size is None
 
 
-@pytest.mark.parametrize("field", ["object_workers", "list_chunk_size"])
+@pytest.mark.parametrize("field", ["object_workers", "list_chunk_size", "events_in_flight"])
 def test_a_negative_bound_is_refused_naming_the_setting(field):
     with pytest.raises(ValueError, match=field):
         Settings(database_url="postgresql://u@db/wfclock", **{field: -1})

@@ -11,9 +11,18 @@ in arrival order, each as its compressed JSON (about a twentieth of its parsed s
 itself is still read at once, so a long first list never outlives its continue token and a watch
 never stalls, and no event is dropped or reordered.
 
-Two of kopf's module attributes are wrapped for it (kopf is pinned; tests/unit/test_backpressure.py
-fails if their shape changes): `queueing.watcher`, whose processor is counted, and
-`watching.infinite_watch`, whose events are gated. With a limit of 0 both pass through.
+An event stops counting once kopf sleeps on it (a handler's retry delay, the wait for its own
+patch to come back, an error's throttle, a peer's deadline): kopf's sleeps end early when a
+newer event of the same object arrives, and that event may be among the waiting ones, so a slot
+held through a sleep would hold up every other object of the stream for the sleep's length.
+What sleeps is a failing or waiting object, not a burst: the bound still holds for bursts.
+
+Three of kopf's module attributes are wrapped for it (kopf is pinned; tests/unit/test_backpressure.py
+fails if their shape changes): `queueing.watcher`, whose processor is counted,
+`watching.infinite_watch`, whose events are gated, and `aiotime.sleep`, which frees the slot of
+the event it sleeps on. With a limit of 0 they pass through. kopf's index handlers wait in every
+processor for every stream's whole first list, which the gate would hold back: `install` refuses
+a limit when any is registered.
 """
 
 from __future__ import annotations
@@ -25,9 +34,11 @@ import json
 import logging
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
+import kopf
+from kopf._cogs.aiokits import aiotime
 from kopf._cogs.clients import watching
 from kopf._core.reactor import queueing
 
@@ -38,8 +49,14 @@ KEEP_PARSED = 64
 
 _kopf_watcher = queueing.watcher
 _kopf_infinite_watch = watching.infinite_watch
+_kopf_sleep = aiotime.sleep
 _limit = 0
+# The gate of the watch stream kopf's watcher opens in this task.
 _gate: contextvars.ContextVar[Gate | None] = contextvars.ContextVar("wfclock_gate", default=None)
+# The event a worker task is processing, and its gate.
+_processing: contextvars.ContextVar[tuple[Gate, dict] | None] = contextvars.ContextVar(
+    "wfclock_processing", default=None
+)
 
 
 def _not_observed(gate: Gate) -> None:
@@ -59,6 +76,7 @@ class Gate:
         self.in_flight: set[int] = set()
         self.waiting = 0
         self.peak = 0
+        self.closed = False
         self._freed = asyncio.Event()
 
     async def acquire(self, event: dict) -> None:
@@ -81,10 +99,16 @@ def install(limit: int, observe: Callable[[Gate], None] | None = None) -> None:
     Takes effect for the watch streams started afterwards: call it before kopf starts them (a
     startup handler does). `observe` is called with a stream's gate whenever it changes."""
     global _limit, _observe
+    if limit and kopf.get_default_registry()._indexing.get_all_handlers():
+        raise ValueError(
+            "WFCLOCK_EVENTS_IN_FLIGHT: kopf's index handlers wait for every watch stream's whole "
+            "first list, which a bound on the events in flight holds back; set it to 0 to use them"
+        )
     _limit = limit
     _observe = observe or _not_observed
     queueing.watcher = _watcher
     watching.infinite_watch = _infinite_watch
+    aiotime.sleep = _sleep
 
 
 def uninstall() -> None:
@@ -92,6 +116,7 @@ def uninstall() -> None:
     _limit, _observe = 0, _not_observed
     queueing.watcher = _kopf_watcher
     watching.infinite_watch = _kopf_infinite_watch
+    aiotime.sleep = _kopf_sleep
 
 
 def _stream_name(resource: Any, namespace: str | None) -> str:
@@ -107,9 +132,11 @@ async def _watcher(*, processor, resource, namespace, **kwargs) -> None:
     gate = Gate(_limit, _stream_name(resource, namespace))
 
     async def counted(*, raw_event, **rest):
+        token = _processing.set((gate, raw_event))  # in the worker's task: for _sleep
         try:
             return await processor(raw_event=raw_event, **rest)
         finally:
+            _processing.reset(token)
             gate.release(raw_event)
 
     # kopf's watcher opens its watch stream in this task, where the stream finds the gate.
@@ -120,6 +147,18 @@ async def _watcher(*, processor, resource, namespace, **kwargs) -> None:
         )
     finally:
         _gate.reset(token)
+        gate.closed = True
+        _observe(gate)
+
+
+async def _sleep(delays, wakeup: asyncio.Event | None = None):
+    """kopf's sleep, which first frees the slot of the event being processed, if any."""
+    processing = _processing.get()
+    given = delays if isinstance(delays, Collection) else [delays]
+    if processing is not None and min((d for d in given if d is not None), default=0) > 0:
+        gate, event = processing
+        gate.release(event)
+    return await _kopf_sleep(delays, wakeup=wakeup)
 
 
 def _is_object_event(item: Any) -> bool:
@@ -158,6 +197,7 @@ async def gated(stream: AsyncIterator[Any], gate: Gate) -> AsyncIterator[Any]:
                     item = zlib.compress(json.dumps(item, separators=(",", ":")).encode(), 1)
                 waiting.append(item)
                 gate.waiting = len(waiting)
+                _observe(gate)
                 arrived.set()
         except Exception as exc:  # handed to the consumer, raised there
             waiting.append(_Failed(exc))
@@ -170,6 +210,10 @@ async def gated(stream: AsyncIterator[Any], gate: Gate) -> AsyncIterator[Any]:
         while True:
             while not waiting:
                 if finished:
+                    if reader.cancelled():  # not by this generator: kopf's watch would end unseen
+                        raise RuntimeError(
+                            f"the watch stream's reader of {gate.stream} was cancelled"
+                        )
                     return
                 arrived.clear()
                 await arrived.wait()

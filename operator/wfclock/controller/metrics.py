@@ -3,6 +3,7 @@ show what the ledger recorded, across operator restarts and replicas."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -41,6 +42,11 @@ WATCH_WAITING = Gauge(
 
 
 def observe_gate(gate) -> None:
+    if gate.closed:  # its watch stream ended (a new one has a gate of its own)
+        for gauge in (WATCH_IN_FLIGHT, WATCH_IN_FLIGHT_PEAK, WATCH_WAITING):
+            with contextlib.suppress(KeyError):
+                gauge.remove(gate.stream)
+        return
     WATCH_IN_FLIGHT.labels(gate.stream).set(len(gate.in_flight))
     WATCH_IN_FLIGHT_PEAK.labels(gate.stream).set(gate.peak)
     WATCH_WAITING.labels(gate.stream).set(gate.waiting)
