@@ -232,9 +232,12 @@ def main(count: int) -> None:
         engine.dispose()
         lists = [bare_list(api) for _ in range(3)]
         names = os.environ.get("BENCH_RESTART_VARIANTS", "kopf,wfclock").split(",")
-        results = {
-            name: restart(plane, api, url, one_time, **env, **VARIANTS[name][1]) for name in names
-        }
+        results = {}
+        profile = os.environ.get("BENCH_PROFILE")
+        for name in names:
+            if profile:  # each restart's profile apart: <file>.<variant>
+                os.environ["BENCH_PROFILE"] = f"{profile}.{name}"
+            results[name] = restart(plane, api, url, one_time, **env, **VARIANTS[name][1])
         lists += [bare_list(api) for _ in range(3)]
     listed = statistics.median(lists)
     print(
