@@ -13,7 +13,7 @@ from kopf._cogs.clients import watching
 from kopf._cogs.configs import configuration
 from kopf._core.reactor import queueing
 from wfclock.controller import backpressure
-from wfclock.controller.backpressure import KEEP_PARSED, Gate, gated
+from wfclock.controller.backpressure import BATCH, KEEP_PARSED, Backlog, Gate, gated
 
 
 def event(n: int) -> dict:
@@ -60,6 +60,25 @@ def test_every_item_arrives_in_order_and_intact_with_at_most_the_limit_in_flight
     assert seen == items  # the waiting ones were compressed: they come back equal
     assert most == 4
     assert gate.peak == 4 and not gate.in_flight
+
+
+def test_the_backlog_gives_back_every_item_in_order_packing_object_events_in_lists():
+    items = [event(n) for n in range(KEEP_PARSED + 5 * BATCH + 7)]
+    items.insert(KEEP_PARSED + BATCH + 3, watching.Bookmark.LISTED)  # within a list being packed
+    backlog = Backlog()
+    taken = []
+    for n, item in enumerate(items):
+        backlog.put(item)
+        if n % 100 == 99:  # taken while more arrive
+            taken.append(backlog.take())
+    packed = [entry for entry in backlog._entries if isinstance(entry, bytes)]
+    assert len(packed) >= 4  # not one compressed entry per event
+    assert len(backlog) == len(items) - len(taken)
+    while backlog:
+        taken.append(backlog.take())
+    assert taken == items
+    with pytest.raises(IndexError):
+        backlog.take()
 
 
 def test_the_stream_is_read_ahead_while_every_slot_is_taken():

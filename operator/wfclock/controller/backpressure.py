@@ -6,10 +6,9 @@ far behind the handlers are. A restart over N schedules therefore holds N parsed
 workers' handler state at once: about 100 KiB a schedule, over 1 GiB at 10,000 (docs/scale.md).
 
 This bounds the events kopf has in flight per watch stream: at most `limit` events at a time are
-handed to kopf (dispatched and not yet processed, a retry's wait included); the rest wait here,
-in arrival order, each as its compressed JSON (about a twentieth of its parsed size). The stream
-itself is still read at once, so a long first list never outlives its continue token and a watch
-never stalls, and no event is dropped or reordered.
+handed to kopf (dispatched and not yet processed); the rest wait here, in arrival order,
+compressed (`Backlog`). The stream itself is still read at once, so a long first list never
+outlives its continue token and a watch never stalls, and no event is dropped or reordered.
 
 An event stops counting once kopf sleeps on it (a handler's retry delay, the wait for its own
 patch to come back, an error's throttle, a peer's deadline): kopf's sleeps end early when a
@@ -44,8 +43,10 @@ from kopf._core.reactor import queueing
 
 log = logging.getLogger("wfclock.backpressure")
 
-# Events waiting beyond this many are kept compressed: below it, a short burst costs no CPU.
+# Events waiting beyond this many are kept compressed (a short burst costs no CPU), this many
+# to a packed list.
 KEEP_PARSED = 64
+BATCH = 64
 
 _kopf_watcher = queueing.watcher
 _kopf_infinite_watch = watching.infinite_watch
@@ -181,11 +182,58 @@ class _Failed:
         self.error = error
 
 
+class Backlog:
+    """Items waiting for the gate, in arrival order. Up to KEEP_PARSED are kept as they are;
+    beyond that, object events are packed BATCH at a time into one compressed JSON list, since
+    zlib lets go of the interpreter lock on every call, and the event loop then waits for the
+    handler threads to give it back (per event, that waiting doubled a restart's time)."""
+
+    def __init__(self):
+        self._entries: deque[Any] = deque()  # items, and packed lists of items (bytes)
+        self._open: deque[Any] = deque()  # the newest object events, not packed yet
+        self._unpacked: deque[Any] = deque()  # the oldest, from the last packed list taken
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def put(self, item: Any) -> None:
+        self._count += 1
+        if self._open or (self._count > KEEP_PARSED and _is_object_event(item)):
+            if _is_object_event(item):
+                self._open.append(item)
+                if len(self._open) >= BATCH:
+                    self._pack()
+                return
+            self._pack()
+        self._entries.append(item)
+
+    def take(self) -> Any:
+        """The oldest item; IndexError when there is none."""
+        if not self._unpacked:
+            if self._entries:
+                entry = self._entries.popleft()
+                if isinstance(entry, bytes):
+                    self._unpacked.extend(json.loads(zlib.decompress(entry)))
+                else:
+                    self._unpacked.append(entry)
+            else:
+                self._unpacked.append(self._open.popleft())
+        self._count -= 1
+        return self._unpacked.popleft()
+
+    def _pack(self) -> None:
+        if self._open:
+            text = json.dumps(list(self._open), separators=(",", ":"))
+            self._entries.append(zlib.compress(text.encode(), 1))
+            self._open.clear()
+
+
 async def gated(stream: AsyncIterator[Any], gate: Gate) -> AsyncIterator[Any]:
     """`stream`'s items in order, each object event only once `gate` has a slot for it. The
     stream is read meanwhile by a task of its own, so it never stalls; its failure is raised
     here, in its place among the items."""
-    waiting: deque[Any] = deque()
+    waiting = Backlog()
     arrived = asyncio.Event()
     finished = False
 
@@ -193,14 +241,12 @@ async def gated(stream: AsyncIterator[Any], gate: Gate) -> AsyncIterator[Any]:
         nonlocal finished
         try:
             async for item in stream:
-                if len(waiting) >= KEEP_PARSED and _is_object_event(item):
-                    item = zlib.compress(json.dumps(item, separators=(",", ":")).encode(), 1)
-                waiting.append(item)
+                waiting.put(item)
                 gate.waiting = len(waiting)
                 _observe(gate)
                 arrived.set()
         except Exception as exc:  # handed to the consumer, raised there
-            waiting.append(_Failed(exc))
+            waiting.put(_Failed(exc))
         finally:
             finished = True
             arrived.set()
@@ -217,12 +263,10 @@ async def gated(stream: AsyncIterator[Any], gate: Gate) -> AsyncIterator[Any]:
                     return
                 arrived.clear()
                 await arrived.wait()
-            item = waiting.popleft()
+            item = waiting.take()
             gate.waiting = len(waiting)
             if isinstance(item, _Failed):
                 raise item.error
-            if isinstance(item, bytes):
-                item = json.loads(zlib.decompress(item))
             if _is_object_event(item):
                 await gate.acquire(item)
             yield item
