@@ -10,8 +10,8 @@ after each restart. It restarts twice: with kopf's own defaults (every event han
 once, a worker for every schedule, the first list in one request), the baseline, then with
 wfclock's defaults (at most `WFCLOCK_EVENTS_IN_FLIGHT=128` events of a watch stream in kopf's
 hands, the rest waiting compressed, lists of 500; `controller/backpressure.py`).
-`BENCH_RESTART_VARIANTS=kopf,wfclock,workers-256` adds kopf's per-object worker bound of 256
-(`WFCLOCK_OBJECT_WORKERS`, off by default) without the gate.
+`BENCH_RESTART_VARIANTS=kopf,wfclock,workers-256,in-flight-1000` adds kopf's per-object worker
+bound of 256 (`WFCLOCK_OBJECT_WORKERS`, off by default) without the gate, and the gate at 1,000.
 Usage: python bench/restart_cost.py [COUNT=2000]
 """
 
@@ -138,6 +138,17 @@ VARIANTS = {
 }
 
 
+def variant(name: str) -> tuple[str, dict]:
+    """One of VARIANTS, or `in-flight-<N>`: wfclock's defaults with N events in flight."""
+    if name.startswith("in-flight-"):
+        n = name.removeprefix("in-flight-")
+        return f"{n} events in flight, lists of 500", {
+            **VARIANTS["wfclock"][1],
+            "WFCLOCK_EVENTS_IN_FLIGHT": n,
+        }
+    return VARIANTS[name]
+
+
 def restart(plane, api, url: str, one_time: int, **env: str) -> dict:
     """Starts the operator again over the registered schedules; what its resume cost."""
     time.sleep(12)  # the database's statistics are flushed by idle backends
@@ -237,7 +248,7 @@ def main(count: int) -> None:
         for name in names:
             if profile:  # each restart's profile apart: <file>.<variant>
                 os.environ["BENCH_PROFILE"] = f"{profile}.{name}"
-            results[name] = restart(plane, api, url, one_time, **env, **VARIANTS[name][1])
+            results[name] = restart(plane, api, url, one_time, **env, **variant(name)[1])
         lists += [bare_list(api) for _ in range(3)]
     listed = statistics.median(lists)
     print(
@@ -251,7 +262,7 @@ def main(count: int) -> None:
         f"{registered_rss:.0f} MiB (high-water mark {registered_peak:.0f} MiB, goal <= 300)"
     )
     for name, result in results.items():
-        report(VARIANTS[name][0], result, count, one_time, listed)
+        report(variant(name)[0], result, count, one_time, listed)
     base = results[names[0]]
     for name in names[1:]:
         r = results[name]
