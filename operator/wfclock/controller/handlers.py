@@ -28,6 +28,7 @@ from wfclock.controller import (
     calendars,
     drift,
     dstshift,
+    freememory,
     housekeeping,
     metrics,
     onetime,
@@ -197,6 +198,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
             wf.accounting_interval_seconds,
         ).start(),
         Periodic("resync", lambda: drift.resync(ctx), wf.resync_interval_seconds).start(),
+        Periodic("free memory", freememory.trim, freememory.TRIM_INTERVAL_SECONDS).start(),
     ]
     memo.finished_jobs = set()
     memo.pruner = housekeeping.LedgerPruner(ctx.engine, wf.ledger_retention_days).start()
