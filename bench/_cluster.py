@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 from kubernetes import client, config
 from wfclock.db.migrate import upgrade
 from wfclock_devstack.controlplane import ControlPlane
@@ -117,6 +118,25 @@ def run(cmd):
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of a process, its children that ended, and its children alive now."""
+    fields = Path(f"/proc/{root}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == root:
+                total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
+def postgres_cpu(url: str) -> float:
+    """CPU seconds used so far by the Postgres server behind `url` (every backend included)."""
+    with psycopg.connect(url) as conn:
+        data = conn.execute("SHOW data_directory").fetchone()[0]
+    return tree_cpu(int((Path(data) / "postmaster.pid").read_text().split()[0]))
 
 
 def plane_cpu(plane) -> float:

@@ -238,3 +238,25 @@ def test_kopf_still_has_the_shape_the_gate_hooks_into():
     for caller in ("orchestration", "observation"):
         module = __import__(f"kopf._core.reactor.{caller}", fromlist=["_"])
         assert "queueing.watcher(" in inspect.getsource(module)
+
+
+def test_a_stream_gauges_follow_its_gate_and_a_new_gate_after_it_ended():
+    """The gauges of a stream are looked up once per gate: when its watch stream ends they are
+    removed, and the next gate of the same stream exports its own figures again."""
+    from prometheus_client import REGISTRY
+    from wfclock.controller.metrics import observe_gate
+
+    labels = {"stream": "unit-test-gauges"}
+    first = Gate(4, labels["stream"])
+    first.in_flight, first.peak, first.waiting = {1, 2}, 3, 5
+    observe_gate(first)
+    assert REGISTRY.get_sample_value("wfclock_watch_events_in_flight", labels) == 2
+    assert REGISTRY.get_sample_value("wfclock_watch_events_waiting", labels) == 5
+    first.closed = True
+    observe_gate(first)
+    assert REGISTRY.get_sample_value("wfclock_watch_events_in_flight", labels) is None
+    second = Gate(4, labels["stream"])
+    second.in_flight, second.peak = {7}, 1
+    observe_gate(second)
+    assert REGISTRY.get_sample_value("wfclock_watch_events_in_flight", labels) == 1
+    assert REGISTRY.get_sample_value("wfclock_watch_events_in_flight_peak", labels) == 1

@@ -21,8 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from wfclock.core.dst import (
     DST_POLICIES,
+    _next_shifted_fire,
     is_fixed_time,
     next_policy_fires,
+    next_shifted_fire,
     policy_fires_between,
     refusal,
     shifted_fires_between,
@@ -311,3 +313,28 @@ def test_an_instant_that_is_no_cronjob_fire_is_not_refused():
     assert (
         refusal(spec, "America/New_York", "Auto", datetime(2026, 11, 1, 6, 31, tzinfo=UTC)) is None
     )
+
+
+def test_the_next_shifted_fire_is_computed_once_per_expression_zone_policy_and_minute():
+    """A registration and a restart ask every schedule for its next shifted fire: schedules
+    that share an expression, zone and policy share the search within a minute."""
+    spec = parse_cron("30 2 * * *")
+    after = datetime(2026, 2, 1, 10, 0, 5, tzinfo=UTC)
+    _next_shifted_fire.cache_clear()
+    first = next_shifted_fire(spec, "Europe/Berlin", "Auto", after)
+    again = next_shifted_fire(spec, "Europe/Berlin", "Auto", after + timedelta(seconds=50))
+    assert first == again == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)  # 02:30 runs at 03:00 CEST
+    assert _next_shifted_fire.cache_info().misses == 1
+
+
+@pytest.mark.parametrize("second", [0, 10, 29, 30, 31, 59])
+def test_a_shifted_fire_within_the_minute_asked_about_is_still_exact(second):
+    """Liberia's change of 1972 ended a gap at 00:44:30 UTC, at no whole minute: asked within
+    that minute, the answer is the search's own, before the fire and after it."""
+    spec = parse_cron("30 0 * * *")
+    after = datetime(1972, 1, 7, 0, 44, second, tzinfo=UTC)
+    found = shifted_fires_between(
+        spec, "Africa/Monrovia", "Auto", after, after + timedelta(days=400)
+    )
+    assert next_shifted_fire(spec, "Africa/Monrovia", "Auto", after) == found[0]
+    assert (found[0] == datetime(1972, 1, 7, 0, 44, 30, tzinfo=UTC)) == (second < 30)

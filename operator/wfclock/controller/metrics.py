@@ -41,15 +41,27 @@ WATCH_WAITING = Gauge(
 )
 
 
+# A stream's three gauges, looked up once: `labels()` costs more than the update, twice an event.
+_gate_gauges: dict[str, tuple] = {}
+
+
 def observe_gate(gate) -> None:
     if gate.closed:  # its watch stream ended (a new one has a gate of its own)
+        _gate_gauges.pop(gate.stream, None)
         for gauge in (WATCH_IN_FLIGHT, WATCH_IN_FLIGHT_PEAK, WATCH_WAITING):
             with contextlib.suppress(KeyError):
                 gauge.remove(gate.stream)
         return
-    WATCH_IN_FLIGHT.labels(gate.stream).set(len(gate.in_flight))
-    WATCH_IN_FLIGHT_PEAK.labels(gate.stream).set(gate.peak)
-    WATCH_WAITING.labels(gate.stream).set(gate.waiting)
+    gauges = _gate_gauges.get(gate.stream)
+    if gauges is None:
+        gauges = _gate_gauges[gate.stream] = tuple(
+            gauge.labels(gate.stream)
+            for gauge in (WATCH_IN_FLIGHT, WATCH_IN_FLIGHT_PEAK, WATCH_WAITING)
+        )
+    in_flight, peak, waiting = gauges
+    in_flight.set(len(gate.in_flight))
+    peak.set(gate.peak)
+    waiting.set(gate.waiting)
 
 
 # A schedule whose next fire is this late counts as overdue (it stopped firing).

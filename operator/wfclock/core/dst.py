@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 
 from wfclock.core.firetime import (
     CronSpec,
@@ -203,7 +204,31 @@ def shifted_fires_between(
 def next_shifted_fire(
     spec: CronSpec, timezone: str, policy: str | None, after: datetime
 ) -> datetime | None:
-    """The first shifted fire after `after`, within about 13 months (None: none that soon)."""
+    """The first shifted fire after `after`, within about 13 months (None: none that soon).
+
+    Computed once per expression, zone, policy and minute, however many schedules share them
+    (a registration and a restart ask it of every schedule): the first fire after the minute
+    `after` falls in is the first after `after` too, unless it lies within that minute."""
+    if mode_for(spec, policy) is None:
+        return None
+    return _per_minute(_next_shifted_fire, spec, timezone, policy, after)
+
+
+def _per_minute(search, spec: CronSpec, timezone: str, policy: str | None, after: datetime):
+    """A cached search's first fire strictly after `after`, from its answer for the minute
+    `after` falls in: the same, unless that fire lies within the minute (at no whole minute,
+    as after an offset change of seconds), which is then searched for from `after` itself."""
+    minute = after.astimezone(UTC).replace(second=0, microsecond=0)
+    fire = search(spec, timezone, policy, minute)
+    if fire is not None and fire <= after:
+        return search.__wrapped__(spec, timezone, policy, after)
+    return fire
+
+
+@lru_cache(maxsize=2048)
+def _next_shifted_fire(
+    spec: CronSpec, timezone: str, policy: str | None, after: datetime
+) -> datetime | None:
     fires = shifted_fires_between(spec, timezone, policy, after, after + timedelta(days=400))
     return fires[0] if fires else None
 
@@ -246,8 +271,16 @@ def refusal(spec: CronSpec, timezone: str, policy: str | None, instant: datetime
 def next_fire(
     spec: CronSpec, timezone: str, policy: str | None, after: datetime
 ) -> datetime | None:
-    """The first fire strictly after `after` under the policy and `L` (None beyond 5 years)."""
+    """The first fire strictly after `after` under the policy and `L` (None beyond 5 years).
+    Under a policy or `L`, computed once per expression, zone, policy and minute."""
     if mode_for(spec, policy) is None and not spec.last_day:
         return next_fire_after(spec, timezone, after)
+    return _per_minute(_next_policy_fire, spec, timezone, policy, after)
+
+
+@lru_cache(maxsize=2048)
+def _next_policy_fire(
+    spec: CronSpec, timezone: str, policy: str | None, after: datetime
+) -> datetime | None:
     fires = next_policy_fires(spec, timezone, policy, after, 1)
     return fires[0] if fires else None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 
 import sqlalchemy.exc
-from sqlalchemy import Engine, create_engine, func, select, text, update
+from sqlalchemy import Connection, Engine, create_engine, func, select, text, update
 
 from wfclock.core.calendars import DerivedCalendar
 from wfclock.core.runcontrol import FAILED_RUN_STATUSES
@@ -251,7 +252,7 @@ def mark_deleted(engine: Engine, schedule_id: uuid.UUID) -> None:
 
 def get_schedule(engine: Engine, schedule_id: uuid.UUID) -> dict | None:
     table = workflow_schedules
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(select(table).where(table.c.schedule_id == schedule_id))
         found = row.mappings().first()
     return dict(found) if found else None
@@ -313,31 +314,46 @@ def fire_counts(engine: Engine) -> dict[tuple[str, str], int]:
         return {(o, t): int(n) for o, t, n in conn.execute(query)}
 
 
-_RECENT_FIRES = text(
+# One statement (one round trip): the latest fires with their runs, the latest clock fire whose
+# run did not fail, and the latest clock fire that started no run, each row tagged with its part.
+_FIRE_HISTORY = text(
     """
-SELECT f.scheduled_for, f.first_delivered_at, f.outcome, f.reason, f.run_id, f.kind,
-       r.status AS run_status, r.created_at AS run_created_at
-FROM workflow_schedule_fires f LEFT JOIN workflow_runs r ON r.run_id = f.run_id
-WHERE f.schedule_id = :schedule_id
-ORDER BY f.scheduled_for DESC LIMIT :limit
+(SELECT 'recent' AS part, f.scheduled_for, f.first_delivered_at, f.outcome, f.reason, f.run_id,
+        f.kind, r.status AS run_status, r.created_at AS run_created_at
+ FROM workflow_schedule_fires f LEFT JOIN workflow_runs r ON r.run_id = f.run_id
+ WHERE f.schedule_id = :schedule_id
+ ORDER BY f.scheduled_for DESC LIMIT :limit)
+UNION ALL
+(SELECT 'success', f.scheduled_for, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+ FROM workflow_schedule_fires f JOIN workflow_runs r ON r.run_id = f.run_id
+ WHERE f.schedule_id = :schedule_id AND f.kind = 'clock' AND f.outcome = 'launched'
+   AND lower(r.status) <> ALL(:failed)
+ ORDER BY f.scheduled_for DESC LIMIT 1)
+UNION ALL
+(SELECT 'skipped', f.scheduled_for, NULL, f.outcome, f.reason, NULL, NULL, NULL, NULL
+ FROM workflow_schedule_fires f
+ WHERE f.schedule_id = :schedule_id AND f.kind = 'clock' AND f.outcome = 'skipped'
+ ORDER BY f.scheduled_for DESC LIMIT 1)
 """
 )
-_LAST_SUCCESS = text(
-    """
-SELECT f.scheduled_for
-FROM workflow_schedule_fires f JOIN workflow_runs r ON r.run_id = f.run_id
-WHERE f.schedule_id = :schedule_id AND f.kind = 'clock' AND f.outcome = 'launched'
-  AND lower(r.status) <> ALL(:failed)
-ORDER BY f.scheduled_for DESC LIMIT 1
-"""
+_RECENT_COLUMNS = (
+    "scheduled_for",
+    "first_delivered_at",
+    "outcome",
+    "reason",
+    "run_id",
+    "kind",
+    "run_status",
+    "run_created_at",
 )
-_LAST_SKIPPED = text(
-    """
-SELECT f.scheduled_for, f.outcome, f.reason FROM workflow_schedule_fires f
-WHERE f.schedule_id = :schedule_id AND f.kind = 'clock' AND f.outcome = 'skipped'
-ORDER BY f.scheduled_for DESC LIMIT 1
-"""
-)
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads that need no transaction: each statement commits on its own, so
+    no BEGIN and ROLLBACK travel to the server around it (two round trips fewer)."""
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def fire_history(engine: Engine, schedule_id: uuid.UUID, limit: int) -> FireHistory:
@@ -348,11 +364,22 @@ def fire_history(engine: Engine, schedule_id: uuid.UUID, limit: int) -> FireHist
         "limit": max(limit, FAILING_STREAK),
         "failed": sorted(FAILED_RUN_STATUSES),
     }
-    with engine.connect() as conn:
-        recent = [dict(r) for r in conn.execute(_RECENT_FIRES, params).mappings()]
-        success = conn.execute(_LAST_SUCCESS, params).scalar_one_or_none()
-        skipped = conn.execute(_LAST_SKIPPED, params).mappings().first()
-    return FireHistory(recent, success, dict(skipped) if skipped else None)
+    with reading(engine) as conn:
+        rows = conn.execute(_FIRE_HISTORY, params).mappings().all()
+    parts: dict[str, list] = {"recent": [], "success": [], "skipped": []}
+    for row in rows:
+        parts[row["part"]].append(row)
+    recent = sorted(
+        ({column: row[column] for column in _RECENT_COLUMNS} for row in parts["recent"]),
+        key=lambda fire: fire["scheduled_for"],
+        reverse=True,
+    )
+    success = parts["success"][0]["scheduled_for"] if parts["success"] else None
+    skipped = parts["skipped"][0] if parts["skipped"] else None
+    last_skipped = (
+        {key: skipped[key] for key in ("scheduled_for", "outcome", "reason")} if skipped else None
+    )
+    return FireHistory(recent, success, last_skipped)
 
 
 def release_buffered_fires(
