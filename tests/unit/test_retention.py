@@ -81,3 +81,24 @@ def test_kopf_keeps_no_body_per_schedule():
     registry = kopf.get_default_registry()
     assert handlers.delete_after_completion  # the module's handlers are registered
     assert not registry._spawning.has_handlers(resource=resource)  # kopf's only way to ask
+
+
+def test_kopf_hands_the_handler_the_events_of_opted_in_and_queued_schedules_only():
+    """kopf's filter in front of `delete_after_completion`: an opted-in schedule's events pass,
+    a schedule that never opted in does not cost a handler call, and one an edit opted out
+    while it was queued still reaches the handler, which takes it out of the queue."""
+    resource = kopf.Resource(API_GROUP, API_VERSION, PLURAL)
+    registry = kopf.get_default_registry()
+    [handler] = [
+        h for h in registry._watching.get_all_handlers() if h.fn is handlers.delete_after_completion
+    ]
+    assert registry._watching.has_handlers(resource=resource)
+    ctx = _queue_ctx()
+    memo = kopf.Memo(ctx=ctx)
+    assert handler.when(spec=OPTED_IN, meta=META, memo=memo)
+    assert not handler.when(spec=ONE_TIME, meta=META, memo=memo)
+    _event(ctx, "MODIFIED")  # queued while opted in
+    assert handler.when(spec=ONE_TIME, meta=META, memo=memo)
+    _event(ctx, "MODIFIED", spec=ONE_TIME)  # the edit that opts out reaches the handler
+    assert len(ctx.deletions) == 0
+    assert not handler.when(spec=ONE_TIME, meta=META, memo=memo)

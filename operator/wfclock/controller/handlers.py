@@ -324,7 +324,17 @@ def calendar_deleted(meta, memo: kopf.Memo, logger, **_) -> None:
     logger.info("calendar deleted: the schedules that use it refuse their fires")
 
 
-@kopf.on.event(*RESOURCE)
+def _may_be_deleted_after_completion(spec, meta, memo: kopf.Memo, **_) -> bool:
+    """Only the events of a schedule that opted in, or that an edit opted out while it was
+    queued, reach `delete_after_completion`: this filter is a call, kopf's handler machinery
+    for every event of every schedule was a tenth of the operator's time in a mass apply."""
+    if "deleteAfterCompletionSeconds" in spec:
+        return True
+    ctx = getattr(memo, "ctx", None)
+    return ctx is not None and ctx.deletions is not None and meta.get("uid") in ctx.deletions
+
+
+@kopf.on.event(*RESOURCE, when=_may_be_deleted_after_completion)
 async def delete_after_completion(type, meta, spec, status, memo: kopf.Memo, **_) -> None:  # noqa: A002 - kopf's name
     """A completed one-time schedule that opted in is deleted when its time comes: queued by
     every event of the schedule (the listing after a restart too), forgotten by an edit that

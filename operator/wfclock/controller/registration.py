@@ -116,15 +116,18 @@ def _write_state(ctx: Context, state: store.ScheduleState, previous, published_a
     skipped: dict = {}
 
     def account_old_trigger(conn, row: dict) -> None:
-        if previous is None or row["trigger_effective_from"] == previous["trigger_effective_from"]:
+        if row["trigger_effective_from"] == previous["trigger_effective_from"]:
             return
         horizon = store.ledger_horizon(ctx.engine)
         fires = owed_before(previous, row["trigger_effective_from"], horizon, limit=None)
         skipped.update(deliver_owed(ctx, conn, previous, pending_fires(ctx, previous, fires)))
         skipped.update(supersede_buffered(conn, row))
 
-    row = store.upsert_schedule(
-        ctx.engine, state, published_at=published_at, then=account_old_trigger
+    row = store.upsert_schedule(  # a first registration has no old trigger to account for
+        ctx.engine,
+        state,
+        published_at=published_at,
+        then=None if previous is None else account_old_trigger,
     )
     report_skipped(ctx, row, skipped)
     return row

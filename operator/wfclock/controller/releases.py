@@ -97,6 +97,10 @@ class ReleaseQueue:
     def __len__(self) -> int:
         return len(self._current)
 
+    def __contains__(self, uid: str) -> bool:
+        with self._wake:
+            return uid in self._current or uid in self._in_flight
+
     def _next_due(self) -> Release | None:
         with self._wake:
             while not self._stopping:

@@ -176,8 +176,9 @@ def upsert_schedule(
     """Inserts or updates the state row and returns it (see `_UPSERT` for what is kept);
     `published_at` is when the spec it registers was published. `then(conn, row)`, when given,
     runs in the same transaction, holding the row (`conn`: the psycopg connection): what it
-    writes commits with the row or not at all."""
-    with engine.begin() as conn:
+    writes commits with the row or not at all. Without it, the upsert is one statement, atomic
+    on its own: no transaction is opened around it."""
+    with engine.begin() if then is not None else autocommit(engine) as conn:
         row = conn.execute(_UPSERT, {**asdict(state), "published_at": published_at})
         row = row.mappings().first()
         if row is None:  # deleted, or a newer generation is registered: left as it is
@@ -252,7 +253,7 @@ def mark_deleted(engine: Engine, schedule_id: uuid.UUID) -> None:
 
 def get_schedule(engine: Engine, schedule_id: uuid.UUID) -> dict | None:
     table = workflow_schedules
-    with reading(engine) as conn:
+    with autocommit(engine) as conn:
         row = conn.execute(select(table).where(table.c.schedule_id == schedule_id))
         found = row.mappings().first()
     return dict(found) if found else None
@@ -349,9 +350,10 @@ _RECENT_COLUMNS = (
 
 
 @contextmanager
-def reading(engine: Engine) -> Iterator[Connection]:
-    """A connection for reads that need no transaction: each statement commits on its own, so
-    no BEGIN and ROLLBACK travel to the server around it (two round trips fewer)."""
+def autocommit(engine: Engine) -> Iterator[Connection]:
+    """A connection for work of one statement, or reads that need no common snapshot: each
+    statement commits on its own, so no BEGIN and no COMMIT or ROLLBACK travel to the server
+    around it (two round trips fewer)."""
     with engine.connect() as conn:
         yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -364,7 +366,7 @@ def fire_history(engine: Engine, schedule_id: uuid.UUID, limit: int) -> FireHist
         "limit": max(limit, FAILING_STREAK),
         "failed": sorted(FAILED_RUN_STATUSES),
     }
-    with reading(engine) as conn:
+    with autocommit(engine) as conn:
         rows = conn.execute(_FIRE_HISTORY, params).mappings().all()
     parts: dict[str, list] = {"recent": [], "success": [], "skipped": []}
     for row in rows:
