@@ -35,7 +35,6 @@ from operator_apply import (
     create_all,
     registered,
     statuses_scheduled,
-    trigger,
 )
 from wfclock.core.builders import Schedule, build_cronjob, with_digest
 from wfclock.core.model import WorkflowScheduleSpec
@@ -43,6 +42,11 @@ from wfclock.db.store import engine_for
 from wfclock.settings import Settings
 
 GROUP = ("wfclock.dev", "v1alpha1")
+# Fixed times of day (the daylight-saving policy's costlier path), none due within minutes of
+# most moments: a fire during a run would make the CronJob controller create Jobs in one
+# phase and not another (with `*/15`, the floor after the operator paid for 400 Jobs).
+CRONS = ["0 3 * * *", "30 9 * * 1-5", "45 23 * * *", "15 4 1 * *", "0 12 * * 0"]
+ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "UTC"]
 SETTINGS = Settings(database_url="postgresql://unused/bench")
 
 
@@ -60,6 +64,10 @@ def event(ns: str, i: int) -> dict:
             "namespace": ns,
         },
     }
+
+
+def trigger(i: int) -> dict:
+    return {"type": "recurring", "cron": CRONS[i % len(CRONS)], "timezone": ZONES[i % len(ZONES)]}
 
 
 def registered_cronjob(created: dict) -> dict:
