@@ -102,3 +102,14 @@ def test_kopf_hands_the_handler_the_events_of_opted_in_and_queued_schedules_only
     _event(ctx, "MODIFIED", spec=ONE_TIME)  # the edit that opts out reaches the handler
     assert len(ctx.deletions) == 0
     assert not handler.when(spec=ONE_TIME, meta=META, memo=memo)
+
+
+def test_the_operators_cleanup_stops_its_queues_when_they_are_empty():
+    """An empty queue has a length of 0, which reads as false: the cleanup stopped only the
+    queues that held something, and left the others' threads running."""
+    queues = [ReleaseQueue(lambda entry, now: None, workers=1) for _ in range(3)]
+    for queue in queues:
+        queue.start()
+    ctx = SimpleNamespace(shifted=queues[0], deletions=queues[1], releases=queues[2])
+    handlers.cleanup(memo=kopf.Memo(ctx=ctx))
+    assert [queue._thread.is_alive() for queue in queues] == [False, False, False]

@@ -216,12 +216,11 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
 def cleanup(memo: kopf.Memo, **_) -> None:
     for task in getattr(memo, "periodic", []):
         task.stop()
-    if getattr(memo, "ctx", None) and memo.ctx.shifted:
-        memo.ctx.shifted.stop()
-    if getattr(memo, "ctx", None) and memo.ctx.deletions:
-        memo.ctx.deletions.stop()
-    if getattr(memo, "ctx", None) and memo.ctx.releases:
-        memo.ctx.releases.stop()
+    ctx = getattr(memo, "ctx", None)
+    # `is not None`: a queue with nothing in it has a length of 0, and still a thread to stop.
+    for queue in (ctx.shifted, ctx.deletions, ctx.releases) if ctx is not None else ():
+        if queue is not None:
+            queue.stop()
     if getattr(memo, "pruner", None):
         memo.pruner.stop()
     tracing.shutdown()

@@ -214,7 +214,7 @@ def register_recurring(
         and _kept_on_resume(ctx, "CronJob", schedule, name, registration_digest(body))
     ):
         # A restart with nothing changed: the CronJob and the row are as they would be written.
-        if ctx.releases:
+        if ctx.releases is not None:  # empty, it may still hold one in flight
             ctx.releases.forget(schedule.uid)
         queue_next_shifted(ctx, previous, now)  # the queue is this process's: fill it again
         if schedule.spec.missedFires == "catchUp" and not schedule.spec.paused:
@@ -229,7 +229,7 @@ def register_recurring(
     for cronjob in cronjobs:
         if cronjob.metadata.name != name:
             ctx.kube.delete_cronjob(schedule.namespace, cronjob.metadata.name)
-    if ctx.releases:
+    if ctx.releases is not None:  # empty, it may still hold one in flight
         ctx.releases.forget(schedule.uid)
     queue_next_shifted(ctx, row, now)
     announce(ctx, schedule, previous, action, f"CronJob {name}")

@@ -217,7 +217,8 @@ def next_shifted_fire(
 def _per_minute(search, spec: CronSpec, timezone: str, policy: str | None, after: datetime):
     """A cached search's first fire strictly after `after`, from its answer for the minute
     `after` falls in: the same, unless that fire lies within the minute (at no whole minute,
-    as after an offset change of seconds), which is then searched for from `after` itself."""
+    as after an offset change of seconds), which is then searched for from `after` itself.
+    A search's horizon counts from the minute: up to 59 seconds earlier than from `after`."""
     minute = after.astimezone(UTC).replace(second=0, microsecond=0)
     fire = search(spec, timezone, policy, minute)
     if fire is not None and fire <= after:

@@ -176,8 +176,8 @@ def upsert_schedule(
     """Inserts or updates the state row and returns it (see `_UPSERT` for what is kept);
     `published_at` is when the spec it registers was published. `then(conn, row)`, when given,
     runs in the same transaction, holding the row (`conn`: the psycopg connection): what it
-    writes commits with the row or not at all. Without it, the upsert is one statement, atomic
-    on its own: no transaction is opened around it."""
+    writes commits with the row or not at all. Without it, no transaction is opened: the upsert
+    is one statement, atomic on its own (and a second reads the row when it wrote nothing)."""
     with engine.begin() if then is not None else autocommit(engine) as conn:
         row = conn.execute(_UPSERT, {**asdict(state), "published_at": published_at})
         row = row.mappings().first()
