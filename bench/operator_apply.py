@@ -43,8 +43,8 @@ CRONJOB_TEMPLATE = {
 }
 
 
-def trigger(i: int) -> dict:
-    return {"type": "recurring", "cron": CRONS[i % len(CRONS)], "timezone": ZONES[i % len(ZONES)]}
+def trigger(i: int, crons: list[str] = CRONS) -> dict:
+    return {"type": "recurring", "cron": crons[i % len(crons)], "timezone": ZONES[i % len(ZONES)]}
 
 
 def create_all(fn, count: int, workers: int = 16) -> None:

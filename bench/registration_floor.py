@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import operator_apply
 from _cluster import (
     NAMESPACE,
     cpu_seconds,
@@ -45,8 +46,7 @@ GROUP = ("wfclock.dev", "v1alpha1")
 # Fixed times of day (the daylight-saving policy's costlier path), none due within minutes of
 # most moments: a fire during a run would make the CronJob controller create Jobs in one
 # phase and not another (with `*/15`, the floor after the operator paid for 400 Jobs).
-CRONS = ["0 3 * * *", "30 9 * * 1-5", "45 23 * * *", "15 4 1 * *", "0 12 * * 0"]
-ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "UTC"]
+FIXED_TIMES = ["0 3 * * *", "30 9 * * 1-5", "45 23 * * *", "15 4 1 * *", "0 12 * * 0"]
 SETTINGS = Settings(database_url="postgresql://unused/bench")
 
 
@@ -67,7 +67,7 @@ def event(ns: str, i: int) -> dict:
 
 
 def trigger(i: int) -> dict:
-    return {"type": "recurring", "cron": CRONS[i % len(CRONS)], "timezone": ZONES[i % len(ZONES)]}
+    return operator_apply.trigger(i, FIXED_TIMES)
 
 
 def registered_cronjob(created: dict) -> dict:
