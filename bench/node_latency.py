@@ -121,7 +121,7 @@ def wait_registered(objects, count: int, timeout: float) -> None:
         phases = [(i.get("status") or {}).get("phase") for i in items]
         return phases.count("Scheduled") == count
 
-    wait_until(registered, timeout, "the schedules to be registered")
+    wait_until(registered, timeout, "the schedules to be registered", interval=1)
 
 
 class PodsDone:

@@ -39,6 +39,8 @@ from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.node import Node
 from wfclock_devstack.processes import wait_until
 
+DEADLINE = 3600
+
 
 class PeakConnections:
     """The most connections to the database seen at once (this poller's own not counted)."""
@@ -84,6 +86,9 @@ def main(count: int) -> None:
             histories = {}
             for i in range(count):
                 spec = schedule(f"wf-{i}", {"type": "recurring", "cron": cron, "timezone": "UTC"})
+                # The bare CronJobs have no starting deadline; wfclock's default of 300 s would
+                # turn a burst the controller needs longer for into missed fires.
+                spec["spec"]["startingDeadlineSeconds"] = DEADLINE
                 created = objects.create_namespaced_custom_object(
                     "wfclock.dev", "v1alpha1", NAMESPACE, "workflowschedules", spec
                 )
