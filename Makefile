@@ -100,6 +100,7 @@ bench: deps
 	run bench/launcher_cold_start.py 20; \
 	run bench/diffbase_build.py 20000; \
 	run bench/overlap_policy.py 3000; \
+	run bench/calendar_policy.py 2000; \
 	run bench/ledger_housekeeping.py $(BENCH_LEDGER); \
 	run bench/release_lag.py 200; \
 	run bench/api_write_costs.py $(BENCH_SCHEDULES); \

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import collections
 import contextlib
 import os
-import re
 import subprocess
 import sys
 import time
@@ -15,7 +13,7 @@ from pathlib import Path
 import psycopg
 from kubernetes import client, config
 from wfclock.db.migrate import upgrade
-from wfclock_devstack.controlplane import ControlPlane
+from wfclock_devstack.controlplane import ControlPlane, api_requests  # noqa: F401 - for the benches
 from wfclock_devstack.ports import free_port
 from wfclock_devstack.postgres import temporary_server
 from wfclock_devstack.processes import spawn, terminate
@@ -142,21 +140,3 @@ def postgres_cpu(url: str) -> float:
 def plane_cpu(plane) -> float:
     """CPU seconds used so far by etcd, kube-apiserver and kube-controller-manager together."""
     return sum(cpu_seconds(p.pid) for p in plane.processes.values())
-
-
-def api_requests(api) -> collections.Counter:
-    """The API server's own count of requests so far, by (verb, resource, subresource)."""
-    text = api.call_api(
-        "/metrics",
-        "GET",
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-        response_type="str",
-    )[0].data.decode()
-    counts: collections.Counter = collections.Counter()
-    for line in text.splitlines():
-        if line.startswith("apiserver_request_total{"):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-            key = (labels.get("verb"), labels.get("resource"), labels.get("subresource") or "")
-            counts[key] += float(line.rsplit(" ", 1)[1])
-    return counts

@@ -117,8 +117,9 @@ class FakeKube:
         self.secrets[(namespace, name)] = dict(data)
         return True
 
-    def copy_secret(self, source: str, namespace: str, name: str) -> None:
+    def copy_secret(self, source: str, namespace: str, name: str, *, force=False) -> bool:
         self._record("copy_secret", source, namespace, name)
+        return True
 
     def patch_status(self, namespace: str, name: str, status: dict) -> None:
         self._record("patch_status", namespace, name)

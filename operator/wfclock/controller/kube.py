@@ -6,8 +6,10 @@ import base64
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -34,6 +36,10 @@ class Kube:
         self._notices = ThreadPoolExecutor(1, thread_name_prefix="events")
         self._tenant_ttl = tenant_cache_seconds
         self._secrets: dict[tuple[str, str], str] = {}  # what ensure_secret last saw
+        # One look-up at a time per namespace or Secret: a burst of first registrations in a
+        # namespace (16 at once from an apply) reads and writes its Secret once, not 16 times.
+        self._keyed = defaultdict(threading.Lock)
+        self._keyed_guard = threading.Lock()
 
     # --- children ---
 
@@ -280,16 +286,23 @@ class Kube:
 
     # --- namespace, secret ---
 
+    def _one_at_a_time(self, *key: str) -> threading.Lock:
+        with self._keyed_guard:
+            return self._keyed[key]
+
     def namespace_tenant(self, namespace: str) -> str | None:
         """The namespace's wfclock.dev/tenant label (cached briefly; admission checks it too)."""
-        now = time.monotonic()
         cached = self._tenants.get(namespace)
-        if cached and now - cached[0] < self._tenant_ttl:
+        if cached and time.monotonic() - cached[0] < self._tenant_ttl:
             return cached[1]
-        labels = self.core.read_namespace(namespace).metadata.labels or {}
-        tenant = labels.get(TENANT_LABEL)
-        self._tenants[namespace] = (now, tenant)
-        return tenant
+        with self._one_at_a_time("namespace", namespace):
+            cached = self._tenants.get(namespace)  # read by the thread before this one
+            if cached and time.monotonic() - cached[0] < self._tenant_ttl:
+                return cached[1]
+            labels = self.core.read_namespace(namespace).metadata.labels or {}
+            tenant = labels.get(TENANT_LABEL)
+            self._tenants[namespace] = (time.monotonic(), tenant)
+            return tenant
 
     def ensure_secret(
         self, namespace: str, name: str, data: dict[str, str], *, force=False
@@ -297,9 +310,18 @@ class Kube:
         """Keeps a Secret of wfclock's with exactly `data` in `namespace`; True when written.
         Remembered per namespace, so a reconcile costs no call unless `force` (the resync)."""
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        return self._ensure_encoded(namespace, name, encoded, force=force)
+
+    def _ensure_encoded(self, namespace: str, name: str, encoded: dict, *, force: bool) -> bool:
         digest = hashlib.sha256(repr(sorted(encoded.items())).encode()).hexdigest()
         if not force and self._secrets.get((namespace, name)) == digest:
             return False
+        with self._one_at_a_time("secret", namespace, name):
+            if not force and self._secrets.get((namespace, name)) == digest:
+                return False  # kept by the thread before this one
+            return self._write_secret(namespace, name, encoded, digest)
+
+    def _write_secret(self, namespace: str, name: str, encoded: dict, digest: str) -> bool:
         current = self._ignore_404(self.core.read_namespaced_secret, name, namespace)
         if current is not None and (current.data or {}) == encoded:
             self._secrets[(namespace, name)] = digest
@@ -321,23 +343,15 @@ class Kube:
         self._secrets[(namespace, name)] = digest
         return True
 
-    def copy_secret(self, source: str, namespace: str, name: str) -> None:
-        """Keeps a copy of the database Secret (`source` = "namespace/name") in `namespace`."""
+    def copy_secret(self, source: str, namespace: str, name: str, *, force=False) -> bool:
+        """Keeps a copy of the database Secret (`source` = "namespace/name") in `namespace`:
+        the source is read every time (a rotation reaches the copies at the next reconcile),
+        the copy written only when it differs from what was last kept."""
         source_ns, source_name = source.split("/", 1)
         if source_ns == namespace and source_name == name:
-            return
-        data = self.core.read_namespaced_secret(source_name, source_ns).data
-        body = {
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "wfclock"}},
-            "type": "Opaque",
-            "data": data,
-        }
-        try:
-            self.core.create_namespaced_secret(namespace, body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            self.core.patch_namespaced_secret(name, namespace, {"data": data})
+            return False
+        data = self.core.read_namespaced_secret(source_name, source_ns).data or {}
+        return self._ensure_encoded(namespace, name, data, force=force)
 
     # --- the WorkflowSchedule itself ---
 

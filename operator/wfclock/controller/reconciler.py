@@ -136,7 +136,10 @@ def keep_launcher_secret(ctx: Context, namespace: str, tenant: str, *, force=Fal
         ctx.kube.ensure_secret(namespace, settings.database_credentials_name, data, force=force)
     elif settings.database_credentials_source:
         ctx.kube.copy_secret(
-            settings.database_credentials_source, namespace, settings.database_credentials_name
+            settings.database_credentials_source,
+            namespace,
+            settings.database_credentials_name,
+            force=force,
         )
 
 
