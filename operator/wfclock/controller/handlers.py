@@ -36,7 +36,7 @@ from wfclock.controller import (
     retention,
 )
 from wfclock.controller.context import Context
-from wfclock.controller.kube import Kube
+from wfclock.controller.kube import Kube, TimedApiClient
 from wfclock.controller.periodic import Periodic
 from wfclock.controller.releases import ReleaseQueue
 from wfclock.controller.resume import ResumeIndex
@@ -86,7 +86,7 @@ def _api_client() -> client.ApiClient:
             config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
         )
     configuration.connection_pool_maxsize = WORKERS
-    return client.ApiClient(configuration)
+    return TimedApiClient(configuration)
 
 
 class SlimStatusDiffBase(kopf.StatusDiffBaseStorage):

@@ -27,15 +27,31 @@ log = logging.getLogger("wfclock.operator")
 FIRE_JOB_SELECTOR = f"app.kubernetes.io/managed-by=wfclock,{REGISTRATION_LABEL}=recurring-fire"
 
 
+class TimedApiClient(client.ApiClient):
+    """An API client whose requests give up after `timeout` (connect, read) seconds unless a
+    call sets its own: a half-open connection fails the call (a temporary error, retried)
+    instead of holding a worker, and the look-up others wait for, forever."""
+
+    def __init__(self, configuration=None, timeout: tuple[float, float] = (10, 60)):
+        super().__init__(configuration)
+        self.timeout = timeout
+
+    def request(self, method, url, *args, _request_timeout=None, **kwargs):
+        timeout = _request_timeout or self.timeout
+        return super().request(method, url, *args, _request_timeout=timeout, **kwargs)
+
+
 class Kube:
-    def __init__(self, api: client.ApiClient, tenant_cache_seconds: float = 10):
+    def __init__(self, api: client.ApiClient, cache_seconds: float = 10):
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.objects = client.CustomObjectsApi(api)
         self._tenants: dict[str, tuple[float, str | None]] = {}
         self._notices = ThreadPoolExecutor(1, thread_name_prefix="events")
-        self._tenant_ttl = tenant_cache_seconds
-        self._secrets: dict[tuple[str, str], str] = {}  # what ensure_secret last saw
+        self._ttl = cache_seconds
+        # What ensure_secret last saw, and when: trusted as long as a tenant label, so a Secret
+        # deleted by hand, or gone with its namespace, is noticed within that time too.
+        self._secrets: dict[tuple[str, str], tuple[float, str]] = {}
         # One look-up at a time per namespace or Secret: a burst of first registrations in a
         # namespace (16 at once from an apply) reads and writes its Secret once, not 16 times.
         self._keyed = defaultdict(threading.Lock)
@@ -293,11 +309,11 @@ class Kube:
     def namespace_tenant(self, namespace: str) -> str | None:
         """The namespace's wfclock.dev/tenant label (cached briefly; admission checks it too)."""
         cached = self._tenants.get(namespace)
-        if cached and time.monotonic() - cached[0] < self._tenant_ttl:
+        if cached and time.monotonic() - cached[0] < self._ttl:
             return cached[1]
         with self._one_at_a_time("namespace", namespace):
             cached = self._tenants.get(namespace)  # read by the thread before this one
-            if cached and time.monotonic() - cached[0] < self._tenant_ttl:
+            if cached and time.monotonic() - cached[0] < self._ttl:
                 return cached[1]
             labels = self.core.read_namespace(namespace).metadata.labels or {}
             tenant = labels.get(TENANT_LABEL)
@@ -308,23 +324,28 @@ class Kube:
         self, namespace: str, name: str, data: dict[str, str], *, force=False
     ) -> bool:
         """Keeps a Secret of wfclock's with exactly `data` in `namespace`; True when written.
-        Remembered per namespace, so a reconcile costs no call unless `force` (the resync)."""
+        What it saw is trusted for the cache's seconds, so the reconciles of a burst cost no call
+        unless `force` (the resync, a launcher pod that cannot read it)."""
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
         return self._ensure_encoded(namespace, name, encoded, force=force)
 
     def _ensure_encoded(self, namespace: str, name: str, encoded: dict, *, force: bool) -> bool:
         digest = hashlib.sha256(repr(sorted(encoded.items())).encode()).hexdigest()
-        if not force and self._secrets.get((namespace, name)) == digest:
+        if not force and self._kept(namespace, name, digest):
             return False
         with self._one_at_a_time("secret", namespace, name):
-            if not force and self._secrets.get((namespace, name)) == digest:
+            if not force and self._kept(namespace, name, digest):
                 return False  # kept by the thread before this one
             return self._write_secret(namespace, name, encoded, digest)
+
+    def _kept(self, namespace: str, name: str, digest: str) -> bool:
+        seen = self._secrets.get((namespace, name))
+        return seen is not None and seen[1] == digest and time.monotonic() - seen[0] < self._ttl
 
     def _write_secret(self, namespace: str, name: str, encoded: dict, digest: str) -> bool:
         current = self._ignore_404(self.core.read_namespaced_secret, name, namespace)
         if current is not None and (current.data or {}) == encoded:
-            self._secrets[(namespace, name)] = digest
+            self._secrets[(namespace, name)] = (time.monotonic(), digest)
             return False
         body = {
             "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "wfclock"}},
@@ -340,7 +361,7 @@ class Kube:
                 self._write(self.core.patch_namespaced_secret, name, namespace, {"data": encoded})
         else:
             self._write(self.core.patch_namespaced_secret, name, namespace, {"data": encoded})
-        self._secrets[(namespace, name)] = digest
+        self._secrets[(namespace, name)] = (time.monotonic(), digest)
         return True
 
     def copy_secret(self, source: str, namespace: str, name: str, *, force=False) -> bool:
