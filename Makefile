@@ -85,7 +85,7 @@ demo: up
 faults: deps
 	$(PY) -m pytest -m faults -s tests/cluster $(PYTEST_ARGS)
 
-# Every benchmark, sized for this 2-core machine (about 25 minutes); each size is settable, e.g.
+# Every benchmark, sized for this 2-core machine (about 45 minutes); each size is settable, e.g.
 # `make bench BENCH_SCHEDULES=1000 BENCH_RESTART=10000`. The node's benchmarks need `make node`.
 BENCH_SCHEDULES ?= 1000
 BENCH_RESTART ?= 2000
