@@ -77,6 +77,14 @@ def plane():
     started.remove()
 
 
+def tenant_namespace(api: client.ApiClient, name: str, tenant: str = "acme"):
+    """A namespace of `tenant`, for a fixture to `yield from`: deleted after the test."""
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name, "labels": {"wfclock.dev/tenant": tenant}}})
+    yield name
+    core.delete_namespace(name)
+
+
 @pytest.fixture(scope="session")
 def api(control_plane) -> client.ApiClient:
     return config.new_client_from_config(config_file=str(control_plane.kubeconfig))

@@ -18,6 +18,8 @@ import urllib3
 from kubernetes import client, config
 from wfclock.controller.kube import Kube, TimedApiClient
 
+from .conftest import tenant_namespace
+
 WORKERS = 16
 _names = iter(range(1000))
 
@@ -55,11 +57,7 @@ def counted(plane):
 
 @pytest.fixture
 def namespace(admin):
-    name = f"burst-{next(_names)}"
-    core = client.CoreV1Api(admin)
-    core.create_namespace({"metadata": {"name": name, "labels": {"wfclock.dev/tenant": "acme"}}})
-    yield name
-    core.delete_namespace(name)
+    yield from tenant_namespace(admin, f"burst-{next(_names)}")
 
 
 def at_once(call) -> list:

@@ -20,6 +20,7 @@ from wfclock.settings import Settings
 from wfclock_devstack.postgres import temporary_server
 
 from ..conftest import make_state, migrated_database, serve_migrated
+from .conftest import tenant_namespace
 
 _names = iter(range(1000))
 
@@ -44,11 +45,7 @@ def admin(plane):
 
 @pytest.fixture
 def namespace(admin):
-    name = f"sweep-{next(_names)}"
-    core = client.CoreV1Api(admin)
-    core.create_namespace({"metadata": {"name": name, "labels": {"wfclock.dev/tenant": "acme"}}})
-    yield name
-    core.delete_namespace(name)
+    yield from tenant_namespace(admin, f"sweep-{next(_names)}")
 
 
 def every_minute(engine, namespace: str, name: str, minutes_back: int, **overrides) -> dict:
