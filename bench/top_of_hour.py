@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from _cluster import NAMESPACE, api_requests, operator, schedule
+from _cluster import BURST_DEADLINE, NAMESPACE, api_requests, operator, schedule
 from kubernetes import client
 from node_latency import (
     JOB_LABEL,
@@ -38,8 +38,6 @@ from wfclock_devstack.accounting import Change, account
 from wfclock_devstack.controlplane import ControlPlane
 from wfclock_devstack.node import Node
 from wfclock_devstack.processes import wait_until
-
-DEADLINE = 3600
 
 
 class PeakConnections:
@@ -85,10 +83,8 @@ def main(count: int) -> None:
             cron = f"{minute.minute} {minute.hour} * * *"
             histories = {}
             for i in range(count):
-                spec = schedule(f"wf-{i}", {"type": "recurring", "cron": cron, "timezone": "UTC"})
-                # The bare CronJobs have no starting deadline; wfclock's default of 300 s would
-                # turn a burst the controller needs longer for into missed fires.
-                spec["spec"]["startingDeadlineSeconds"] = DEADLINE
+                trigger = {"type": "recurring", "cron": cron, "timezone": "UTC"}
+                spec = schedule(f"wf-{i}", trigger, **BURST_DEADLINE)
                 created = objects.create_namespaced_custom_object(
                     "wfclock.dev", "v1alpha1", NAMESPACE, "workflowschedules", spec
                 )

@@ -11,9 +11,7 @@ admission puts on every new Node.
 from __future__ import annotations
 
 import base64
-import collections
 import json
-import re
 import shutil
 import socket
 import ssl
@@ -337,21 +335,3 @@ class ControlPlane:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def api_requests(api) -> collections.Counter:
-    """The API server's own count of requests so far, by (verb, resource, subresource)."""
-    text = api.call_api(
-        "/metrics",
-        "GET",
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-        response_type="str",
-    )[0].data.decode()
-    counts: collections.Counter = collections.Counter()
-    for line in text.splitlines():
-        if line.startswith("apiserver_request_total{"):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-            key = (labels.get("verb"), labels.get("resource"), labels.get("subresource") or "")
-            counts[key] += float(line.rsplit(" ", 1)[1])
-    return counts
