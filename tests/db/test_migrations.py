@@ -90,6 +90,22 @@ def test_downgrade_to_base_then_upgrade_again(empty_url):
     assert set(CONTRACT_COLUMNS) <= set(_tables(empty_url))
 
 
+def test_the_fire_payloads_helpers_are_inlined_into_the_plans_that_call_them(database_url):
+    """Migration 0011: declared IMMUTABLE over STABLE built-ins, they were planned again on every
+    fire; as STABLE, Postgres inlines them, so no call of theirs is left in a plan."""
+    with psycopg.connect(database_url) as conn:
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN VERBOSE SELECT wfclock_utc_iso(now()), wfclock_clock_payload("
+                "'recurring', gen_random_uuid(), 'UTC', gen_random_uuid(), 1, '0 * * * *', "
+                "'2026-11-27T10:00:00Z', '2026-11-27T10:00:01Z')"
+            )
+        )
+    assert "to_char" in plan and "jsonb_build_object" in plan
+    assert "wfclock_utc_iso" not in plan and "wfclock_clock_payload" not in plan
+
+
 def test_fire_key_is_unique_in_runs_and_ledger(database_url):
     with psycopg.connect(database_url) as conn:
         unique = conn.execute(

@@ -101,6 +101,57 @@ def test_max_fires_counts_launched_fires_and_refuses_the_next(conn, engine, add_
     assert store.clock_launches(engine, state.schedule_id) == 2
 
 
+def _policy_refusal_calls(conn, state, at) -> int:
+    """How many times one fire of `state` at `at` called `wfclock_policy_refusal`, as counted
+    by Postgres in the fire's own transaction."""
+    conn.execute("SET track_functions = 'pl'")
+    conn.commit()
+    with conn.transaction():
+        fire(conn, state, at)
+        (calls,) = conn.execute(
+            "SELECT pg_stat_get_xact_function_calls("
+            "'wfclock_policy_refusal(uuid, timestamptz)'::regprocedure)"
+        ).fetchone()
+    return calls or 0
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [
+        {"active_from": AT - timedelta(days=1)},
+        {"active_until": AT + timedelta(days=1)},
+        {"max_fires": 5},
+        {"calendars": ["company"]},
+    ],
+    ids=lambda bound: next(iter(bound)),
+)
+def test_only_a_schedule_with_a_bound_or_a_calendar_is_asked_for_a_policy_refusal(
+    conn, engine, add_schedule, bound
+):
+    """Migration 0011: a schedule none of whose policies can refuse a fire is not asked (the
+    call reads the schedule again and sets its own search path); each bound alone still is."""
+    store.write_calendar(engine, "acme", "company", CALENDAR)
+    plain = add_schedule(make_state())
+    bounded = add_schedule(make_state(**bound))
+    tomorrow = AT + timedelta(days=1)
+    assert _policy_refusal_calls(conn, plain, tomorrow) == 0
+    assert _policy_refusal_calls(conn, bounded, tomorrow) == 1
+    assert runs(conn, plain) == 1 and runs(conn, bounded) == 1
+
+
+@pytest.mark.parametrize(
+    ("bound", "reason"),
+    [
+        ({"active_from": AT + timedelta(hours=1)}, "before-active-from"),
+        ({"active_until": AT - timedelta(hours=1)}, "after-active-until"),
+    ],
+)
+def test_each_end_of_the_active_window_refuses_on_its_own(conn, add_schedule, bound, reason):
+    state = add_schedule(make_state(**bound))
+    assert fire(conn, state).reason == reason
+    assert runs(conn, state) == 0
+
+
 def _deliver_at_once(database_url, state, start, hours):
     with psycopg.connect(database_url, autocommit=True) as conn:
         start.wait()

@@ -29,6 +29,9 @@ Revises: 0008
 
 from alembic import op
 
+from wfclock.db.migrations.functions import patch_function as _patch
+from wfclock.db.migrations.functions import raw_connection as _raw
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -61,22 +64,6 @@ BEGIN
 END
 $fn$
 """
-
-
-def _raw():
-    """The driver's own connection (same transaction): the statements hold ':' and '%', which
-    neither SQLAlchemy's text() nor a parameterised execute may read as placeholders."""
-    return op.get_bind().connection.driver_connection
-
-
-def _patch(signature: str, old: str, new: str, count: int = 1) -> None:
-    raw = _raw()
-    (definition,) = raw.execute(
-        f"SELECT pg_get_functiondef('{signature}'::regprocedure)"
-    ).fetchone()
-    if definition.count(old) != count:
-        raise RuntimeError(f"{signature} does not hold {old.strip()!r} {count} time(s)")
-    raw.execute(definition.replace(old, new))
 
 
 def upgrade() -> None:

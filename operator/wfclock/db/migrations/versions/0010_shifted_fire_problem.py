@@ -14,7 +14,7 @@ Revision ID: 0010
 Revises: 0009
 """
 
-from alembic import op
+from wfclock.db.migrations.functions import patch_function
 
 revision = "0010"
 down_revision = "0009"
@@ -29,21 +29,9 @@ _OLD = "AND p_source NOT IN ('recovery', 'catch-up', 'backfill')"
 _NEW = "AND p_source NOT IN ('recovery', 'catch-up', 'backfill', 'dst-shift')"
 
 
-def _patch(old: str, new: str) -> None:
-    # The driver's own connection (same transaction): the function's text holds ':' and '%',
-    # which neither SQLAlchemy's text() nor a parameterised execute may read as placeholders.
-    raw = op.get_bind().connection.driver_connection
-    (definition,) = raw.execute(
-        f"SELECT pg_get_functiondef('{SIGNATURE}'::regprocedure)"
-    ).fetchone()
-    if definition.count(old) != 1:
-        raise RuntimeError(f"{SIGNATURE} does not hold {old!r} once")
-    raw.execute(definition.replace(old, new))
-
-
 def upgrade() -> None:
-    _patch(_OLD, _NEW)
+    patch_function(SIGNATURE, _OLD, _NEW)
 
 
 def downgrade() -> None:
-    _patch(_NEW, _OLD)
+    patch_function(SIGNATURE, _NEW, _OLD)
