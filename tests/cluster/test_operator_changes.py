@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from wfclock.controller import drift
 from wfclock.db.store import engine_for, get_schedule, list_fires, list_runs
 from wfclock_devstack.processes import wait_until
 
@@ -320,6 +321,41 @@ def test_a_cronjob_deleted_or_suspended_by_hand_is_put_back(start_operator, clus
         30,
         "the hand-suspended CronJob to be resumed",
     )
+
+
+def test_the_cronjob_controllers_status_updates_are_not_judged_for_drift(
+    start_operator, cluster, monkeypatch
+):
+    """Every fire updates its CronJob's status twice (the Job started, the Job done). Drift is
+    judged by the spec: those updates are not looked at (no handler thread, no database read),
+    while a hand edit still is, and is put back."""
+    judged = []
+    judge = drift.cronjob_changed
+
+    def counted(ctx, body, deleted):
+        judged.append(body["metadata"]["generation"])
+        judge(ctx, body, deleted)
+
+    monkeypatch.setattr(drift, "cronjob_changed", counted)
+    start_operator()
+    cluster.apply("hourly", {"type": "recurring", "cron": "0 * * * *", "timezone": "UTC"})
+    cluster.wait_status("hourly", lambda s: s.get("phase") == "Scheduled")
+    (cronjob,) = cluster.cronjobs()
+    name, generation = cronjob.metadata.name, cronjob.metadata.generation
+    for minutes in range(5):  # what the CronJob controller writes as fires come and go
+        at = (last_full_hour() - timedelta(hours=minutes)).isoformat()
+        cluster.batch.patch_namespaced_cron_job_status(
+            name, cluster.namespace, {"status": {"lastScheduleTime": at}}
+        )
+    cluster.batch.patch_namespaced_cron_job(name, cluster.namespace, {"spec": {"suspend": True}})
+    wait_until(
+        lambda: (
+            cluster.batch.read_namespaced_cron_job(name, cluster.namespace).spec.suspend is False
+        ),
+        30,
+        "the hand-suspended CronJob to be resumed",
+    )
+    assert judged and all(g > generation for g in judged), judged
 
 
 def test_a_pending_one_time_job_deleted_by_hand_comes_back_and_fires_once(

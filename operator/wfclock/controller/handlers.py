@@ -201,6 +201,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         Periodic("free memory", freememory.trim, freememory.TRIM_INTERVAL_SECONDS).start(),
     ]
     memo.finished_jobs = set()
+    memo.cronjob_generations = {}  # CronJob uid: the generation its last event was judged at
     memo.pruner = housekeeping.LedgerPruner(ctx.engine, wf.ledger_retention_days).start()
     metrics.register_ledger(ctx.engine, per_schedule=wf.schedule_metrics)
     if wf.metrics_port and not _metrics_started.is_set():
@@ -348,7 +349,17 @@ def _finished(job_status: dict) -> bool:
     )
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={SCHEDULE_UID_LABEL: kopf.PRESENT})
+def _may_report(body, type, memo: kopf.Memo, **_) -> bool:  # noqa: A002 - kopf's name
+    """Whether a fire's Job event has anything to report: the Job is gone, or it has finished
+    and is not reported yet. Decided on the event loop, so the other events of a Job (created,
+    its pod started) take no handler thread."""
+    if type == "DELETED":
+        return True
+    reported = getattr(memo, "finished_jobs", ())
+    return _finished(body.get("status") or {}) and body["metadata"]["uid"] not in reported
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={SCHEDULE_UID_LABEL: kopf.PRESENT}, when=_may_report)
 def fire_finished(body, type, memo: kopf.Memo, logger, **_) -> None:  # noqa: A002 - kopf's name
     """When a fire's Job finishes, report the fire and refresh the schedule's status (once per
     Job: the set of reported Jobs forgets each one when it is deleted)."""
@@ -369,9 +380,28 @@ def fire_finished(body, type, memo: kopf.Memo, logger, **_) -> None:  # noqa: A0
         logger.warning("could not report finished Job %s: %s", body["metadata"]["name"], exc)
 
 
-@kopf.on.event("batch", "v1", "cronjobs", labels={REGISTRATION_LABEL: "recurring"})
+def _spec_may_have_changed(body, type, memo: kopf.Memo, **_) -> bool:  # noqa: A002 - kopf's name
+    """Whether a CronJob event may show drift: the CronJob is gone, or its spec changed since
+    this process last looked (its generation moved). The CronJob controller's status updates,
+    two for every fire, leave the generation as it is: they take no handler thread and no
+    database read (drift is judged by the spec alone; the resync compares everything)."""
+    if type == "DELETED":
+        return True
+    seen = getattr(memo, "cronjob_generations", {})
+    metadata = body["metadata"]
+    return seen.get(metadata["uid"]) != metadata.get("generation")
+
+
+@kopf.on.event(
+    "batch", "v1", "cronjobs", labels={REGISTRATION_LABEL: "recurring"}, when=_spec_may_have_changed
+)
 def cronjob_changed(body, type, memo: kopf.Memo, logger, **_) -> None:  # noqa: A002 - kopf's name
     """A CronJob deleted, suspended or edited by hand is put back at once."""
+    metadata = body["metadata"]
+    if type == "DELETED":
+        memo.cronjob_generations.pop(metadata["uid"], None)
+    else:
+        memo.cronjob_generations[metadata["uid"]] = metadata.get("generation")
     if type in (None, "ADDED"):  # the initial listing: the resync compares those
         return
     _guarded(logger, drift.cronjob_changed, memo.ctx, dict(body), type == "DELETED")
