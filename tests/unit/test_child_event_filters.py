@@ -19,8 +19,11 @@ def test_a_cronjobs_status_update_is_not_judged_but_a_spec_change_and_a_delete_a
     assert not _spec_may_have_changed(cronjob(3), "MODIFIED", memo)  # status only
     assert _spec_may_have_changed(cronjob(4), "MODIFIED", memo)  # spec edited
     assert _spec_may_have_changed(cronjob(3), "DELETED", memo)
-    assert _spec_may_have_changed(cronjob(1, uid="u2"), "MODIFIED", memo)  # never seen
-    assert _spec_may_have_changed(cronjob(3), None, SimpleNamespace())  # before startup's memo
+    assert _spec_may_have_changed(cronjob(1, uid="u2"), "MODIFIED", memo)  # never judged
+    assert _spec_may_have_changed(cronjob(1, uid="u2"), "MODIFIED", SimpleNamespace())
+    # The first listing and a creation: the resync compares those.
+    assert not _spec_may_have_changed(cronjob(1, uid="u2"), None, memo)
+    assert not _spec_may_have_changed(cronjob(1, uid="u2"), "ADDED", memo)
 
 
 def test_only_a_finished_job_not_yet_reported_or_a_deleted_one_is_reported():

@@ -384,9 +384,12 @@ def _spec_may_have_changed(body, type, memo: kopf.Memo, **_) -> bool:  # noqa: A
     """Whether a CronJob event may show drift: the CronJob is gone, or its spec changed since
     this process last looked (its generation moved). The CronJob controller's status updates,
     two for every fire, leave the generation as it is: they take no handler thread and no
-    database read (drift is judged by the spec alone; the resync compares everything)."""
+    database read (drift is judged by the spec alone; the resync compares everything). Nor do
+    the first listing and a CronJob's creation: the resync compares those."""
     if type == "DELETED":
         return True
+    if type in (None, "ADDED"):
+        return False
     seen = getattr(memo, "cronjob_generations", {})
     metadata = body["metadata"]
     return seen.get(metadata["uid"]) != metadata.get("generation")
@@ -402,8 +405,6 @@ def cronjob_changed(body, type, memo: kopf.Memo, logger, **_) -> None:  # noqa: 
         memo.cronjob_generations.pop(metadata["uid"], None)
     else:
         memo.cronjob_generations[metadata["uid"]] = metadata.get("generation")
-    if type in (None, "ADDED"):  # the initial listing: the resync compares those
-        return
     _guarded(logger, drift.cronjob_changed, memo.ctx, dict(body), type == "DELETED")
 
 
