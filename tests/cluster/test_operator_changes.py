@@ -367,7 +367,7 @@ def test_the_cronjob_controllers_status_updates_are_not_judged_for_drift(
         cluster.batch.patch_namespaced_cron_job_status(
             name, cluster.namespace, {"status": {"lastScheduleTime": at}}
         )
-        time.sleep(0.5)  # one event each, not one batch of kopf's
+        time.sleep(0.5)  # each its own event, not merged with the next in kopf's queue
     suspend_by_hand_and_wait_for_the_restore()
     assert judged and all(g > generation for g in judged), (generation, judged)
 

@@ -106,6 +106,25 @@ def test_the_fire_payloads_helpers_are_inlined_into_the_plans_that_call_them(dat
     assert "wfclock_utc_iso" not in plan and "wfclock_clock_payload" not in plan
 
 
+def test_0011_downgrades_to_0010s_functions_exactly(empty_url):
+    functions = (
+        "SELECT p.oid::regprocedure::text, p.provolatile, pg_get_functiondef(p.oid) FROM pg_proc p "
+        "WHERE p.proname IN ('wfclock_fire', 'wfclock_utc_iso', 'wfclock_clock_payload') ORDER BY 1"
+    )
+
+    def read() -> list:
+        with psycopg.connect(empty_url) as conn:
+            return conn.execute(functions).fetchall()
+
+    upgrade(empty_url, "0010")
+    before = read()
+    upgrade(empty_url)
+    assert read() != before
+    downgrade(empty_url, "0010")
+    assert read() == before
+    engine_for(empty_url).dispose()
+
+
 def test_fire_key_is_unique_in_runs_and_ledger(database_url):
     with psycopg.connect(database_url) as conn:
         unique = conn.execute(

@@ -442,3 +442,16 @@ def test_a_resume_in_the_second_of_a_fire_leaves_that_fire_in_the_paused_window(
     # The next fire belongs to the resumed schedule.
     ctx.clock = lambda: NOW + timedelta(hours=1, seconds=2)
     assert fire_now(ctx, uid, NOW + timedelta(hours=1), cron="0 * * * *").outcome == "launched"
+
+
+def test_the_resync_forgets_the_judged_generation_of_a_cronjob_that_is_gone(ctx):
+    """A CronJob deleted while the watch was away (or whose label was taken off) sends no
+    DELETED event: the resync drops what the CronJob events' filter remembered of it."""
+    uid = str(uuid.uuid4())
+    ctx.kube.schedules[("acme", "nightly")] = body_of(uid, HOURLY)
+    apply(ctx, uid, HOURLY)
+    ((_, cronjob),) = ctx.kube.cronjobs.items()
+    cronjob["metadata"]["uid"] = "live"
+    ctx.judged_cronjobs.update({"live": 1, "gone": 4})
+    drift.resync(ctx)
+    assert ctx.judged_cronjobs == {"live": 1}

@@ -4,7 +4,7 @@ one-time release queue and the clock (injectable, as in kubebuilder's CronJob co
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -34,6 +34,9 @@ class Context:
     shifted: ReleaseQueue | None = None
     # Completed one-time schedules that opted in, each at its deletion time (`retention`).
     deletions: ReleaseQueue | None = None
+    # CronJob uid: the generation whose spec was last judged for drift, without error (the
+    # CronJob events' filter in `handlers`); trimmed by the resync to the CronJobs that exist.
+    judged_cronjobs: dict[str, int | None] = field(default_factory=dict)
 
     def now(self) -> datetime:
         return self.clock()

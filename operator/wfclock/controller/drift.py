@@ -93,6 +93,9 @@ def resync(ctx: Context) -> int:
     their number. Returns how many were restored or removed."""
     rows = store.registered_schedules(ctx.engine, ctx.settings.namespaces)
     cronjobs, jobs = ctx.kube.list_children(ctx.settings.namespaces)
+    listed = {c["metadata"].get("uid") for c in cronjobs.values()}
+    for uid in [uid for uid in list(ctx.judged_cronjobs) if uid not in listed]:
+        ctx.judged_cronjobs.pop(uid, None)  # deleted unseen (a watch gap, a label removed)
     pending = [r for r in rows if r["trigger_type"] == "schedule" and r["status"] != "disabled"]
     keys = [fire_key_for(r["schedule_id"], r["run_at"]) for r in pending]
     fired = store.recorded_keys(ctx.engine, keys)

@@ -201,7 +201,6 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         Periodic("free memory", freememory.trim, freememory.TRIM_INTERVAL_SECONDS).start(),
     ]
     memo.finished_jobs = set()
-    memo.cronjob_generations = {}  # CronJob uid: the generation its last event was judged at
     memo.pruner = housekeeping.LedgerPruner(ctx.engine, wf.ledger_retention_days).start()
     metrics.register_ledger(ctx.engine, per_schedule=wf.schedule_metrics)
     if wf.metrics_port and not _metrics_started.is_set():
@@ -390,9 +389,9 @@ def _spec_may_have_changed(body, type, memo: kopf.Memo, **_) -> bool:  # noqa: A
         return True
     if type in (None, "ADDED"):
         return False
-    seen = getattr(memo, "cronjob_generations", {})
+    judged = getattr(getattr(memo, "ctx", None), "judged_cronjobs", {})
     metadata = body["metadata"]
-    return seen.get(metadata["uid"]) != metadata.get("generation")
+    return judged.get(metadata["uid"]) != metadata.get("generation")
 
 
 @kopf.on.event(
@@ -400,17 +399,19 @@ def _spec_may_have_changed(body, type, memo: kopf.Memo, **_) -> bool:  # noqa: A
 )
 def cronjob_changed(body, type, memo: kopf.Memo, logger, **_) -> None:  # noqa: A002 - kopf's name
     """A CronJob deleted, suspended or edited by hand is put back at once."""
-    metadata = body["metadata"]
-    if type == "DELETED":
-        memo.cronjob_generations.pop(metadata["uid"], None)
-    else:
-        memo.cronjob_generations[metadata["uid"]] = metadata.get("generation")
-    _guarded(logger, drift.cronjob_changed, memo.ctx, dict(body), type == "DELETED")
+    metadata, judged = body["metadata"], memo.ctx.judged_cronjobs
+    judged.pop(metadata["uid"], None)  # until judged without error, every event is judged
+    deleted = type == "DELETED"
+    if _guarded(logger, drift.cronjob_changed, memo.ctx, dict(body), deleted) and not deleted:
+        judged[metadata["uid"]] = metadata.get("generation")
 
 
-def _guarded(logger, check, *args) -> None:
-    """A child's watch event is not retried by kopf; a failed check waits for the resync."""
+def _guarded(logger, check, *args) -> bool:
+    """A child's watch event is not retried by kopf; a failed check waits for the resync (or
+    the child's next event). Whether the check ran without error."""
     try:
         check(*args)
     except TEMPORARY_ERRORS as exc:
         logger.warning("%s failed, the resync will look again: %s", check.__name__, exc)
+        return False
+    return True

@@ -12,7 +12,9 @@ read from `auto_explain` of one fire:
 - 0007 made every fire call `wfclock_policy_refusal`, a function with its own `search_path`
   (set and reset around each call) that reads the schedule row again. It can refuse only a
   schedule with `active_from`, `active_until`, `max_fires` or calendars; `wfclock_fire` now
-  calls it only for one of those, from the row it has already read under the lock.
+  calls it only for one of those, from the row it has already read under the lock. A policy
+  added to `wfclock_policy_refusal` later must add its column to that condition (the test
+  `test_only_a_schedule_with_a_bound_or_a_calendar_is_asked_for_a_policy_refusal` lists them).
 
 `wfclock_fire` is changed as the database holds it (read back with `pg_get_functiondef`), by
 replacing exactly the text named here; the downgrade puts everything back.
