@@ -158,3 +158,40 @@ def test_a_call_to_an_api_server_that_never_answers_fails_instead_of_holding_the
             caller.join(30)
         assert [caller.is_alive() for caller in callers] == [False, False]
         assert [type(e).__name__ for e in errors] == ["ReadTimeoutError"] * 2
+
+
+def test_the_resyncs_children_are_read_in_pages_and_kept_slim(
+    admin, counted, namespace, monkeypatch
+):
+    """A resync over many schedules holds one page of whole objects at a time: every CronJob is
+    found across pages, and what is kept of each is what drift and staleness are judged by."""
+    monkeypatch.setattr("wfclock.controller.kube.LIST_PAGE", 2)
+    batch = client.BatchV1Api(admin)
+    template = {
+        "spec": {
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "x", "image": "x"}]}
+            }
+        }
+    }
+    for i in range(5):
+        batch.create_namespaced_cron_job(
+            namespace,
+            {
+                "metadata": {
+                    "name": f"c-{i}",
+                    "labels": {"app.kubernetes.io/managed-by": "wfclock", "n": str(i)},
+                },
+                "spec": {"schedule": "0 * * * *", "timeZone": "UTC", "jobTemplate": template},
+            },
+        )
+    kube = Kube(counted)
+    counted.take()
+    cronjobs, jobs = kube.list_children([namespace])
+    lists = counted.take()
+    assert sorted(name for _, name in cronjobs) == [f"c-{i}" for i in range(5)] and jobs == {}
+    assert lists[f"GET /apis/batch/v1/namespaces/{namespace}/cronjobs"] == 3  # 2 + 2 + 1
+    kept = cronjobs[(namespace, "c-3")]
+    assert kept["spec"] == {"suspend": False, "schedule": "0 * * * *", "timeZone": "UTC"}
+    assert set(kept["metadata"]) == {"name", "namespace", "uid", "labels", "creationTimestamp"}
+    assert kept["metadata"]["labels"]["n"] == "3"

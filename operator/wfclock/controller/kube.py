@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -25,6 +26,24 @@ log = logging.getLogger("wfclock.operator")
 
 # The Jobs the CronJob controller makes from wfclock's CronJobs (their jobTemplate's labels).
 FIRE_JOB_SELECTOR = f"app.kubernetes.io/managed-by=wfclock,{REGISTRATION_LABEL}=recurring-fire"
+
+
+# Objects a list request returns at most (kopf lists its watched resources 500 at a time too).
+LIST_PAGE = 500
+
+
+def _slim_child(body: dict) -> dict:
+    """What the resync judges a child by: its identity, labels and age, and the spec fields of
+    drift (`wfclock.core.drift`); the rest of the object is dropped as each page is read."""
+    meta, spec = body["metadata"], body.get("spec") or {}
+    return {
+        "metadata": {
+            key: meta[key]
+            for key in ("name", "namespace", "uid", "labels", "creationTimestamp")
+            if key in meta
+        },
+        "spec": {key: spec[key] for key in ("suspend", "schedule", "timeZone") if key in spec},
+    }
 
 
 class TimedApiClient(client.ApiClient):
@@ -66,82 +85,81 @@ class Kube:
         return cronjobs, jobs
 
     def list_children(self, namespaces: list[str]) -> tuple[dict, dict]:
-        """Every CronJob and Job wfclock made, as plain dicts by (namespace, name), in the given
-        namespaces (empty: all)."""
+        """Every CronJob and Job wfclock made, by (namespace, name), in the given namespaces
+        (empty: all), read in pages and each kept slim (`_slim_child`): what drift and staleness
+        are judged by, not the whole object, so a resync over 20,000 schedules and their fire
+        Jobs holds one page of whole objects at a time."""
         selector = "app.kubernetes.io/managed-by=wfclock"
-        if namespaces:
-            cronjobs = [
-                item
-                for ns in namespaces
-                for item in self._items(self.batch.list_namespaced_cron_job, ns, selector)
-            ]
-            jobs = [
-                item
-                for ns in namespaces
-                for item in self._items(self.batch.list_namespaced_job, ns, selector)
-            ]
-        else:
-            cronjobs = self._items(self.batch.list_cron_job_for_all_namespaces, None, selector)
-            jobs = self._items(self.batch.list_job_for_all_namespaces, None, selector)
 
-        def by_name(items):
-            return {(i["metadata"]["namespace"], i["metadata"]["name"]): i for i in items}
+        def by_name(namespaced, everywhere):
+            return {
+                (item["metadata"]["namespace"], item["metadata"]["name"]): _slim_child(item)
+                for item in self._paged(namespaced, everywhere, namespaces, selector)
+            }
 
-        return by_name(cronjobs), by_name(jobs)
+        return (
+            by_name(
+                self.batch.list_namespaced_cron_job, self.batch.list_cron_job_for_all_namespaces
+            ),
+            by_name(self.batch.list_namespaced_job, self.batch.list_job_for_all_namespaces),
+        )
 
-    def child_digests(self, namespaces: list[str], page: int = 500) -> dict:
+    def child_digests(self, namespaces: list[str]) -> dict:
         """{(kind, namespace, name): registration digest} of every CronJob and one-time Job
         wfclock made, in the given namespaces (empty: all), read in pages; only names and one
         annotation are kept, whatever the number of children. The Jobs the CronJobs made are
         left out: no resume asks for them, and they are up to four a recurring schedule."""
         selector = "app.kubernetes.io/managed-by=wfclock," + REGISTRATION_LABEL
         found: dict[tuple[str, str, str], str] = {}
-        calls = (
-            [
-                ("CronJob", "recurring", self.batch.list_namespaced_cron_job),
-                ("Job", "one-time", self.batch.list_namespaced_job),
-            ]
-            if namespaces
-            else [
-                ("CronJob", "recurring", self.batch.list_cron_job_for_all_namespaces),
-                ("Job", "one-time", self.batch.list_job_for_all_namespaces),
-            ]
-        )
-        for kind, registration, fn in calls:
-            for namespace in namespaces or [None]:
-                token = None
-                while True:
-                    args = (namespace,) if namespace else ()
-                    more = {"_continue": token} if token else {}
-                    response = fn(
-                        *args,
-                        label_selector=f"{selector}={registration}",
-                        limit=page,
-                        _preload_content=False,
-                        **more,
-                    )
-                    try:
-                        body = json.loads(response.data)
-                    finally:
-                        response.release_conn()
-                    for item in body["items"]:
-                        meta = item["metadata"]
-                        annotations = meta.get("annotations") or {}
-                        digest = annotations.get(DIGEST_ANNOTATION, "")
-                        found[(kind, meta["namespace"], meta["name"])] = digest
-                    token = body["metadata"].get("continue")
-                    if not token:
-                        break
+        for kind, registration, namespaced, everywhere in (
+            (
+                "CronJob",
+                "recurring",
+                self.batch.list_namespaced_cron_job,
+                self.batch.list_cron_job_for_all_namespaces,
+            ),
+            (
+                "Job",
+                "one-time",
+                self.batch.list_namespaced_job,
+                self.batch.list_job_for_all_namespaces,
+            ),
+        ):
+            for item in self._paged(
+                namespaced, everywhere, namespaces, f"{selector}={registration}"
+            ):
+                meta = item["metadata"]
+                digest = (meta.get("annotations") or {}).get(DIGEST_ANNOTATION, "")
+                found[(kind, meta["namespace"], meta["name"])] = digest
         return found
 
-    def _items(self, fn, namespace: str | None, selector: str, **kwargs) -> list[dict]:
-        """A list call's items as plain dicts (the raw JSON, no client models)."""
-        args = (namespace,) if namespace else ()
-        response = fn(*args, label_selector=selector, _preload_content=False, **kwargs)
-        try:
-            return json.loads(response.data)["items"]
-        finally:
-            response.release_conn()
+    def _paged(
+        self, namespaced, everywhere, namespaces: list[str], selector: str, **kwargs
+    ) -> Iterator[dict]:
+        """A list call's items as plain dicts (the raw JSON, no client models), in the given
+        namespaces (empty: all, by `everywhere`), read `LIST_PAGE` at a time: one page of whole
+        objects is held at once, whatever their number."""
+        for namespace in namespaces or [None]:
+            fn, args = (namespaced, (namespace,)) if namespace else (everywhere, ())
+            token = None
+            while True:
+                more = {"_continue": token} if token else {}
+                response = fn(
+                    *args,
+                    label_selector=selector,
+                    limit=LIST_PAGE,
+                    _preload_content=False,
+                    **more,
+                    **kwargs,
+                )
+                try:
+                    page = json.loads(response.data)
+                finally:
+                    response.release_conn()
+                yield from page["items"]
+                token = page["metadata"].get("continue")
+                if not token:
+                    break
 
     def create_or_patch_cronjob(self, body: dict) -> str:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
@@ -224,21 +242,16 @@ class Kube:
                     break
         return active
 
-    def pending_launcher_pods(self, namespaces: list[str]) -> list[dict]:
-        """wfclock's launcher pods that have not started (as JSON), in `namespaces` (empty: all)."""
-        selector = f"{REGISTRATION_LABEL}=launcher-pod"
-        pending = "status.phase=Pending"
-        if not namespaces:
-            return self._items(
-                self.core.list_pod_for_all_namespaces, None, selector, field_selector=pending
-            )
-        return [
-            pod
-            for ns in namespaces
-            for pod in self._items(
-                self.core.list_namespaced_pod, ns, selector, field_selector=pending
-            )
-        ]
+    def pending_launcher_pods(self, namespaces: list[str]) -> Iterator[dict]:
+        """wfclock's launcher pods that have not started (as JSON), in `namespaces` (empty:
+        all), a page at a time: a minute whose 2,000 pods wait for a node is 2,000 pending pods."""
+        return self._paged(
+            self.core.list_namespaced_pod,
+            self.core.list_pod_for_all_namespaces,
+            namespaces,
+            f"{REGISTRATION_LABEL}=launcher-pod",
+            field_selector="status.phase=Pending",
+        )
 
     def stuck_cause(self, namespace: str, job_name: str) -> str:
         """Why a fire's Job has not delivered: what its pods wait for (image, Secret, node)."""
