@@ -5,6 +5,13 @@ from __future__ import annotations
 
 from alembic import op
 
+# `wfclock_fire` as migration 0008 made it (the launcher's one statement), which 0010 and 0011
+# change in place.
+FIRE_SIGNATURE = (
+    "wfclock_fire(uuid, timestamptz, text, text, text, text, text, boolean, timestamptz, uuid, "
+    "text, text, text, text, text)"
+)
+
 
 def raw_connection():
     """The driver's own connection (the migration's transaction): function bodies hold ':' and

@@ -14,24 +14,20 @@ Revision ID: 0010
 Revises: 0009
 """
 
-from wfclock.db.migrations.functions import patch_function
+from wfclock.db.migrations.functions import FIRE_SIGNATURE, patch_function
 
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-SIGNATURE = (  # as migration 0008 made it
-    "wfclock_fire(uuid, timestamptz, text, text, text, text, text, boolean, timestamptz, uuid, "
-    "text, text, text, text, text)"
-)
 _OLD = "AND p_source NOT IN ('recovery', 'catch-up', 'backfill')"
 _NEW = "AND p_source NOT IN ('recovery', 'catch-up', 'backfill', 'dst-shift')"
 
 
 def upgrade() -> None:
-    patch_function(SIGNATURE, _OLD, _NEW)
+    patch_function(FIRE_SIGNATURE, _OLD, _NEW)
 
 
 def downgrade() -> None:
-    patch_function(SIGNATURE, _NEW, _OLD)
+    patch_function(FIRE_SIGNATURE, _NEW, _OLD)

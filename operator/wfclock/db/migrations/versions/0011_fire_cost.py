@@ -25,17 +25,13 @@ Revises: 0010
 
 from alembic import op
 
-from wfclock.db.migrations.functions import patch_function
+from wfclock.db.migrations.functions import FIRE_SIGNATURE, patch_function
 
 revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
 
-SIGNATURE = (  # as migration 0008 made it
-    "wfclock_fire(uuid, timestamptz, text, text, text, text, text, boolean, timestamptz, uuid, "
-    "text, text, text, text, text)"
-)
 _OLD = "            ELSE wfclock_policy_refusal(s.schedule_id, p_at)\n"
 _NEW = (
     "            WHEN s.active_from IS NOT NULL OR s.active_until IS NOT NULL\n"
@@ -51,10 +47,10 @@ _HELPERS = (
 def upgrade() -> None:
     for helper in _HELPERS:
         op.execute(f"ALTER FUNCTION {helper} STABLE")
-    patch_function(SIGNATURE, _OLD, _NEW)
+    patch_function(FIRE_SIGNATURE, _OLD, _NEW)
 
 
 def downgrade() -> None:
-    patch_function(SIGNATURE, _NEW, _OLD)
+    patch_function(FIRE_SIGNATURE, _NEW, _OLD)
     for helper in _HELPERS:
         op.execute(f"ALTER FUNCTION {helper} IMMUTABLE")
