@@ -23,11 +23,15 @@ log = logging.getLogger("wfclock.accounting")
 def report(ctx: Context, on_change=None) -> int:
     """Records the problem of every launcher pod that cannot start; returns how many were new."""
     reported = 0
-    for pod in ctx.kube.pending_launcher_pods(ctx.settings.namespaces):
-        problem = pod_problem(pod)
-        uid = (pod["metadata"].get("labels") or {}).get(SCHEDULE_UID_LABEL)
-        if problem is None or not uid:
-            continue
+    # The whole list first, a page at a time, keeping only the pods with a problem: the work
+    # below (database, API) never holds a list's continue token open long enough to expire.
+    found = [
+        (uid, problem)
+        for pod in ctx.kube.pending_launcher_pods(ctx.settings.namespaces)
+        if (problem := pod_problem(pod)) is not None
+        and (uid := (pod["metadata"].get("labels") or {}).get(SCHEDULE_UID_LABEL))
+    ]
+    for uid, problem in found:
         row = store.get_schedule(ctx.engine, uuid.UUID(uid))
         if row is None or row["deleted_at"] is not None:
             continue
