@@ -134,11 +134,17 @@ class Kube:
         return found
 
     def _paged(
-        self, namespaced, everywhere, namespaces: list[str], selector: str, **kwargs
+        self,
+        namespaced,
+        everywhere,
+        namespaces: list[str],
+        selector: str,
+        page: int | None = None,
+        **kwargs,
     ) -> Iterator[dict]:
         """A list call's items as plain dicts (the raw JSON, no client models), in the given
-        namespaces (empty: all, by `everywhere`), read `LIST_PAGE` at a time: one page of whole
-        objects is held at once, whatever their number."""
+        namespaces (empty: all, by `everywhere`), read `page` (default `LIST_PAGE`) at a time:
+        one page of whole objects is held at once, whatever their number."""
         for namespace in namespaces or [None]:
             fn, args = (namespaced, (namespace,)) if namespace else (everywhere, ())
             token = None
@@ -147,17 +153,17 @@ class Kube:
                 response = fn(
                     *args,
                     label_selector=selector,
-                    limit=LIST_PAGE,
+                    limit=page or LIST_PAGE,
                     _preload_content=False,
                     **more,
                     **kwargs,
                 )
                 try:
-                    page = json.loads(response.data)
+                    listed = json.loads(response.data)
                 finally:
                     response.release_conn()
-                yield from page["items"]
-                token = page["metadata"].get("continue")
+                yield from listed["items"]
+                token = listed["metadata"].get("continue")
                 if not token:
                     break
 
@@ -216,31 +222,17 @@ class Kube:
         """(namespace, name) of every Job a wfclock CronJob made that is active as `job_active`
         tells it (released, not finished), in `namespaces` (empty: all): one paged list a
         namespace (or one for all), read as JSON keeping names and state only."""
-        selector = FIRE_JOB_SELECTOR
-        active: set[tuple[str, str]] = set()
-        for namespace in namespaces or [None]:
-            token = None
-            while True:
-                more = {"_continue": token} if token else {}
-                if namespace:
-                    fn, args = self.batch.list_namespaced_job, (namespace,)
-                else:
-                    fn, args = self.batch.list_job_for_all_namespaces, ()
-                response = fn(
-                    *args, label_selector=selector, limit=page, _preload_content=False, **more
-                )
-                try:
-                    body = json.loads(response.data)
-                finally:
-                    response.release_conn()
-                for job in body["items"]:
-                    if _active(job):
-                        meta = job["metadata"]
-                        active.add((meta["namespace"], meta["name"]))
-                token = body["metadata"].get("continue")
-                if not token:
-                    break
-        return active
+        return {
+            (job["metadata"]["namespace"], job["metadata"]["name"])
+            for job in self._paged(
+                self.batch.list_namespaced_job,
+                self.batch.list_job_for_all_namespaces,
+                namespaces,
+                FIRE_JOB_SELECTOR,
+                page=page,
+            )
+            if _active(job)
+        }
 
     def pending_launcher_pods(self, namespaces: list[str]) -> Iterator[dict]:
         """wfclock's launcher pods that have not started (as JSON), in `namespaces` (empty:
