@@ -266,6 +266,32 @@ def test_a_launcher_pod_that_cannot_start_is_reported_once_with_its_cause(
     assert 'secret "wfclock-database" not found' in ctx.kube.events[-1][2]
 
 
+def test_a_launcher_pod_the_kubelet_rewords_is_reported_once(ctx, engine, add_schedule):
+    """Under load the kubelet first says it could not sync its Secret cache, and then that the
+    Secret is not found: one pod, one problem, one report."""
+    state = every_five_minutes(add_schedule, starting_deadline_seconds=300)
+    job = f"nightly-x-{int(FIVE_PAST.timestamp()) // 60}"
+    ctx.kube.active_jobs.add(("acme", job))
+    for second, words in enumerate(
+        [
+            "failed to sync secret cache: timed out waiting for the condition",
+            'secret "wfclock-database" not found',
+        ]
+    ):
+        ctx.kube.pending_pods[:] = [stuck_pod(state, job, "CreateContainerConfigError", words)]
+        accounting.sweep(ctx, now=NOW + timedelta(seconds=30 * second))
+    warnings = [e for e in ctx.kube.events if e[1].startswith("Launcher")]
+    assert [(e[1], e[2].split(": ")[-1]) for e in warnings] == [
+        ("LauncherConfigError", "timed out waiting for the condition")
+    ]
+    # Another pod of the same Job (the Job's next try) is a problem of its own.
+    other = stuck_pod(state, job, "CreateContainerConfigError", "failed to sync secret cache")
+    other["metadata"]["name"] = f"{job}-fghij"
+    ctx.kube.pending_pods[:] = [other]
+    accounting.sweep(ctx, now=NOW + timedelta(seconds=90))
+    assert f"pod {job}-fghij " in ctx.kube.events[-1][2]
+
+
 def test_a_deleted_schedules_stuck_pod_is_not_reported(ctx, engine, add_schedule):
     state = every_five_minutes(add_schedule)
     store.mark_deleted(engine, state.schedule_id)

@@ -58,6 +58,38 @@ def test_a_pod_that_cannot_start_is_a_problem_naming_the_pod_job_and_cause(
     assert split_problem(problem.text()) == (reason, problem.message)
 
 
+def test_a_pod_that_cannot_read_its_configuration_names_the_secret_whatever_the_kubelets_words():
+    pod = waiting_pod(
+        "CreateContainerConfigError",
+        "failed to sync secret cache: timed out waiting for the condition",
+    )
+    secret = {"secretKeyRef": {"name": "wfclock-database", "key": "url"}}
+    pod["status"]["containerStatuses"][0]["name"] = "launcher"
+    pod["spec"] = {
+        "containers": [
+            {"name": "sidecar", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {}}}]},
+            {"name": "launcher", "env": [{"name": "TZ", "value": "UTC"}, {"valueFrom": secret}]},
+        ]
+    }
+    problem = pod_problem(pod)
+    assert problem.message == (
+        "pod nightly-x-2940-abcde of Job nightly-x-2940 cannot start: "
+        "CreateContainerConfigError: failed to sync secret cache: timed out waiting for the "
+        'condition (the launcher reads Secret "wfclock-database" key "url")'
+    )
+
+
+def test_a_problem_is_recorded_already_when_only_the_kubelets_words_changed():
+    first = pod_problem(waiting_pod("CreateContainerConfigError", "failed to sync secret cache"))
+    again = pod_problem(waiting_pod("CreateContainerConfigError", 'secret "db" not found'))
+    assert again.recorded_in(first.text()) and first.recorded_in(first.text())
+    assert not again.recorded_in(None)
+    assert not pod_problem(waiting_pod("RunContainerError", "x")).recorded_in(first.text())
+    other_pod = waiting_pod("CreateContainerConfigError", 'secret "db" not found')
+    other_pod["metadata"]["name"] = "nightly-x-2940-fghij"
+    assert not pod_problem(other_pod).recorded_in(first.text())
+
+
 @pytest.mark.parametrize(
     "pod",
     [

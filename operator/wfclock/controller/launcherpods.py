@@ -39,6 +39,8 @@ def report(ctx: Context, on_change=None) -> int:
             # The launcher Secret deleted or edited by hand: put it back now rather than at the
             # next resync; the kubelet's next retry starts the pod.
             reconciler.keep_launcher_secret(ctx, row["namespace"], row["tenant"], force=True)
+        if problem.recorded_in(row["fire_problem"]):
+            continue
         if store.set_fire_problem(ctx.engine, row["schedule_id"], problem.text()):
             log.warning("%s/%s: %s", row["namespace"], row["name"], problem.message)
             ref = {"name": row["name"], "namespace": row["namespace"], "uid": uid}

@@ -28,10 +28,18 @@ _PROBLEM = re.compile(r"(?P<reason>Launcher[A-Za-z]+): (?P<message>.*)", re.DOTA
 class PodProblem:
     reason: str  # the condition and Event reason (CamelCase)
     message: str  # names the pod, its Job, the kubelet's reason and what is missing
+    cause: str  # the message up to the kubelet's reason: the same while the pod waits
 
     def text(self) -> str:
         """As the state row keeps it (`fire_problem`)."""
         return f"{self.reason}: {self.message}"
+
+    def recorded_in(self, fire_problem: str | None) -> bool:
+        """True when `fire_problem` is this problem already, maybe in the kubelet's earlier
+        words: a pod whose Secret is gone may wait first on "failed to sync secret cache" and
+        then on "secret ... not found", one problem all the same."""
+        recorded = f"{self.reason}: {self.cause}"
+        return fire_problem == recorded or (fire_problem or "").startswith(f"{recorded}: ")
 
 
 def pod_problem(pod: dict) -> PodProblem | None:
@@ -44,10 +52,30 @@ def pod_problem(pod: dict) -> PodProblem | None:
         waiting = (status.get("state") or {}).get("waiting") or {}
         reason = waiting.get("reason")
         if reason in CANNOT_START:
+            cause = f"pod {metadata['name']} of Job {job} cannot start: {reason}"
             detail = (waiting.get("message") or "").strip()
-            message = f"pod {metadata['name']} of Job {job} cannot start: {reason}: {detail}"
-            return PodProblem(CANNOT_START[reason], message.rstrip(": ")[:900])
+            if reason == "CreateContainerConfigError":
+                detail = " ".join(filter(None, [detail, _secrets_read(pod, status.get("name"))]))
+            message = f"{cause}: {detail}".rstrip(": ")[:900]
+            return PodProblem(CANNOT_START[reason], message, cause)
     return None
+
+
+def _secrets_read(pod: dict, container: str | None) -> str:
+    """The Secrets the container reads, named whatever the kubelet's words (which under load
+    may be only "failed to sync secret cache: timed out waiting for the condition")."""
+    containers = (pod.get("spec") or {}).get("containers") or []
+    refs = [
+        ref
+        for c in containers
+        if c.get("name") == container
+        for env in c.get("env") or []
+        if (ref := (env.get("valueFrom") or {}).get("secretKeyRef"))
+    ]
+    if not refs:
+        return ""
+    named = ", ".join(f'Secret "{ref.get("name")}" key "{ref.get("key")}"' for ref in refs)
+    return f"(the launcher reads {named})"
 
 
 def split_problem(text: str) -> tuple[str, str]:
