@@ -99,8 +99,9 @@ def test_a_launcher_pod_whose_secret_is_gone_is_reported_and_the_secret_put_back
     assert condition["reason"] == "LauncherConfigError", status
     # The kubelet's own words vary with its Secret cache ('secret "wfclock-database" not found',
     # or under load "failed to sync secret cache"); the Secret is named either way.
-    assert f"of Job {job.metadata.name} cannot start: CreateContainerConfigError: " in (
-        condition["message"]
+    assert (
+        f"of Job {job.metadata.name} cannot start: CreateContainerConfigError: "
+        in (condition["message"])
     )
     assert 'the launcher reads Secret "wfclock-database" key "url"' in condition["message"]
     assert [e.reason for e in warnings_for(cluster, "once")] == ["LauncherConfigError"]
