@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+from wfclock.controller.kube import slim_child
 from wfclock.core.builders import DIGEST_ANNOTATION
 from wfclock.core.names import REGISTRATION_LABEL, SCHEDULE_UID_LABEL
 from wfclock.db import store
@@ -160,7 +161,11 @@ class FakeKube:
 
     def list_children(self, namespaces: list[str]) -> tuple[dict, dict]:
         self._record("list_children")
-        return dict(self.cronjobs), dict(self.jobs)
+        # As slim as the real one's: a consumer of a dropped field fails here too.
+        return (
+            {key: slim_child(body) for key, body in self.cronjobs.items()},
+            {key: slim_child(body) for key, body in self.jobs.items()},
+        )
 
     def event(self, ref: dict, type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))

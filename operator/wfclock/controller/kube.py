@@ -32,7 +32,7 @@ FIRE_JOB_SELECTOR = f"app.kubernetes.io/managed-by=wfclock,{REGISTRATION_LABEL}=
 LIST_PAGE = 500
 
 
-def _slim_child(body: dict) -> dict:
+def slim_child(body: dict) -> dict:
     """What the resync judges a child by: its identity, labels and age, and the spec fields of
     drift (`wfclock.core.drift`); the rest of the object is dropped as each page is read."""
     meta, spec = body["metadata"], body.get("spec") or {}
@@ -86,14 +86,14 @@ class Kube:
 
     def list_children(self, namespaces: list[str]) -> tuple[dict, dict]:
         """Every CronJob and Job wfclock made, by (namespace, name), in the given namespaces
-        (empty: all), read in pages and each kept slim (`_slim_child`): what drift and staleness
+        (empty: all), read in pages and each kept slim (`slim_child`): what drift and staleness
         are judged by, not the whole object, so a resync over 20,000 schedules and their fire
         Jobs holds one page of whole objects at a time."""
         selector = "app.kubernetes.io/managed-by=wfclock"
 
         def by_name(namespaced, everywhere):
             return {
-                (item["metadata"]["namespace"], item["metadata"]["name"]): _slim_child(item)
+                (item["metadata"]["namespace"], item["metadata"]["name"]): slim_child(item)
                 for item in self._paged(namespaced, everywhere, namespaces, selector)
             }
 
