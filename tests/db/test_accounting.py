@@ -292,6 +292,27 @@ def test_a_launcher_pod_the_kubelet_rewords_is_reported_once(ctx, engine, add_sc
     assert f"pod {job}-fghij " in ctx.kube.events[-1][2]
 
 
+def test_the_launcher_secret_of_a_namespace_is_put_back_once_a_sweep_whatever_its_stuck_pods(
+    engine, database_url, add_schedule
+):
+    settings = Settings(database_url=database_url, database_credentials_source="wfclock/db")
+    ctx = Context(settings, engine, FakeKube(engine), clock=lambda: NOW)
+    pods = []
+    for name in ("nightly-x", "hourly-x", "daily-x"):
+        state = add_schedule(
+            make_state(cron="*/5 * * * *", timezone="UTC", registered_name=name, name=name),
+            effective_from=NOW - timedelta(minutes=8),
+        )
+        pod = stuck_pod(state, f"{name}-1", "CreateContainerConfigError", "secret not found")
+        pods.append(pod)
+    ctx.kube.pending_pods[:] = pods
+    accounting.sweep(ctx, now=NOW)
+    assert [c.args for c in ctx.kube.calls if c.name == "copy_secret"] == [
+        ("wfclock/db", "acme", "wfclock-database")
+    ]
+    assert [e[1] for e in ctx.kube.events].count("LauncherConfigError") == 3
+
+
 def test_a_deleted_schedules_stuck_pod_is_not_reported(ctx, engine, add_schedule):
     state = every_five_minutes(add_schedule)
     store.mark_deleted(engine, state.schedule_id)

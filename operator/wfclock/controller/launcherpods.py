@@ -31,14 +31,17 @@ def report(ctx: Context, on_change=None) -> int:
         if (problem := pod_problem(pod)) is not None
         and (uid := (pod["metadata"].get("labels") or {}).get(SCHEDULE_UID_LABEL))
     ]
+    secrets_kept = set()  # (namespace, tenant): each Secret is read (and put back) once a sweep
     for uid, problem in found:
         row = store.get_schedule(ctx.engine, uuid.UUID(uid))
         if row is None or row["deleted_at"] is not None:
             continue
-        if problem.reason == "LauncherConfigError":
+        secret = (row["namespace"], row["tenant"])
+        if problem.reason == "LauncherConfigError" and secret not in secrets_kept:
             # The launcher Secret deleted or edited by hand: put it back now rather than at the
             # next resync; the kubelet's next retry starts the pod.
-            reconciler.keep_launcher_secret(ctx, row["namespace"], row["tenant"], force=True)
+            reconciler.keep_launcher_secret(ctx, *secret, force=True)
+            secrets_kept.add(secret)
         if problem.recorded_in(row["fire_problem"]):
             continue
         if store.set_fire_problem(ctx.engine, row["schedule_id"], problem.text()):
