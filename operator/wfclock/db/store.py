@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 import sqlalchemy.exc
@@ -683,14 +683,6 @@ CROSS JOIN LATERAL (
 ) f
 """
 _COUNT_PRUNABLE = text(f"SELECT count(*) FROM ({_PRUNABLE.replace('LIMIT :batch', '')}) AS p")
-_RAISE_HORIZON = text(
-    """
-INSERT INTO workflow_schedule_fires_horizon AS h (singleton, pruned_before)
-VALUES (true, :horizon)
-ON CONFLICT (singleton) DO UPDATE
-SET pruned_before = greatest(h.pruned_before, excluded.pruned_before), updated_at = now()
-"""
-)
 _PRUNE_BATCH = text(
     f"""
 WITH doomed AS ({_PRUNABLE} LIMIT :batch),
@@ -698,9 +690,24 @@ gone AS (
     DELETE FROM workflow_schedule_fires WHERE fire_key IN (SELECT fire_key FROM doomed)
     RETURNING 1
 )
-UPDATE workflow_schedule_fires_horizon
-SET pruned_rows = pruned_rows + (SELECT count(*) FROM gone)
-RETURNING (SELECT count(*) FROM gone)
+SELECT count(*) FROM gone
+"""
+)
+# The horizon is raised in the batch's transaction, after its rows are gone (fires wait on
+# PRUNE_LOCK meanwhile): always when the batch deleted rows, so every pruned fire is below it;
+# otherwise only once it lags `older_than` by more than HORIZON_SLACK, so a prune that finds
+# nothing to delete (an operator's start, most hours) writes nothing, and the horizon still
+# bounds how far back the accounting sweep walks.
+HORIZON_SLACK = timedelta(days=1)
+_RAISE_HORIZON = text(
+    """
+INSERT INTO workflow_schedule_fires_horizon AS h (singleton, pruned_before, pruned_rows)
+VALUES (true, :horizon, :rows)
+ON CONFLICT (singleton) DO UPDATE
+SET pruned_before = greatest(h.pruned_before, excluded.pruned_before),
+    pruned_rows = h.pruned_rows + excluded.pruned_rows,
+    updated_at = now()
+WHERE excluded.pruned_rows > 0 OR h.pruned_before < excluded.pruned_before - :slack
 """
 )
 
@@ -715,9 +722,9 @@ def prune_fires(
     engine: Engine, *, older_than: datetime, batch: int = 5000, dry_run: bool = False
 ) -> Pruned:
     """Deletes ledger rows of fires scheduled and last delivered before `older_than`, keeping
-    each schedule's latest fire, and first raises the ledger's horizon to `older_than`: from then
-    on a fire before it is never launched unless its row is still there (a duplicate).
-    Batches of `batch` rows, each its own transaction holding PRUNE_LOCK."""
+    each schedule's latest fire, and raises the ledger's horizon to `older_than` with them (see
+    `_RAISE_HORIZON`): from then on a fire before it is never launched unless its row is still
+    there (a duplicate). Batches of `batch` rows, each its own transaction holding PRUNE_LOCK."""
     params = {"horizon": older_than, "batch": batch}
     if dry_run:
         with engine.connect() as conn:
@@ -726,8 +733,9 @@ def prune_fires(
     while True:
         with engine.begin() as conn:
             conn.execute(select(func.pg_advisory_xact_lock(PRUNE_LOCK)))
-            conn.execute(_RAISE_HORIZON, params)
             deleted = conn.execute(_PRUNE_BATCH, params).scalar_one()
+            raised = {"horizon": older_than, "rows": deleted, "slack": HORIZON_SLACK}
+            conn.execute(_RAISE_HORIZON, raised)
         total += deleted
         if deleted < batch:
             return Pruned(older_than, total)
