@@ -313,6 +313,38 @@ def test_the_launcher_secret_of_a_namespace_is_put_back_once_a_sweep_whatever_it
     assert [e[1] for e in ctx.kube.events].count("LauncherConfigError") == 3
 
 
+def test_a_pod_in_another_namespace_wearing_a_schedules_label_is_not_its_launcher(
+    ctx, engine, add_schedule
+):
+    state = every_five_minutes(add_schedule)
+    elsewhere = stuck_pod(state, "nightly-x-1", "ErrImageNeverPull", "gone")
+    elsewhere["metadata"]["namespace"] = "other-tenant"
+    ctx.kube.pending_pods.append(elsewhere)
+    accounting.sweep(ctx, now=NOW)
+    assert not [e for e in ctx.kube.events if e[1].startswith("Launcher")]
+    assert "ErrImageNeverPull" not in (
+        store.get_schedule(engine, state.schedule_id)["fire_problem"] or ""
+    )
+
+
+def test_a_secret_that_cannot_be_put_back_still_leaves_its_problem_reported(
+    engine, database_url, add_schedule
+):
+    settings = Settings(database_url=database_url, database_credentials_source="wfclock/db")
+    ctx = Context(settings, engine, FakeKube(engine), clock=lambda: NOW)
+
+    def source_gone(*args, **kwargs):
+        raise RuntimeError('secrets "db" not found')
+
+    ctx.kube.copy_secret = source_gone
+    state = every_five_minutes(add_schedule)
+    ctx.kube.pending_pods.append(
+        stuck_pod(state, "nightly-x-1", "CreateContainerConfigError", "secret not found")
+    )
+    accounting.sweep(ctx, now=NOW)
+    assert [e[1] for e in ctx.kube.events if e[1].startswith("Launcher")] == ["LauncherConfigError"]
+
+
 def test_a_deleted_schedules_stuck_pod_is_not_reported(ctx, engine, add_schedule):
     state = every_five_minutes(add_schedule)
     store.mark_deleted(engine, state.schedule_id)

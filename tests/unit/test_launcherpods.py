@@ -58,6 +58,16 @@ def test_a_pod_that_cannot_start_is_a_problem_naming_the_pod_job_and_cause(
     assert split_problem(problem.text()) == (reason, problem.message)
 
 
+def test_a_long_kubelet_message_is_cut_short_before_the_secret_is_named():
+    pod = waiting_pod("CreateContainerConfigError", "x" * 5000)
+    secret = {"secretKeyRef": {"name": "wfclock-database", "key": "url"}}
+    pod["spec"] = {"containers": [{"name": "launcher", "env": [{"valueFrom": secret}]}]}
+    pod["status"]["containerStatuses"][0]["name"] = "launcher"
+    message = pod_problem(pod).message
+    assert message.endswith('(the launcher reads Secret "wfclock-database" key "url")')
+    assert len(message) < 900
+
+
 def test_a_pod_that_cannot_read_its_configuration_names_the_secret_whatever_the_kubelets_words():
     pod = waiting_pod(
         "CreateContainerConfigError",
@@ -85,6 +95,9 @@ def test_a_problem_is_recorded_already_when_only_the_kubelets_words_changed():
     assert again.recorded_in(first.text()) and first.recorded_in(first.text())
     assert not again.recorded_in(None)
     assert not pod_problem(waiting_pod("RunContainerError", "x")).recorded_in(first.text())
+    pulling = pod_problem(waiting_pod("ErrImagePull", 'pulling image "r/wfclock:9": not found'))
+    backing_off = pod_problem(waiting_pod("ImagePullBackOff", 'Back-off pulling "r/wfclock:9"'))
+    assert backing_off.recorded_in(pulling.text())  # the kubelet's retries of one pull
     other_pod = waiting_pod("CreateContainerConfigError", 'secret "db" not found')
     other_pod["metadata"]["name"] = "nightly-x-2940-fghij"
     assert not pod_problem(other_pod).recorded_in(first.text())

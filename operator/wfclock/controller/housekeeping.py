@@ -49,7 +49,7 @@ class LedgerPruner:
     def prune_once(self) -> None:
         horizon = datetime.now(UTC) - self.retention
         try:
-            pruned = store.prune_fires(self.engine, older_than=horizon)
+            pruned = store.prune_fires(self.engine, older_than=horizon, slack=store.HORIZON_SLACK)
         except Exception as exc:  # noqa: BLE001 - housekeeping must not stop the operator
             log.warning("ledger prune failed, retrying in %.0fs: %s", self.interval, exc)
             return

@@ -26,22 +26,20 @@ def report(ctx: Context, on_change=None) -> int:
     # The whole list first, a page at a time, keeping only the pods with a problem: the work
     # below (database, API) never holds a list's continue token open long enough to expire.
     found = [
-        (uid, problem)
+        (pod["metadata"].get("namespace"), uid, problem)
         for pod in ctx.kube.pending_launcher_pods(ctx.settings.namespaces)
         if (problem := pod_problem(pod)) is not None
         and (uid := (pod["metadata"].get("labels") or {}).get(SCHEDULE_UID_LABEL))
     ]
     secrets_kept = set()  # (namespace, tenant): each Secret is read (and put back) once a sweep
-    for uid, problem in found:
+    for namespace, uid, problem in found:
         row = store.get_schedule(ctx.engine, uuid.UUID(uid))
-        if row is None or row["deleted_at"] is not None:
-            continue
+        if row is None or row["deleted_at"] is not None or row["namespace"] != namespace:
+            continue  # gone, or a pod elsewhere wearing a schedule's label: not its launcher
         secret = (row["namespace"], row["tenant"])
         if problem.reason == "LauncherConfigError" and secret not in secrets_kept:
-            # The launcher Secret deleted or edited by hand: put it back now rather than at the
-            # next resync; the kubelet's next retry starts the pod.
-            reconciler.keep_launcher_secret(ctx, *secret, force=True)
             secrets_kept.add(secret)
+            _put_back_secret(ctx, *secret)
         if problem.recorded_in(row["fire_problem"]):
             continue
         if store.set_fire_problem(ctx.engine, row["schedule_id"], problem.text()):
@@ -52,3 +50,13 @@ def report(ctx: Context, on_change=None) -> int:
             if on_change is not None:
                 on_change(row["namespace"], row["name"])
     return reported
+
+
+def _put_back_secret(ctx: Context, namespace: str, tenant: str) -> None:
+    """The launcher Secret deleted or edited by hand: put back now rather than at the next
+    resync, so the kubelet's next retry starts the pod. When it cannot be (its source gone,
+    RBAC), the problem is still reported: that is when a person must act."""
+    try:
+        reconciler.keep_launcher_secret(ctx, namespace, tenant, force=True)
+    except Exception as exc:  # noqa: BLE001 - the report below matters more; the next sweep retries
+        log.warning("launcher Secret of %s could not be put back: %s", namespace, exc)

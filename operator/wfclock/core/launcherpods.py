@@ -28,7 +28,7 @@ _PROBLEM = re.compile(r"(?P<reason>Launcher[A-Za-z]+): (?P<message>.*)", re.DOTA
 class PodProblem:
     reason: str  # the condition and Event reason (CamelCase)
     message: str  # names the pod, its Job, the kubelet's reason and what is missing
-    cause: str  # the message up to the kubelet's reason: the same while the pod waits
+    cause: str  # "pod P of Job J cannot start": the pod, the same however the kubelet words it
 
     def text(self) -> str:
         """As the state row keeps it (`fire_problem`)."""
@@ -36,10 +36,10 @@ class PodProblem:
 
     def recorded_in(self, fire_problem: str | None) -> bool:
         """True when `fire_problem` is this problem already, maybe in the kubelet's earlier
-        words: a pod whose Secret is gone may wait first on "failed to sync secret cache" and
-        then on "secret ... not found", one problem all the same."""
-        recorded = f"{self.reason}: {self.cause}"
-        return fire_problem == recorded or (fire_problem or "").startswith(f"{recorded}: ")
+        words: one pod with one reason of ours is one problem, while the kubelet goes from
+        "failed to sync secret cache" to "secret ... not found", or between ErrImagePull and
+        ImagePullBackOff at each pull it retries."""
+        return (fire_problem or "").startswith(f"{self.reason}: {self.cause}: ")
 
 
 def pod_problem(pod: dict) -> PodProblem | None:
@@ -52,11 +52,12 @@ def pod_problem(pod: dict) -> PodProblem | None:
         waiting = (status.get("state") or {}).get("waiting") or {}
         reason = waiting.get("reason")
         if reason in CANNOT_START:
-            cause = f"pod {metadata['name']} of Job {job} cannot start: {reason}"
-            detail = (waiting.get("message") or "").strip()
+            cause = f"pod {metadata['name']} of Job {job} cannot start"
+            # The kubelet's words are cut short, never what is named after them.
+            detail = (waiting.get("message") or "").strip()[:700]
             if reason == "CreateContainerConfigError":
                 detail = " ".join(filter(None, [detail, _secrets_read(pod, status.get("name"))]))
-            message = f"{cause}: {detail}".rstrip(": ")[:900]
+            message = f"{cause}: {reason}: {detail}".rstrip(": ")
             return PodProblem(CANNOT_START[reason], message, cause)
     return None
 

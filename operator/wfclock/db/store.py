@@ -695,19 +695,25 @@ SELECT count(*) FROM gone
 )
 # The horizon is raised in the batch's transaction, after its rows are gone (fires wait on
 # PRUNE_LOCK meanwhile): always when the batch deleted rows, so every pruned fire is below it;
-# otherwise only once it lags `older_than` by more than HORIZON_SLACK, so a prune that finds
-# nothing to delete (an operator's start, most hours) writes nothing, and the horizon still
-# bounds how far back the accounting sweep walks.
+# otherwise only once it lags `older_than` by more than the slack (the operator's pruner:
+# HORIZON_SLACK), so a prune that finds nothing to delete (an operator's start, most hours)
+# writes nothing, not even a row lock, and the horizon still bounds how far back the
+# accounting sweep walks. The first prune of a database creates the row.
 HORIZON_SLACK = timedelta(days=1)
 _RAISE_HORIZON = text(
     """
-INSERT INTO workflow_schedule_fires_horizon AS h (singleton, pruned_before, pruned_rows)
-VALUES (true, :horizon, :rows)
-ON CONFLICT (singleton) DO UPDATE
-SET pruned_before = greatest(h.pruned_before, excluded.pruned_before),
-    pruned_rows = h.pruned_rows + excluded.pruned_rows,
+UPDATE workflow_schedule_fires_horizon
+SET pruned_before = greatest(pruned_before, :horizon),
+    pruned_rows = pruned_rows + :rows,
     updated_at = now()
-WHERE excluded.pruned_rows > 0 OR h.pruned_before < excluded.pruned_before - :slack
+WHERE :rows > 0 OR pruned_before < CAST(:horizon AS timestamptz) - :slack
+"""
+)
+_FIRST_HORIZON = text(
+    """
+INSERT INTO workflow_schedule_fires_horizon (singleton, pruned_before, pruned_rows)
+VALUES (true, :horizon, :rows)
+ON CONFLICT (singleton) DO NOTHING
 """
 )
 
@@ -719,12 +725,18 @@ class Pruned:
 
 
 def prune_fires(
-    engine: Engine, *, older_than: datetime, batch: int = 5000, dry_run: bool = False
+    engine: Engine,
+    *,
+    older_than: datetime,
+    batch: int = 5000,
+    dry_run: bool = False,
+    slack: timedelta = timedelta(0),
 ) -> Pruned:
     """Deletes ledger rows of fires scheduled and last delivered before `older_than`, keeping
     each schedule's latest fire, and raises the ledger's horizon to `older_than` with them (see
-    `_RAISE_HORIZON`): from then on a fire before it is never launched unless its row is still
-    there (a duplicate). Batches of `batch` rows, each its own transaction holding PRUNE_LOCK."""
+    `_RAISE_HORIZON`; without rows deleted, only when it lags by more than `slack`): from then
+    on a fire before it is never launched unless its row is still there (a duplicate).
+    Batches of `batch` rows, each its own transaction holding PRUNE_LOCK."""
     params = {"horizon": older_than, "batch": batch}
     if dry_run:
         with engine.connect() as conn:
@@ -734,8 +746,9 @@ def prune_fires(
         with engine.begin() as conn:
             conn.execute(select(func.pg_advisory_xact_lock(PRUNE_LOCK)))
             deleted = conn.execute(_PRUNE_BATCH, params).scalar_one()
-            raised = {"horizon": older_than, "rows": deleted, "slack": HORIZON_SLACK}
-            conn.execute(_RAISE_HORIZON, raised)
+            raised = {"horizon": older_than, "rows": deleted, "slack": slack}
+            if conn.execute(_RAISE_HORIZON, raised).rowcount == 0:
+                conn.execute(_FIRST_HORIZON, raised)
         total += deleted
         if deleted < batch:
             return Pruned(older_than, total)
