@@ -195,3 +195,19 @@ def test_the_resyncs_children_are_read_in_pages_and_kept_slim(
     assert kept["spec"] == {"suspend": False, "schedule": "0 * * * *", "timeZone": "UTC"}
     assert set(kept["metadata"]) == {"name", "namespace", "uid", "labels", "creationTimestamp"}
     assert kept["metadata"]["labels"]["n"] == "3"
+    # Jobs, and every namespace at once (the operator's default scope), are paged alike.
+    for i in range(3):
+        job = {
+            "metadata": {"name": f"j-{i}", "labels": {"app.kubernetes.io/managed-by": "wfclock"}},
+            "spec": {"suspend": True, **template["spec"]},
+        }
+        batch.create_namespaced_job(namespace, job)
+    counted.take()
+    cronjobs, jobs = kube.list_children([])
+    lists = counted.take()
+    assert {key for key in cronjobs if key[0] == namespace} == {
+        (namespace, f"c-{i}") for i in range(5)
+    }
+    assert {key for key in jobs if key[0] == namespace} == {(namespace, f"j-{i}") for i in range(3)}
+    assert lists["GET /apis/batch/v1/cronjobs"] >= 3 and lists["GET /apis/batch/v1/jobs"] >= 2
+    assert set(jobs[(namespace, "j-1")]["spec"]) == {"suspend"}
