@@ -163,6 +163,30 @@ def test_a_miss_decided_before_an_edit_does_not_overwrite_the_edit(ctx, engine, 
     assert store.list_fires(engine, state.schedule_id) == []
 
 
+def test_a_one_time_miss_keeps_its_reason_through_a_registration_that_read_the_row_before_it(
+    ctx, engine, add_schedule
+):
+    """After a restart the release records the miss while the schedule's resume registers it
+    again from the row it read before: the row stays failed, and keeps why (the status's
+    `lastError` and its Missed message come from it)."""
+    run_at = NOW - timedelta(minutes=20)
+    state = add_schedule(one_time_state(run_at), effective_from=run_at - timedelta(days=1))
+    read_before = store.get_schedule(engine, state.schedule_id)
+    key = fire_key_for(state.schedule_id, run_at)
+    assert store.record_missed(engine, read_before, run_at, key, "missed: 20 minutes late")
+    store.upsert_schedule(engine, state, published_at=NOW)
+    row = store.get_schedule(engine, state.schedule_id)
+    assert (row["status"], row["last_run_status"]) == ("failed", "missed")
+    assert row["last_error"] == "missed: 20 minutes late"
+    # A new instant is a new fire: what the old one missed is no error of it.
+    later = NOW + timedelta(hours=1)
+    store.upsert_schedule(
+        engine, one_time_state(later, schedule_id=state.schedule_id, generation=2), published_at=NOW
+    )
+    row = store.get_schedule(engine, state.schedule_id)
+    assert (row["status"], row["last_error"]) == ("scheduled", None)
+
+
 def test_a_one_time_schedule_paused_over_its_run_at_is_missed_not_left_pending(
     ctx, engine, add_schedule
 ):

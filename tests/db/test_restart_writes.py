@@ -14,6 +14,8 @@ from wfclock.controller.context import Context
 from wfclock.controller.handlers import changed_fields
 from wfclock.controller.releases import ReleaseQueue
 from wfclock.controller.resume import ResumeIndex
+from wfclock.core.fires import fire_key_for
+from wfclock.db import store
 from wfclock.settings import Settings
 
 from ..support.fake_kube import FakeKube
@@ -90,6 +92,27 @@ def test_a_restart_with_nothing_changed_writes_nothing(ctx):
     assert row_versions(ctx.engine) == before
     assert len(ctx.releases) == 1  # the one-time release is queued again, all the same
     assert ctx.kube.names().count("child_digests") == 1  # one list for all, not one each
+
+
+def test_a_restart_over_a_missed_one_time_schedule_writes_nothing(ctx):
+    """The row of a missed one-time schedule keeps why it failed; a restart neither clears
+    that reason nor writes the row to keep it."""
+    once = str(uuid.uuid4())
+    reconciler.reconcile(ctx, meta(once, "once"), spec(ONCE), {})
+    row = store.get_schedule(ctx.engine, uuid.UUID(once))
+    run_at = row["run_at"]
+    key = fire_key_for(once, run_at)
+    assert store.record_missed(ctx.engine, row, run_at, key, "missed: the operator was down")
+    status = reconciler.reconcile(ctx, meta(once, "once"), spec(ONCE), {})
+    assert status["lastError"] == "missed: the operator was down"
+    before = row_versions(ctx.engine)
+    restart(ctx)
+
+    again = reconciler.reconcile(ctx, meta(once, "once"), spec(ONCE), status, resumed=True)
+
+    assert changed_fields(status, again) == {}
+    assert row_versions(ctx.engine) == before
+    assert WRITES.isdisjoint(ctx.kube.names()), ctx.kube.names()
 
 
 def test_a_restart_writes_what_changed_while_it_was_down(ctx):

@@ -86,12 +86,13 @@ def _children_to_replace(ctx: Context, schedule: Schedule, previous, kind: str, 
 def row_is_current(previous, state: store.ScheduleState) -> bool:
     """Whether the state row already holds what the upsert of `state` would write (so the
     upsert would change nothing but its `updated_at`). A completed or failed one-time row keeps
-    its outcome under an unchanged trigger, so its status and next fire are not compared."""
+    its outcome under an unchanged trigger, so its status, next fire and error are not
+    compared."""
     if previous is None or previous["deleted_at"] is not None or not previous["enabled"]:
         return False
     fields = asdict(state)
     if previous["status"] in ("completed", "failed"):
-        del fields["status"], fields["next_fire_at"]
+        del fields["status"], fields["next_fire_at"], fields["last_error"]
     return all(previous[key] == value for key, value in fields.items())
 
 

@@ -77,7 +77,8 @@ class ScheduleState:
 #   window is kept, a multirange): the launcher refuses fires scheduled inside any of them, so
 #   a paused window never fires, under any policy, while owed fires from before it stay valid.
 # - A one-time schedule whose instant already fired (the ledger has its launched key) is
-#   completed whatever the edit; one that completed or failed stays so unless its instant changes.
+#   completed whatever the edit; one that completed or failed stays so unless its instant changes,
+#   with the reason it failed (`last_error`).
 # - An older generation never overwrites a newer one; a deleted row is never revived.
 _TRIGGER_CHANGED = """(s.trigger_type IS DISTINCT FROM excluded.trigger_type
     OR s.run_at IS DISTINCT FROM excluded.run_at
@@ -121,7 +122,7 @@ ON CONFLICT (schedule_id) DO UPDATE SET
     catch_up_window_seconds = excluded.catch_up_window_seconds,
     starting_deadline_seconds = excluded.starting_deadline_seconds,
     generation = excluded.generation, registered_kind = excluded.registered_kind,
-    registered_name = excluded.registered_name, last_error = excluded.last_error,
+    registered_name = excluded.registered_name,
     pause_reason = excluded.pause_reason, overlap_policy = excluded.overlap_policy,
     calendars = excluded.calendars, active_from = excluded.active_from,
     active_until = excluded.active_until, max_fires = excluded.max_fires,
@@ -132,6 +133,9 @@ ON CONFLICT (schedule_id) DO UPDATE SET
                   ELSE excluded.status END,
     next_fire_at = CASE WHEN {fired} THEN NULL WHEN {final} THEN s.next_fire_at
                         ELSE excluded.next_fire_at END,
+    -- A kept outcome keeps its reason (a miss recorded after the reconcile read the row).
+    last_error = CASE WHEN {fired} THEN excluded.last_error WHEN {final} THEN s.last_error
+                      ELSE excluded.last_error END,
     trigger_effective_from = CASE WHEN {changed} THEN excluded.trigger_effective_from
                                   ELSE s.trigger_effective_from END,
     -- The new trigger's fires are owed from its publish time, even where the sweep already
