@@ -9,7 +9,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from kopf._core.reactor import processing
 from wfclock.controller import drift
+from wfclock.core.model import PLURAL
 from wfclock.db.store import engine_for, get_schedule, list_fires, list_runs
 from wfclock_devstack.processes import wait_until
 
@@ -370,6 +372,40 @@ def test_the_cronjob_controllers_status_updates_are_not_judged_for_drift(
         time.sleep(0.5)  # each its own event, not merged with the next in kopf's queue
     suspend_by_hand_and_wait_for_the_restore()
     assert judged and all(g > generation for g in judged), (generation, judged)
+
+
+def test_kopf_processes_a_schedules_creation_and_its_edit_but_not_the_echoes_of_its_patches(
+    start_operator, cluster, monkeypatch
+):
+    """kopf's whole processing cycle runs for the events it acts on: a schedule's creation and
+    each edit. The echo of its own status patch, and the creation of the schedule's CronJob,
+    which it would do nothing with, are not processed (controller/idle_events.py). The edit
+    still reaches the CronJob."""
+    processed = []
+    process = processing.process_resource_event
+
+    async def counted(*, resource, raw_event, **kwargs):
+        metadata = raw_event["object"]["metadata"]
+        processed.append((resource.plural, raw_event["type"], metadata.get("generation")))
+        return await process(resource=resource, raw_event=raw_event, **kwargs)
+
+    monkeypatch.setattr(processing, "process_resource_event", counted)
+    start_operator()
+    cluster.apply("yearly", {"type": "recurring", "cron": "0 0 1 1 *", "timezone": "UTC"})
+    scheduled(cluster, "yearly")
+    # Yearly: no fire, and no status refresh of the sweep's, during the test. After the
+    # status patch: the edit's event follows the patch's echo in the watch, and
+    # kopf's worker takes the object's events in order.
+    cluster.apply("yearly", {"type": "recurring", "cron": "0 0 2 1 *", "timezone": "UTC"})
+    wait_until(lambda: ("workflowschedules", "MODIFIED", 2) in processed, 30, "the edit processed")
+    wait_until(
+        lambda: cluster.cronjobs()[0].spec.schedule == "0 0 2 1 *", 30, "the CronJob patched"
+    )
+    schedules = [  # the creation may come in kopf's first list, of type None
+        (kind or "ADDED", generation) for plural, kind, generation in processed if plural == PLURAL
+    ]
+    assert schedules == [("ADDED", 1), ("MODIFIED", 2)], processed
+    assert ("cronjobs", "ADDED", 1) not in processed, processed
 
 
 def test_a_pending_one_time_job_deleted_by_hand_comes_back_and_fires_once(

@@ -17,9 +17,10 @@ held through a sleep would hold up every other object of the stream for the slee
 What sleeps is a failing or waiting object, not a burst: the bound still holds for bursts.
 
 Three of kopf's module attributes are wrapped for it (kopf is pinned; tests/unit/test_backpressure.py
-fails if their shape changes): `queueing.watcher`, whose processor is counted,
+fails if their shape changes): `queueing.watcher`, whose processor is counted (and
+sieved: the events `idle_events` knows kopf would do nothing with are not processed),
 `watching.infinite_watch`, whose events are gated, and `aiotime.sleep`, which frees the slot of
-the event it sleeps on. With a limit of 0 they pass through. kopf's index handlers wait in every
+the event it sleeps on. With a limit of 0 and no sieve they pass through. kopf's index handlers wait in every
 processor for every stream's whole first list, which the gate would hold back: `install` refuses
 a limit when any is registered.
 """
@@ -67,6 +68,13 @@ def _not_observed(gate: Gate) -> None:
 _observe: Callable[[Gate], None] = _not_observed
 
 
+def _no_sieve(resource: Any) -> None:
+    return None
+
+
+_sieve_for: Callable[[Any], Any] = _no_sieve
+
+
 class Gate:
     """The events of one watch stream that kopf has in flight (`in_flight`), and how many wait for
     a slot (`waiting`); `acquire` waits for a free slot."""
@@ -95,11 +103,17 @@ class Gate:
             _observe(self)
 
 
-def install(limit: int, observe: Callable[[Gate], None] | None = None) -> None:
+def install(
+    limit: int,
+    observe: Callable[[Gate], None] | None = None,
+    sieve_for: Callable[[Any], Any] | None = None,
+) -> None:
     """Bound each watch stream to `limit` events in flight (0: kopf's own behaviour).
     Takes effect for the watch streams started afterwards: call it before kopf starts them (a
-    startup handler does). `observe` is called with a stream's gate whenever it changes."""
-    global _limit, _observe
+    startup handler does). `observe` is called with a stream's gate whenever it changes.
+    `sieve_for(resource)` gives a stream's sieve (`idle_events.Sieve`) or None: the events
+    its `idle` names are not handed to kopf's processing."""
+    global _limit, _observe, _sieve_for
     if limit and kopf.get_default_registry()._indexing.get_all_handlers():
         raise ValueError(
             "WFCLOCK_EVENTS_IN_FLIGHT: kopf's index handlers wait for every watch stream's whole "
@@ -107,14 +121,15 @@ def install(limit: int, observe: Callable[[Gate], None] | None = None) -> None:
         )
     _limit = limit
     _observe = observe or _not_observed
+    _sieve_for = sieve_for or _no_sieve
     queueing.watcher = _watcher
     watching.infinite_watch = _infinite_watch
     aiotime.sleep = _sleep
 
 
 def uninstall() -> None:
-    global _limit, _observe
-    _limit, _observe = 0, _not_observed
+    global _limit, _observe, _sieve_for
+    _limit, _observe, _sieve_for = 0, _not_observed, _no_sieve
     queueing.watcher = _kopf_watcher
     watching.infinite_watch = _kopf_infinite_watch
     aiotime.sleep = _kopf_sleep
@@ -126,19 +141,27 @@ def _stream_name(resource: Any, namespace: str | None) -> str:
 
 
 async def _watcher(*, processor, resource, namespace, **kwargs) -> None:
-    if not _limit:
+    sieve = _sieve_for(resource)
+    if not _limit and sieve is None:
         return await _kopf_watcher(
             processor=processor, resource=resource, namespace=namespace, **kwargs
         )
-    gate = Gate(_limit, _stream_name(resource, namespace))
+    gate = Gate(_limit, _stream_name(resource, namespace)) if _limit else None
 
     async def counted(*, raw_event, **rest):
-        token = _processing.set((gate, raw_event))  # in the worker's task: for _sleep
+        token = _processing.set((gate, raw_event)) if gate else None  # for _sleep
         try:
-            return await processor(raw_event=raw_event, **rest)
+            if sieve is None:
+                return await processor(raw_event=raw_event, **rest)
+            if sieve.idle(raw_event):
+                return None
+            patched = await processor(raw_event=raw_event, **rest)
+            sieve.processed(raw_event, patched)
+            return patched
         finally:
-            _processing.reset(token)
-            gate.release(raw_event)
+            if gate:
+                _processing.reset(token)
+                gate.release(raw_event)
 
     # kopf's watcher opens its watch stream in this task, where the stream finds the gate.
     token = _gate.set(gate)
@@ -148,8 +171,9 @@ async def _watcher(*, processor, resource, namespace, **kwargs) -> None:
         )
     finally:
         _gate.reset(token)
-        gate.closed = True
-        _observe(gate)
+        if gate:
+            gate.closed = True
+            _observe(gate)
 
 
 async def _sleep(delays, wakeup: asyncio.Event | None = None):

@@ -30,6 +30,7 @@ from wfclock.controller import (
     dstshift,
     freememory,
     housekeeping,
+    idle_events,
     metrics,
     onetime,
     reconciler,
@@ -149,7 +150,9 @@ def configure_kopf(settings: kopf.OperatorSettings, wf: Settings) -> None:
         settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     if wf.list_chunk_size:
         settings.watching.chunk_size = wf.list_chunk_size
-    backpressure.install(wf.events_in_flight, observe=metrics.observe_gate)
+    backpressure.install(
+        wf.events_in_flight, observe=metrics.observe_gate, sieve_for=idle_events.sieve_for
+    )
     settings.peering.lifetime = wf.peering_lifetime_seconds  # bounds a standby's takeover
     # The resources are known; watching CRDs for new ones would need rights the operator lacks.
     settings.scanning.disabled = True
@@ -160,6 +163,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     wf = Settings()
     logging.getLogger().setLevel(wf.log_level.upper())
     configure_kopf(settings, wf)
+    idle_events.configure(settings, memo)
     ctx = Context(
         settings=wf,
         engine=engine_for(wf.database_url, threads=DATABASE_CONNECTIONS),
