@@ -4,6 +4,7 @@ child events no handler's filter wants. Anything else, or anything the sieve can
 goes to kopf. Judged with wfclock's handlers registered and kopf configured as the operator
 configures it."""
 
+import asyncio
 import json
 from types import SimpleNamespace
 
@@ -127,6 +128,25 @@ def test_an_echo_kopf_would_act_on_goes_to_kopf(sieve_for, change):
     assert not sieve.idle(event("MODIFIED", echo))
 
 
+def test_the_echo_of_a_patch_that_only_added_the_finalizer_goes_to_kopf(sieve_for):
+    """A cycle that only puts the finalizer back runs no handler: kopf runs them on that
+    patch's echo (after a restart: the schedule's resume)."""
+    sieve = sieve_for(SCHEDULES)
+    listed = handled(schedule("101"))
+    listed["metadata"] = {**listed["metadata"], "finalizers": []}
+    assert not sieve.idle(event(None, listed))
+    sieve.processed(event(None, listed), "102")
+    assert not sieve.idle(event("MODIFIED", handled(schedule("102"))))
+
+
+def test_an_event_the_sieve_fails_on_goes_to_kopf(sieve_for):
+    sieve = sieve_for(SCHEDULES)
+    created_and_patched(sieve)
+    echo = handled(schedule("102"))
+    echo["status"]["kopf"]["lastHandledConfiguration"] = "{not json"
+    assert not sieve.idle(event("MODIFIED", echo))
+
+
 def test_only_the_version_kopfs_patch_returned_is_an_echo(sieve_for):
     sieve = sieve_for(SCHEDULES)
     created_and_patched(sieve)
@@ -226,3 +246,38 @@ def test_resources_with_timers_or_without_wfclocks_handlers_are_not_sieved(sieve
 
 def test_without_kopfs_settings_nothing_is_sieved():
     assert idle_events.sieve_for(SCHEDULES) is None
+
+
+def test_label_filters_are_read_as_kopf_reads_them():
+    assert idle_events._metadata_matches({"a": kopf.ABSENT}, {})
+    assert not idle_events._metadata_matches({"a": kopf.ABSENT}, {"a": "1"})
+    assert idle_events._metadata_matches({"a": kopf.PRESENT}, {"a": ""})
+    assert not idle_events._metadata_matches({"a": kopf.PRESENT}, {})
+    assert idle_events._metadata_matches({"a": "1"}, {"a": "1"})
+    assert not idle_events._metadata_matches({"a": "1"}, {"a": "2"})
+    assert not idle_events._metadata_matches({"a": "1"}, {})
+    assert idle_events._metadata_matches({"a": lambda value, **_: False}, {}), "kopf decides"
+
+
+def test_the_watcher_hands_kopf_only_what_the_sieve_lets_through(sieve_for, monkeypatch):
+    """The sieve where kopf's worker calls its processor: an idle event is answered without
+    it, and the version kopf's patch returns is what the next event is judged by."""
+    processed = []
+
+    async def processor(*, raw_event, **_):
+        processed.append(raw_event["type"])
+        return "102" if raw_event["type"] == "ADDED" else None
+
+    async def kopf_watcher(*, processor, resource, namespace, **_):
+        for raw_event in events:
+            await processor(raw_event=raw_event)
+
+    created, echo = schedule("101"), handled(schedule("102"))
+    events = [event("ADDED", created), event("MODIFIED", echo), event("DELETED", echo)]
+    monkeypatch.setattr(backpressure, "_kopf_watcher", kopf_watcher)
+    backpressure.install(0, sieve_for=idle_events.sieve_for)
+    try:
+        asyncio.run(backpressure._watcher(processor=processor, resource=SCHEDULES, namespace=None))
+    finally:
+        backpressure.uninstall()
+    assert processed == ["ADDED", "DELETED"]

@@ -27,6 +27,10 @@ sure it hands the event on:
 
 kopf's worker still sees every event (its wait for the patched version ends at the echo, as
 before); the sieve sits where that worker calls kopf's processing (`backpressure._watcher`).
+The filters are called here with the operator's memo, and again by kopf for the events handed
+on: they must be pure, and read only what the operator's memo shares with each object's (as
+`handlers.py`'s do). A version awaited by an object whose echo never comes (a patch that
+changed nothing) is kept until the object's next event: one short entry an object at most.
 """
 
 from __future__ import annotations
@@ -95,7 +99,15 @@ class Sieve:
 
     def idle(self, raw_event: dict) -> bool:
         """Whether kopf's processing of this event would do nothing. Also forgets the version
-        the object's last patch awaited: an event in between means the next is no echo."""
+        the object's last patch awaited: an event in between means the next is no echo. An
+        event the sieve fails on goes to kopf, which reports what is wrong with it."""
+        try:
+            return self._idle(raw_event)
+        except Exception:
+            log.warning("an event could not be sieved; kopf processes it", exc_info=True)
+            return False
+
+    def _idle(self, raw_event: dict) -> bool:
         body = raw_event.get("object") or {}
         metadata = body.get("metadata") or {}
         awaited = self.patched.pop(metadata.get("uid"), None)
@@ -111,17 +123,26 @@ class Sieve:
         )
 
     def processed(self, raw_event: dict, patched_version: str | None) -> None:
-        """After kopf processed the event: the version its patch, if any, awaits."""
-        uid = ((raw_event.get("object") or {}).get("metadata") or {}).get("uid")
-        if self.changing and patched_version and uid and raw_event.get("type") != "DELETED":
-            self.patched[uid] = patched_version
+        """After kopf processed the event: the version its patch, if any, awaits. Only a
+        patch of a handling cycle is awaited: a cycle that only added or removed the finalizer
+        ran no handler, and the echo of that patch is where kopf runs them (the resume of a
+        schedule whose finalizer went while the operator was down, for one)."""
+        body = raw_event.get("object") or {}
+        metadata = body.get("metadata") or {}
+        uid = metadata.get("uid")
+        if not (self.changing and patched_version and uid) or raw_event.get("type") == "DELETED":
+            return
+        if metadata.get("deletionTimestamp") or not self._finalizer_as_required(metadata):
+            return
+        self.patched[uid] = patched_version
+
+    def _finalizer_as_required(self, metadata: dict) -> bool:
+        blocked = self.settings.persistence.finalizer in (metadata.get("finalizers") or ())
+        return blocked == any(h.requires_finalizer for h in self.changing)
 
     def _nothing_to_change(self, body: dict, metadata: dict) -> bool:
         persistence = self.settings.persistence
-        if metadata.get("deletionTimestamp"):
-            return False
-        blocked = persistence.finalizer in (metadata.get("finalizers") or ())
-        if blocked != any(h.requires_finalizer for h in self.changing):
+        if metadata.get("deletionTimestamp") or not self._finalizer_as_required(metadata):
             return False
         if dicts.resolve(body, persistence.progress_storage.field, None):
             return False

@@ -91,7 +91,7 @@ def row_is_current(previous, state: store.ScheduleState) -> bool:
     if previous is None or previous["deleted_at"] is not None or not previous["enabled"]:
         return False
     fields = asdict(state)
-    if previous["status"] in ("completed", "failed"):
+    if previous["trigger_type"] == "schedule" and previous["status"] in ("completed", "failed"):
         del fields["status"], fields["next_fire_at"], fields["last_error"]
     return all(previous[key] == value for key, value in fields.items())
 
