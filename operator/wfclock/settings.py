@@ -97,8 +97,7 @@ class Settings(BaseSettings):
     # starts a worker for every schedule at once, which sets the operator's memory high-water
     # mark (docs/scale.md). Off by default: a schedule whose registration keeps failing (a
     # quota, an admission policy) holds its worker while kopf retries it, so that many failing
-    # schedules would stop every other schedule's handling, pauses and deletes included, and
-    # the status of a one-time schedule missed across a restart can lose its reason
+    # schedules would stop every other schedule's handling, pauses and deletes included
     # (docs/decisions.md).
     object_workers: int = Field(0, ge=0, le=100_000)
     # How many events of a watch stream (a resource in a watched namespace, or in all) kopf
