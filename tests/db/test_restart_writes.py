@@ -115,6 +115,32 @@ def test_a_restart_over_a_missed_one_time_schedule_writes_nothing(ctx):
     assert WRITES.isdisjoint(ctx.kube.names()), ctx.kube.names()
 
 
+def test_a_restart_over_an_ended_recurring_schedule_writes_and_lists_nothing(ctx):
+    """A recurring schedule past its activeUntil has ended: its row says so and its CronJob
+    is gone. A restart finds it so and leaves it (no row update, no list of its children);
+    a CronJob that is back after all (restored from a backup while it was down) still goes."""
+    ended = str(uuid.uuid4())
+    reconciler.reconcile(ctx, meta(ended, "ended"), spec(DAILY), {})
+    ((key, cronjob),) = ctx.kube.cronjobs.items()
+    bounded = {**DAILY, "activeUntil": (NOW - timedelta(days=1)).isoformat()}
+    status = reconciler.reconcile(ctx, meta(ended, "ended", 2), spec(bounded), {})
+    assert status["phase"] == "Ended" and not ctx.kube.cronjobs
+    before = row_versions(ctx.engine)
+    restart(ctx)
+
+    again = reconciler.reconcile(ctx, meta(ended, "ended", 2), spec(bounded), status, resumed=True)
+
+    assert changed_fields(status, again) == {}
+    assert row_versions(ctx.engine) == before
+    assert "owned" not in ctx.kube.names(), ctx.kube.names()
+    assert WRITES.isdisjoint(ctx.kube.names()) and ctx.kube.events == []
+
+    ctx.kube.cronjobs[key] = cronjob
+    restart(ctx)
+    reconciler.reconcile(ctx, meta(ended, "ended", 2), spec(bounded), status, resumed=True)
+    assert ctx.kube.names().count("delete_cronjob") == 1 and not ctx.kube.cronjobs
+
+
 def test_a_restart_writes_what_changed_while_it_was_down(ctx):
     deleted, edited, drifted = (str(uuid.uuid4()) for _ in range(3))
     for uid, name in ((deleted, "deleted"), (edited, "edited"), (drifted, "drifted")):

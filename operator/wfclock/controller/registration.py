@@ -105,6 +105,11 @@ def _kept_on_resume(ctx: Context, kind: str, schedule: Schedule, name: str, dige
     return found is not None and (digest is None or found == digest)
 
 
+def _gone_on_resume(ctx: Context, kind: str, schedule: Schedule, name: str) -> bool:
+    """After a restart: whether the child was not there when the children were listed."""
+    return ctx.resume is not None and ctx.resume.take(kind, schedule.namespace, name) is None
+
+
 def _is_one_time(job) -> bool:
     return job.metadata.labels.get(REGISTRATION_LABEL) == "one-time"
 
@@ -170,12 +175,21 @@ def _ended(ctx: Context, schedule: Schedule, previous, now) -> str | None:
     return end_reason(trigger.maxFires, trigger.activeUntil, launched, now, grace)
 
 
-def end_recurring(ctx: Context, schedule: Schedule, previous, generation: int, why: str) -> dict:
+def end_recurring(
+    ctx: Context, schedule: Schedule, previous, generation: int, why: str, *, resumed=False
+) -> dict:
     """A schedule past its bounds: the state row says it ended first (the launcher refuses
-    every fire from here), then its CronJob goes; the row keeps its history."""
+    every fire from here), then its CronJob goes; the row keeps its history. After a restart,
+    one that ended before (its row says so, no CronJob of its own was listed) is left as is."""
     name = cronjob_name(schedule.name, schedule.uid)
     state = schedule_state(schedule, generation, "CronJob", name, None)
     state = replace(state, status="completed", end_reason=why)
+    if (
+        resumed
+        and row_is_current(previous, state)
+        and _gone_on_resume(ctx, "CronJob", schedule, name)
+    ):
+        return previous
     row = store.upsert_schedule(ctx.engine, state, published_at=schedule.published_at or ctx.now())
     cronjobs, jobs = ctx.kube.owned(schedule.namespace, schedule.uid)
     for cronjob in cronjobs:
@@ -200,7 +214,7 @@ def register_recurring(
     now = ctx.now()
     why = _ended(ctx, schedule, previous, now)
     if why:
-        return end_recurring(ctx, schedule, previous, generation, why)
+        return end_recurring(ctx, schedule, previous, generation, why, resumed=resumed)
     body = with_digest(build_cronjob(schedule, ctx.settings))
     name = body["metadata"]["name"]
     next_fire = (
