@@ -244,7 +244,9 @@ def test_resources_with_timers_or_without_wfclocks_handlers_are_not_sieved(sieve
     assert sieve_for(SCHEDULES) is not None
 
 
-def test_without_kopfs_settings_nothing_is_sieved():
+def test_without_kopfs_settings_nothing_is_sieved(sieve_for):
+    assert sieve_for(SCHEDULES) is not None
+    idle_events.configure(None, None)  # as the operator's cleanup leaves it
     assert idle_events.sieve_for(SCHEDULES) is None
 
 

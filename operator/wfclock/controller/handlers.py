@@ -227,6 +227,7 @@ def cleanup(memo: kopf.Memo, **_) -> None:
             queue.stop()
     if getattr(memo, "pruner", None):
         memo.pruner.stop()
+    idle_events.configure(None, None)  # a next start in this process sieves with its own
     tracing.shutdown()
 
 

@@ -48,8 +48,9 @@ _kopf_settings: kopf.OperatorSettings | None = None
 _memo: Any = None
 
 
-def configure(settings: kopf.OperatorSettings, memo: Any) -> None:
-    """kopf's settings and the operator's memo, as kopf hands them to handlers and filters."""
+def configure(settings: kopf.OperatorSettings | None, memo: Any) -> None:
+    """kopf's settings and the operator's memo, as kopf hands them to handlers and filters
+    (None: nothing is sieved)."""
     global _kopf_settings, _memo
     _kopf_settings, _memo = settings, memo
 
